@@ -1,0 +1,11 @@
+"""Shared contracts of vidjobs: job states and the Structs every other package exchanges.
+
+This package imports nothing from the rest of the project (only the standard library and
+msgspec), so every process can depend on it without pulling in a database or ML stack.
+"""
+
+from __future__ import annotations
+
+from schema.job import TERMINAL_STATES, Job, JobState
+
+__all__ = ["TERMINAL_STATES", "Job", "JobState"]

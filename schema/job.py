@@ -1,0 +1,66 @@
+"""The job as the rest of the code sees it."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+__all__ = ["TERMINAL_STATES", "Job", "JobState"]
+
+
+class JobState(enum.StrEnum):
+    """Where a job is in its life; mirrors the Postgres enum ``vidjobs.job_state``."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATES: frozenset[JobState] = frozenset(
+    {JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED}
+)
+
+
+class Job(msgspec.Struct, frozen=True, kw_only=True):
+    """One row of ``vidjobs.jobs``.
+
+    The lease fields are set only while the job is running; ``lease_token`` is the fencing
+    token every write by the worker holding the job must present.
+    """
+
+    job_id: uuid.UUID
+    tenant: str
+    state: JobState
+    pipeline: str
+    params: dict[str, Any]
+    priority: int
+    run_after: datetime
+    attempts: int
+    max_attempts: int
+    lease_token: uuid.UUID | None
+    lease_expires_at: datetime | None
+    worker_id: str | None
+    heartbeat_at: datetime | None
+    progress: float
+    frames_done: int
+    frames_total: int | None
+    input_key: str | None
+    output_key: str | None
+    error_kind: str | None
+    error_message: str | None
+    idempotency_key: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the job will never run again."""
+        return self.state in TERMINAL_STATES

@@ -1,0 +1,85 @@
+"""Where the tests get a real Postgres from.
+
+Order: the server named by ``VIDJOBS_TEST_DATABASE_URL``; else ``postgres:16`` through
+testcontainers when a Docker engine answers; else an embedded PostgreSQL 16 (``pgserver``
+binaries) that this module starts and stops by itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+__all__ = ["clone_database", "docker_answers", "drop_database", "postgres_server_url"]
+
+
+def docker_answers() -> bool:
+    """True when a Docker engine answers a ping within 2 s."""
+    try:
+        import docker
+
+        docker.from_env(timeout=2).ping()
+    except Exception:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def postgres_server_url() -> Iterator[str]:
+    """Yield a superuser URL of a Postgres server for the whole test session."""
+    external = os.environ.get("VIDJOBS_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    if docker_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16", driver=None) as pg:
+            yield pg.get_connection_url()
+        return
+    from db.embedded import EmbeddedPostgres
+
+    with tempfile.TemporaryDirectory(prefix="vidjobs-test-pg-") as tmp:
+        server = EmbeddedPostgres(Path(tmp) / "data", durable=False)
+        server.start()
+        try:
+            yield server.url
+        finally:
+            server.stop("immediate")
+
+
+def _with_db(url: str, dbname: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info["dbname"] = dbname
+    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items() if v is not None})
+
+
+def clone_database(server_url: str, template: str, name: str) -> str:
+    """Create database ``name`` from ``template`` and return its URL."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        )
+    return _with_db(server_url, name)
+
+
+def drop_database(server_url: str, name: str) -> None:
+    """Drop ``name``, disconnecting whoever still uses it."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def create_empty_database(server_url: str, name: str) -> str:
+    """Create an empty database ``name`` and return its URL."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return _with_db(server_url, name)
