@@ -1,0 +1,62 @@
+# vidjobs developer targets. `make help` lists them; each target documents itself with `## text`.
+# Everything runs from the project's own virtual environment (.venv), created on first use.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help venv lint typecheck contracts scope check test test-fast demo dev bench-queue bench-api bench-pipeline ci clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[ml,embedded,dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP) ## Create .venv and install vidjobs with every extra (first run: a few minutes)
+
+lint: $(STAMP) ## ruff lint + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP) ## mypy --strict over the packages
+	$(BIN)/mypy
+
+contracts: $(STAMP) ## import-linter: the package arrows (schema <- db <- api|worker)
+	$(BIN)/lint-imports
+
+scope: $(STAMP) ## Scope guard: concepts kept out of this release
+	$(BIN)/python scripts/scope_guard.py
+
+check: lint typecheck contracts scope ## Every static check
+
+test: $(STAMP) ## The whole test suite (starts embedded Postgres and S3 when none is named)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## Unit tests only (no services)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+demo: $(STAMP) ## Run the offline demo on embedded services (vidjobs demo)
+	$(BIN)/vidjobs demo
+
+dev: $(STAMP) ## Run the local stack until Ctrl+C (vidjobs dev)
+	$(BIN)/vidjobs dev
+
+bench-queue: $(STAMP) ## Queue benchmark (enqueue, drain, wake-up latency)
+	$(BIN)/python bench/queue.py
+
+bench-api: $(STAMP) ## API benchmark (upload RSS and speed, status req/s)
+	$(BIN)/python bench/api.py
+
+bench-pipeline: $(STAMP) ## Pipeline benchmark (frames/s and recall vs a naive baseline)
+	$(BIN)/python bench/pipeline.py
+
+ci: check test ## What CI runs: every static check, then the tests
+
+clean: ## Remove the venv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
