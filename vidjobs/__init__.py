@@ -1,0 +1,7 @@
+"""vidjobs: a Postgres-backed video-analysis job system (the console script lives in vidjobs.cli)."""
+
+from __future__ import annotations
+
+__all__ = ["__version__"]
+
+__version__ = "0.1.0"
