@@ -1,0 +1,157 @@
+"""Blobs as files under one directory: the single-machine backend (demo, dev, embedded).
+
+Every write goes to a temp file in the target's directory and is renamed into place with
+``os.replace``, so a reader never sees half a blob, even if the writer dies mid-upload.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+from db.blobs.errors import BlobNotFound, BlobStoreError, BlobStoreUnavailable
+from db.blobs.keys import check_key
+from db.blobs.protocol import DEFAULT_CONTENT_TYPE
+
+__all__ = ["LocalBlobStore"]
+
+_CHUNK = 1024 * 1024
+_TMP_PREFIX = ".tmp-"
+
+
+class LocalBlobStore:
+    """A :class:`~db.blobs.protocol.BlobStore` over a directory.
+
+    Args:
+        root: the directory; created by ``ensure_ready``.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).absolute()
+
+    def __repr__(self) -> str:
+        return f"LocalBlobStore({str(self.root)!r})"
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / check_key(key)).resolve()
+        # check_key already rules out '..'; this also catches a symlink pointing outside.
+        if not path.is_relative_to(self.root.resolve()):
+            raise BlobStoreError(f"blob key {key!r} leaves the store's directory")
+        return path
+
+    def ensure_ready(self) -> None:
+        """Create the directory if missing."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BlobStoreUnavailable(f"cannot create blob directory {self.root}: {exc}") from exc
+        self.ping()
+
+    def ping(self) -> None:
+        """Raise unless the directory exists and this process may write to it."""
+        if not self.root.is_dir():
+            raise BlobStoreUnavailable(f"blob directory {self.root} does not exist")
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise BlobStoreUnavailable(f"blob directory {self.root} is not writable")
+
+    def put_stream(
+        self,
+        key: str,
+        stream: BinaryIO,
+        *,
+        size: int | None = None,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+    ) -> int:
+        """Copy ``stream`` in 1 MiB chunks into a temp file, then rename it onto the key."""
+        del content_type  # a directory has nowhere to keep it
+        target = self._path(key)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=target.parent)
+        except OSError as exc:
+            raise BlobStoreUnavailable(f"cannot write under {self.root}: {exc}") from exc
+        tmp = Path(tmp_name)
+        written = 0
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while size is None or written < size:
+                    want = _CHUNK if size is None else min(_CHUNK, size - written)
+                    try:
+                        chunk = stream.read(want)
+                    except OSError as exc:  # the source failed, not the store
+                        raise BlobStoreError(f"reading the stream for {key!r}: {exc}") from exc
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    written += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            if size is not None and written != size:
+                raise BlobStoreError(
+                    f"stream for {key!r} ended after {written} of {size} bytes; nothing stored"
+                )
+            os.replace(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise BlobStoreUnavailable(f"cannot write blob {key!r}: {exc}") from exc
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return written
+
+    def put_bytes(self, key: str, data: bytes, *, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
+        """Store ``data`` atomically."""
+        self.put_stream(key, io.BytesIO(data), size=len(data), content_type=content_type)
+
+    def get_to_tempfile(self, key: str, *, suffix: str = "", directory: Path | None = None) -> Path:
+        """Copy the blob to a new temp file (the caller deletes it)."""
+        source = self._path(key)
+        try:
+            src = source.open("rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise BlobNotFound(key) from exc
+        except OSError as exc:
+            raise BlobStoreUnavailable(f"cannot read blob {key!r}: {exc}") from exc
+        with src:
+            try:
+                fd, name = tempfile.mkstemp(suffix=suffix, dir=directory)
+            except OSError as exc:
+                raise BlobStoreError(f"cannot create a temp file for {key!r}: {exc}") from exc
+            path = Path(name)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    shutil.copyfileobj(src, out, _CHUNK)
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+        return path
+
+    def get_bytes(self, key: str) -> bytes:
+        """Read the whole blob."""
+        try:
+            return self._path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise BlobNotFound(key) from exc
+        except OSError as exc:
+            raise BlobStoreUnavailable(f"cannot read blob {key!r}: {exc}") from exc
+
+    def exists(self, key: str) -> bool:
+        """True if a file is stored under ``key``."""
+        return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        """Remove the file; a missing one is fine."""
+        # Empty key directories stay: removing one would race a concurrent put into it.
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except IsADirectoryError:
+            return
+        except OSError as exc:
+            raise BlobStoreUnavailable(f"cannot delete blob {key!r}: {exc}") from exc
+
+    def close(self) -> None:
+        """Nothing to release."""
