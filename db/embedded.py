@@ -19,10 +19,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["EmbeddedPostgres", "EmbeddedS3", "free_port"]
+__all__ = ["EmbeddedPostgres", "EmbeddedS3", "free_port", "weed_mini_command"]
 
 _PG_USER = "pgserver"
 
@@ -115,15 +116,36 @@ class EmbeddedPostgres:
         if not (self.data_dir / "PG_VERSION").exists():
             self._prepare_dir()
             self._run(
-                ["initdb", "-D", str(self.data_dir), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-                 "--no-instructions"],
+                [
+                    "initdb",
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                    "-E",
+                    "UTF8",
+                    "--no-instructions",
+                ],
             )
         opts = f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c max_connections=200"
         if not self.durable:
             opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(
-            ["pg_ctl", "-D", str(self.data_dir), "-l", str(self.data_dir / "postgres.log"),
-             "-o", opts, "-w", "-t", "60", "start"],
+            [
+                "pg_ctl",
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.data_dir / "postgres.log"),
+                "-o",
+                opts,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
             timeout=90,
         )
         _wait_for_port(self.port, 30)
@@ -140,6 +162,79 @@ class EmbeddedPostgres:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+_GRPC_OFFSET = 10000  # weed's default "grpc port = http port + 10000"
+_SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes; keep a margin
+
+
+def _free_port_pair(offset: int = _GRPC_OFFSET) -> tuple[int, int]:
+    """Two free loopback ports ``p`` and ``p + offset``.
+
+    ``weed mini``'s embedded plugin worker dials the admin server at admin port + 10000 whatever
+    ``-admin.port.grpc`` says, so the admin pair must keep weed's default offset.
+    """
+    for _ in range(100):
+        grpc = free_port()
+        http = grpc - offset
+        if http < 1024:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", http))
+            except OSError:
+                continue
+        return http, grpc
+    raise RuntimeError("no free pair of loopback ports for the SeaweedFS admin server")
+
+
+def _socket_path(data_dir: Path, name: str, port: int) -> str:
+    path = str(data_dir / name)
+    if len(path) <= _SOCKET_PATH_MAX:
+        return path
+    return str(Path(tempfile.gettempdir()) / f"vidjobs-weed-{port}-{name}")
+
+
+def weed_mini_command(weed_exe: str, data_dir: Path, s3_port: int) -> list[str]:
+    """The ``weed mini`` command line for an S3 endpoint on ``127.0.0.1:s3_port``.
+
+    Every port weed opens is pinned to a free loopback port, because its defaults (9333, 8888,
+    8333 and their +10000 gRPC twins) collide between parallel test sessions and with real
+    services. WebDAV, Iceberg and Lance endpoints are turned off; nothing binds beyond
+    127.0.0.1; the unix sockets weed would put in /tmp go into the data directory. Credentials
+    come from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` in weed's environment (weed makes
+    them its admin identity; SigV4 from the ``minio`` SDK then verifies against them).
+    """
+    data_dir = Path(data_dir)
+    admin, admin_grpc = _free_port_pair()
+    ports = {
+        "master.port": free_port(),
+        "master.port.grpc": free_port(),
+        "volume.port": free_port(),
+        "volume.port.grpc": free_port(),
+        "filer.port": free_port(),
+        "filer.port.grpc": free_port(),
+        "s3.port": s3_port,
+        "s3.port.grpc": free_port(),
+        "admin.port": admin,
+        "admin.port.grpc": admin_grpc,
+    }
+    return [
+        weed_exe,
+        f"-logdir={data_dir}",  # a global flag: it must come before the subcommand
+        "mini",
+        f"-dir={data_dir}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        *(f"-{flag}={port}" for flag, port in ports.items()),
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-webdav=false",
+        "-admin.ui=false",
+        "-master.telemetry=false",
+        f"-filer.localSocket={_socket_path(data_dir, 'filer.sock', s3_port)}",
+        f"-s3.localSocket={_socket_path(data_dir, 's3.sock', s3_port)}",
+    ]
 
 
 class EmbeddedS3:
@@ -163,6 +258,9 @@ class EmbeddedS3:
         self.secret_key = secret_key
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        # Chosen on the first start and reused: a restart on the same data directory then
+        # finds its master, volume and filer where it left them.
+        self._cmd: list[str] | None = None
 
     @property
     def endpoint(self) -> str:
@@ -179,12 +277,15 @@ class EmbeddedS3:
 
     def start(self, timeout: float = 60) -> EmbeddedS3:
         """Start ``weed mini`` and wait until the S3 port answers; returns self."""
-        from db.embedded_weed import weed_mini_command
-
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = weed_mini_command(self._weed(), self.data_dir, self.port)
-        env = {**os.environ, "AWS_ACCESS_KEY_ID": self.access_key,
-               "AWS_SECRET_ACCESS_KEY": self.secret_key}
+        if self._cmd is None:
+            self._cmd = weed_mini_command(self._weed(), self.data_dir, self.port)
+        cmd = self._cmd
+        env = {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+        }
         log = (self.data_dir / "weed.out").open("ab")
         self.proc = subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
