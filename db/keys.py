@@ -1,0 +1,108 @@
+"""API keys: created once, stored only as SHA-256 hashes, each bound to one tenant.
+
+A key is 256 random bits (``secrets.token_urlsafe(32)``) behind a ``vj_`` marker. Because it is
+random, not chosen by a person, a fast unsalted hash is the right tool: there is no dictionary
+to try and no way to brute-force 2**256, while a slow password hash (bcrypt, argon2) would cost
+every request tens of milliseconds and rule out lookup by hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from db.queries import load_queries
+
+__all__ = [
+    "KEY_MARKER",
+    "ApiKey",
+    "api_key_authenticate",
+    "api_key_create",
+    "api_key_list",
+    "api_key_revoke",
+    "hash_key",
+]
+
+KEY_MARKER = "vj_"
+"""Every key starts with this, so secret scanners and people recognise one."""
+
+_PREFIX_CHARS = 10
+_Q = load_queries()
+
+
+class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored key as listed (never with its hash or plaintext)."""
+
+    key_id: uuid.UUID
+    tenant: str
+    name: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def hash_key(plaintext: str) -> bytes:
+    """SHA-256 of the key: what the table stores and looks up."""
+    return hashlib.sha256(plaintext.encode("utf-8")).digest()
+
+
+async def api_key_create(
+    conn: AsyncConnection[Any],
+    tenant: str,
+    name: str = "",
+    *,
+    now: datetime | None = None,
+) -> tuple[uuid.UUID, str]:
+    """Create a key for ``tenant``; returns ``(key_id, plaintext)``, the only time it is seen."""
+    if not tenant.strip():
+        raise ValueError("tenant must not be blank")
+    plaintext = KEY_MARKER + secrets.token_urlsafe(32)
+    key_id = uuid.uuid4()
+    await conn.execute(
+        _Q["api_key_insert"],
+        {
+            "key_id": key_id,
+            "tenant": tenant,
+            "name": name,
+            "key_hash": hash_key(plaintext),
+            "prefix": plaintext[:_PREFIX_CHARS],
+            "now": now,
+        },
+    )
+    return key_id, plaintext
+
+
+async def api_key_authenticate(conn: AsyncConnection[Any], plaintext: str) -> str | None:
+    """The tenant of an active key, or ``None`` for an unknown or revoked one."""
+    digest = hash_key(plaintext)
+    cur = await conn.execute(_Q["api_key_authenticate"], {"key_hash": digest})
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    stored, tenant = bytes(row[0]), str(row[1])
+    # The index lookup already matched; the constant-time compare keeps it that way if the
+    # lookup ever changes (e.g. to a prefix scan).
+    return tenant if hmac.compare_digest(stored, digest) else None
+
+
+async def api_key_revoke(
+    conn: AsyncConnection[Any], key_id: uuid.UUID, *, now: datetime | None = None
+) -> bool:
+    """Revoke a key at once; ``False`` if no such key. Revoking twice is harmless."""
+    cur = await conn.execute(_Q["api_key_revoke"], {"key_id": key_id, "now": now})
+    return await cur.fetchone() is not None
+
+
+async def api_key_list(conn: AsyncConnection[Any], *, tenant: str | None = None) -> list[ApiKey]:
+    """Every key (or ``tenant``'s), newest first, revoked ones included."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_Q["api_key_list"], {"tenant": tenant})
+        return [msgspec.convert(row, ApiKey) for row in await cur.fetchall()]

@@ -1,0 +1,25 @@
+-- name: api_key_insert
+-- Store a new key's hash for a tenant; the plaintext never reaches the database.
+INSERT INTO vidjobs.api_keys (key_id, tenant, name, key_hash, prefix, created_at)
+VALUES (%(key_id)s, %(tenant)s, %(name)s, %(key_hash)s, %(prefix)s, coalesce(%(now)s, now()))
+RETURNING key_id, tenant, name, prefix, created_at, revoked_at;
+
+-- name: api_key_authenticate
+-- The active key with this hash (one unique-index probe); revoked keys match nothing.
+SELECT key_hash, tenant
+FROM vidjobs.api_keys
+WHERE key_hash = %(key_hash)s AND revoked_at IS NULL;
+
+-- name: api_key_revoke
+-- Revoke a key; revoking twice keeps the first time. Returns the row if the key exists.
+UPDATE vidjobs.api_keys
+SET revoked_at = coalesce(revoked_at, coalesce(%(now)s, now()))
+WHERE key_id = %(key_id)s
+RETURNING key_id, tenant, name, prefix, created_at, revoked_at;
+
+-- name: api_key_list
+-- Every key (or one tenant's), newest first, without hashes.
+SELECT key_id, tenant, name, prefix, created_at, revoked_at
+FROM vidjobs.api_keys
+WHERE %(tenant)s::text IS NULL OR tenant = %(tenant)s::text
+ORDER BY created_at DESC, key_id;
