@@ -1,0 +1,2 @@
+DROP TYPE vidjobs.job_state;
+DROP SCHEMA vidjobs;

@@ -1,0 +1,36 @@
+"""Runtime SQL: the named blocks of every ``.sql`` file in ``db/queries/``.
+
+A block starts with ``-- name: <query_name>`` followed by one comment line saying what it does;
+it runs until the next ``-- name:`` line. Keeping SQL in files lets a DBA read and EXPLAIN it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import LiteralString, cast
+
+__all__ = ["QUERIES_DIR", "load_queries"]
+
+QUERIES_DIR = Path(__file__).parent / "queries"
+_NAME = re.compile(r"^-- name: ([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+
+
+def load_queries(directory: Path = QUERIES_DIR) -> dict[str, LiteralString]:
+    """Every named query in ``directory``'s ``.sql`` files, by name.
+
+    Raises:
+        ValueError: a name appears twice, or a block has no SQL.
+    """
+    queries: dict[str, LiteralString] = {}
+    for path in sorted(directory.glob("*.sql")):
+        parts = _NAME.split(path.read_text(encoding="utf-8"))
+        for name, body in zip(parts[1::2], parts[2::2], strict=True):
+            text = body.strip()
+            if name in queries:
+                raise ValueError(f"query {name!r} defined twice ({path.name})")
+            if not any(line and not line.startswith("--") for line in text.splitlines()):
+                raise ValueError(f"query {name!r} in {path.name} has no SQL")
+            # The files are part of the package, never user input: literal by construction.
+            queries[name] = cast(LiteralString, text)
+    return queries

@@ -1,0 +1,375 @@
+-- Runtime SQL for vidjobs.jobs (and its audit trail vidjobs.job_events).
+-- Conventions: every statement that depends on the clock takes %(now)s (NULL: the server's now()),
+-- so tests control time. Every transition writes its job_events row in the same statement
+-- (a data-modifying CTE), so the trail and the state cannot disagree. Worker writes are fenced:
+-- they match only WHERE job_id AND lease_token AND state = 'running'.
+
+-- name: job_insert
+-- Insert one job (or return its twin with the same idempotency key), log the submit, wake workers.
+WITH inserted AS (
+    INSERT INTO vidjobs.jobs AS j (
+        job_id, tenant, pipeline, params, priority, run_after, max_attempts, input_key,
+        idempotency_key, created_at, updated_at
+    )
+    VALUES (
+        %(job_id)s, %(tenant)s, %(pipeline)s, %(params)s::jsonb, %(priority)s::integer,
+        coalesce(%(run_after)s::timestamptz, %(now)s::timestamptz, now()),
+        %(max_attempts)s::integer, %(input_key)s, %(idempotency_key)s::text,
+        coalesce(%(now)s::timestamptz, now()), coalesce(%(now)s::timestamptz, now())
+    )
+    -- A retried submit inserts nothing; the existing job is returned by the second branch.
+    ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING j.*
+),
+-- The first event of the audit trail, in the same statement as the row.
+submitted AS (
+    INSERT INTO vidjobs.job_events (job_id, at, actor, from_state, to_state, attempt)
+    SELECT job_id, created_at, tenant, NULL, state, attempts FROM inserted
+),
+-- NOTIFY is transactional: idle workers wake only once the row is committed. Materialized
+-- (volatile), so it runs once, and only when a row was inserted.
+wake AS (
+    SELECT pg_notify('vidjobs_jobs', '') AS woke
+)
+SELECT i.*, true AS created FROM inserted AS i CROSS JOIN wake
+UNION ALL
+SELECT j.*, false AS created FROM vidjobs.jobs AS j
+WHERE %(idempotency_key)s::text IS NOT NULL
+  AND j.tenant = %(tenant)s AND j.idempotency_key = %(idempotency_key)s::text
+  AND NOT EXISTS (SELECT FROM inserted);
+
+-- name: job_insert_many
+-- Insert a batch of jobs from parallel arrays in one statement, with their submit events and one NOTIFY.
+WITH inserted AS (
+    INSERT INTO vidjobs.jobs (
+        job_id, tenant, pipeline, params, priority, run_after, max_attempts, input_key,
+        created_at, updated_at
+    )
+    SELECT i.job_id, i.tenant, i.pipeline, i.params::jsonb, i.priority,
+           coalesce(i.run_after, %(now)s::timestamptz, now()), i.max_attempts, i.input_key,
+           coalesce(%(now)s::timestamptz, now()), coalesce(%(now)s::timestamptz, now())
+    FROM unnest(
+        %(job_ids)s::uuid[], %(tenants)s::text[], %(pipelines)s::text[], %(params)s::text[],
+        %(priorities)s::integer[], %(run_afters)s::timestamptz[], %(max_attempts)s::integer[],
+        %(input_keys)s::text[]
+    ) AS i(job_id, tenant, pipeline, params, priority, run_after, max_attempts, input_key)
+    RETURNING job_id, tenant, state, attempts, created_at
+),
+-- One submit event per job, same statement.
+submitted AS (
+    INSERT INTO vidjobs.job_events (job_id, at, actor, from_state, to_state, attempt)
+    SELECT job_id, created_at, tenant, NULL, state, attempts FROM inserted
+),
+-- One notification for the whole batch (Postgres would fold duplicates anyway, at a cost).
+wake AS (
+    SELECT pg_notify('vidjobs_jobs', '') AS woke
+)
+SELECT count(*) AS inserted FROM inserted CROSS JOIN wake;
+
+-- name: job_get
+-- One job by id; with a tenant given, another tenant's job is not found.
+SELECT * FROM vidjobs.jobs
+WHERE job_id = %(job_id)s AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s::text);
+
+-- name: job_get_by_idempotency_key
+-- The job a tenant submitted under an idempotency key.
+SELECT * FROM vidjobs.jobs WHERE tenant = %(tenant)s AND idempotency_key = %(idempotency_key)s;
+
+-- name: job_list
+-- One page of a tenant's jobs, newest first; keyset pagination after (created_at, job_id).
+SELECT * FROM vidjobs.jobs
+WHERE tenant = %(tenant)s
+  AND (%(state)s::vidjobs.job_state IS NULL OR state = %(state)s::vidjobs.job_state)
+  AND (%(after_created_at)s::timestamptz IS NULL
+       OR (created_at, job_id) < (%(after_created_at)s::timestamptz, %(after_job_id)s::uuid))
+ORDER BY created_at DESC, job_id DESC
+LIMIT %(limit)s::integer;
+
+-- name: job_claim
+-- THE claim: up to batch_size jobs for one worker (expired leases first, then due pending jobs by priority, run_after, age).
+WITH
+-- Running jobs whose worker stopped heartbeating (crashed, partitioned, paused). Taken first:
+-- they were due before anything still pending. Served by jobs_running_lease_idx. SKIP LOCKED:
+-- a row another claimer is taking right now is simply not ours; nobody waits on anybody.
+expired AS (
+    SELECT job_id, state AS from_state, attempts, max_attempts, worker_id AS old_worker_id,
+           lease_expires_at AS old_lease_expires_at
+    FROM vidjobs.jobs
+    WHERE state = 'running' AND lease_expires_at < coalesce(%(now)s::timestamptz, now())
+    ORDER BY lease_expires_at
+    LIMIT %(batch_size)s::integer
+    FOR UPDATE SKIP LOCKED
+),
+-- Due pending jobs, best first, only as many as the batch still has room for. The WHERE and
+-- ORDER BY are exactly the partial index jobs_claim_pending_idx, so this reads the head of a
+-- small index however many finished jobs the table holds; no sort, no heap scan.
+due AS (
+    SELECT job_id, state AS from_state, attempts, max_attempts, NULL::text AS old_worker_id,
+           NULL::timestamptz AS old_lease_expires_at
+    FROM vidjobs.jobs
+    WHERE state = 'pending' AND run_after <= coalesce(%(now)s::timestamptz, now())
+    ORDER BY priority DESC, run_after, created_at
+    LIMIT greatest(%(batch_size)s::integer - (SELECT count(*) FROM expired), 0)
+    FOR UPDATE SKIP LOCKED
+),
+-- An expired job already on its last attempt is not run again: it fails for good here with
+-- error_kind lease_expired, so a job that kills its worker every time cannot loop forever.
+exhausted AS (
+    UPDATE vidjobs.jobs AS j
+    SET state = 'failed', lease_expires_at = NULL,
+        finished_at = coalesce(%(now)s::timestamptz, now()),
+        updated_at = coalesce(%(now)s::timestamptz, now()),
+        error_kind = 'lease_expired',
+        error_message = 'worker ' || e.old_worker_id || ' stopped heartbeating (lease expired at '
+            || e.old_lease_expires_at || ') on the last attempt, '
+            || j.attempts || ' of ' || j.max_attempts
+    FROM expired AS e
+    WHERE j.job_id = e.job_id AND e.attempts >= e.max_attempts
+    RETURNING j.job_id, j.attempts, j.error_kind, j.error_message, j.updated_at
+),
+-- The claim: every chosen job becomes running under a fresh lease token (the fencing token of
+-- this attempt; the previous holder's writes stop matching) and counts an attempt.
+claimed AS (
+    UPDATE vidjobs.jobs AS j
+    SET state = 'running', attempts = j.attempts + 1, lease_token = gen_random_uuid(),
+        lease_expires_at = coalesce(%(now)s::timestamptz, now())
+            + make_interval(secs => %(lease_seconds)s::double precision),
+        worker_id = %(worker_id)s, heartbeat_at = coalesce(%(now)s::timestamptz, now()),
+        started_at = coalesce(%(now)s::timestamptz, now()),
+        updated_at = coalesce(%(now)s::timestamptz, now()),
+        progress = 0, frames_done = 0, frames_total = NULL
+    FROM (
+        SELECT * FROM expired WHERE attempts < max_attempts
+        UNION ALL
+        SELECT * FROM due
+    ) AS c
+    WHERE j.job_id = c.job_id
+    RETURNING j.*, c.from_state, c.old_worker_id
+),
+-- The audit trail of both transitions, same statement. A take-back is running -> running with
+-- error_kind lease_expired, naming the worker that lost the job.
+events AS (
+    INSERT INTO vidjobs.job_events (
+        job_id, at, actor, from_state, to_state, attempt, error_kind, error_message
+    )
+    SELECT job_id, updated_at, worker_id, from_state, 'running', attempts,
+           CASE WHEN from_state = 'running' THEN 'lease_expired' END,
+           CASE WHEN from_state = 'running'
+                THEN 'lease of worker ' || old_worker_id || ' expired; job taken back' END
+    FROM claimed
+    UNION ALL
+    SELECT job_id, updated_at, %(worker_id)s, 'running', 'failed', attempts, error_kind,
+           error_message
+    FROM exhausted
+)
+SELECT * FROM claimed ORDER BY priority DESC, run_after, created_at;
+
+-- name: job_heartbeat
+-- Extend the lease of a job this worker holds; answers ok, cancelled or lease_lost.
+WITH beat AS (
+    UPDATE vidjobs.jobs
+    SET lease_expires_at = coalesce(%(now)s::timestamptz, now())
+            + make_interval(secs => %(lease_seconds)s::double precision),
+        heartbeat_at = coalesce(%(now)s::timestamptz, now()),
+        updated_at = coalesce(%(now)s::timestamptz, now())
+    WHERE job_id = %(job_id)s AND lease_token = %(lease_token)s AND state = 'running'
+    RETURNING job_id
+)
+SELECT CASE
+    WHEN EXISTS (SELECT FROM beat) THEN 'ok'
+    -- A cancelled job keeps the token of the attempt it interrupted, so its holder learns why.
+    WHEN EXISTS (
+        SELECT FROM vidjobs.jobs
+        WHERE job_id = %(job_id)s AND lease_token = %(lease_token)s AND state = 'cancelled'
+    ) THEN 'cancelled'
+    ELSE 'lease_lost'
+END AS status;
+
+-- name: job_progress
+-- Record frames done (fenced); frames_total grows to frames_done because decoders' frame counts are estimates.
+UPDATE vidjobs.jobs
+SET frames_done = %(frames_done)s::bigint,
+    frames_total = greatest(coalesce(%(frames_total)s::bigint, frames_total), %(frames_done)s::bigint),
+    progress = CASE
+        WHEN coalesce(%(frames_total)s::bigint, frames_total) > 0
+        THEN least(1.0, %(frames_done)s::double precision
+                        / greatest(coalesce(%(frames_total)s::bigint, frames_total), %(frames_done)s::bigint))
+        ELSE progress
+    END,
+    updated_at = coalesce(%(now)s::timestamptz, now())
+WHERE job_id = %(job_id)s AND lease_token = %(lease_token)s AND state = 'running'
+RETURNING job_id;
+
+-- name: job_complete
+-- Complete a job this worker holds (fenced), with its event.
+WITH done AS (
+    UPDATE vidjobs.jobs
+    SET state = 'completed', progress = 1, frames_done = coalesce(frames_total, frames_done),
+        output_key = %(output_key)s, lease_expires_at = NULL, error_kind = NULL,
+        error_message = NULL, finished_at = coalesce(%(now)s::timestamptz, now()),
+        updated_at = coalesce(%(now)s::timestamptz, now())
+    WHERE job_id = %(job_id)s AND lease_token = %(lease_token)s AND state = 'running'
+    RETURNING job_id, worker_id, attempts, finished_at
+),
+-- Same statement: the trail cannot miss the completion.
+events AS (
+    INSERT INTO vidjobs.job_events (job_id, at, actor, from_state, to_state, attempt)
+    SELECT job_id, finished_at, worker_id, 'running', 'completed', attempts FROM done
+)
+SELECT job_id FROM done;
+
+-- name: job_complete_many
+-- Complete a batch of held jobs in one statement (each fenced by its own token); returns the ids completed.
+WITH input AS (
+    SELECT * FROM unnest(%(job_ids)s::uuid[], %(lease_tokens)s::uuid[], %(output_keys)s::text[])
+        AS i(job_id, lease_token, output_key)
+),
+-- Rows whose token no longer matches (lease lost, cancelled) are simply not in the result.
+done AS (
+    UPDATE vidjobs.jobs AS j
+    SET state = 'completed', progress = 1, frames_done = coalesce(j.frames_total, j.frames_done),
+        output_key = i.output_key, lease_expires_at = NULL, error_kind = NULL,
+        error_message = NULL, finished_at = coalesce(%(now)s::timestamptz, now()),
+        updated_at = coalesce(%(now)s::timestamptz, now())
+    FROM input AS i
+    WHERE j.job_id = i.job_id AND j.lease_token = i.lease_token AND j.state = 'running'
+    RETURNING j.job_id, j.worker_id, j.attempts, j.finished_at
+),
+events AS (
+    INSERT INTO vidjobs.job_events (job_id, at, actor, from_state, to_state, attempt)
+    SELECT job_id, finished_at, worker_id, 'running', 'completed', attempts FROM done
+)
+SELECT job_id FROM done;
+
+-- name: job_fail
+-- Fail an attempt (fenced): transient with attempts left -> pending after jittered exponential backoff, else failed.
+WITH failed AS (
+    UPDATE vidjobs.jobs AS j
+    SET state = CASE WHEN %(permanent)s::boolean OR j.attempts >= j.max_attempts
+                     THEN 'failed' ELSE 'pending' END::vidjobs.job_state,
+        -- Backoff d = min(cap, base * 2^(attempt-1)), "equal jitter": d/2 + random * d/2, so
+        -- retries of many jobs spread out and each retry still waits longer than the last.
+        run_after = CASE WHEN %(permanent)s::boolean OR j.attempts >= j.max_attempts
+            THEN j.run_after
+            ELSE coalesce(%(now)s::timestamptz, now()) + make_interval(secs =>
+                least(%(backoff_max_s)s::double precision,
+                      %(backoff_base_s)s::double precision * power(2, j.attempts - 1))
+                * (0.5 + random() / 2))
+        END,
+        -- The token is kept on a final failure (history), cleared when the job is pending again.
+        lease_token = CASE WHEN %(permanent)s::boolean OR j.attempts >= j.max_attempts
+                           THEN j.lease_token END,
+        finished_at = CASE WHEN %(permanent)s::boolean OR j.attempts >= j.max_attempts
+                           THEN coalesce(%(now)s::timestamptz, now()) END,
+        lease_expires_at = NULL,
+        error_kind = %(error_kind)s, error_message = %(error_message)s,
+        updated_at = coalesce(%(now)s::timestamptz, now())
+    WHERE j.job_id = %(job_id)s AND j.lease_token = %(lease_token)s AND j.state = 'running'
+    RETURNING j.*
+),
+events AS (
+    INSERT INTO vidjobs.job_events (
+        job_id, at, actor, from_state, to_state, attempt, error_kind, error_message
+    )
+    SELECT job_id, updated_at, worker_id, 'running', state, attempts, error_kind, error_message
+    FROM failed
+)
+SELECT * FROM failed;
+
+-- name: job_release
+-- Hand a held job back (graceful shutdown, fenced): pending again, the attempt not counted, workers woken.
+WITH released AS (
+    UPDATE vidjobs.jobs
+    SET state = 'pending', attempts = attempts - 1, lease_token = NULL, lease_expires_at = NULL,
+        updated_at = coalesce(%(now)s::timestamptz, now())
+    WHERE job_id = %(job_id)s AND lease_token = %(lease_token)s AND state = 'running'
+    RETURNING job_id, worker_id, attempts, updated_at
+),
+events AS (
+    INSERT INTO vidjobs.job_events (job_id, at, actor, from_state, to_state, attempt)
+    SELECT job_id, updated_at, worker_id, 'running', 'pending', attempts FROM released
+),
+-- Another worker may take it at once.
+wake AS (
+    SELECT pg_notify('vidjobs_jobs', '') AS woke
+)
+SELECT job_id FROM released CROSS JOIN wake;
+
+-- name: job_cancel
+-- Cancel a pending or running job (a terminal one is returned unchanged); a running holder learns it at its next heartbeat.
+WITH target AS (
+    SELECT * FROM vidjobs.jobs
+    WHERE job_id = %(job_id)s AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s::text)
+    FOR UPDATE
+),
+-- The lease token is kept, so the holder's heartbeat can answer "cancelled" (not "lease lost").
+cancelled AS (
+    UPDATE vidjobs.jobs AS j
+    SET state = 'cancelled', lease_expires_at = NULL,
+        finished_at = coalesce(%(now)s::timestamptz, now()),
+        updated_at = coalesce(%(now)s::timestamptz, now())
+    FROM target AS t
+    WHERE j.job_id = t.job_id AND t.state IN ('pending', 'running')
+    RETURNING j.*, t.state AS from_state
+),
+events AS (
+    INSERT INTO vidjobs.job_events (job_id, at, actor, from_state, to_state, attempt)
+    SELECT job_id, updated_at, coalesce(%(tenant)s::text, 'operator'), from_state, 'cancelled',
+           attempts
+    FROM cancelled
+)
+SELECT * FROM cancelled
+UNION ALL
+SELECT *, NULL::vidjobs.job_state FROM target WHERE state NOT IN ('pending', 'running');
+
+-- name: job_delete
+-- Delete a terminal job and its events (a non-terminal one is returned unchanged).
+WITH target AS (
+    SELECT * FROM vidjobs.jobs
+    WHERE job_id = %(job_id)s AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s::text)
+    FOR UPDATE
+),
+deleted AS (
+    DELETE FROM vidjobs.jobs AS j USING target AS t
+    WHERE j.job_id = t.job_id AND t.state IN ('completed', 'failed', 'cancelled')
+    RETURNING j.*
+),
+-- job_events has no foreign key (hot path); its rows go in the same statement instead.
+trail AS (
+    DELETE FROM vidjobs.job_events AS e USING deleted AS d WHERE e.job_id = d.job_id
+)
+SELECT * FROM deleted
+UNION ALL
+SELECT * FROM target WHERE state NOT IN ('completed', 'failed', 'cancelled');
+
+-- name: job_prune
+-- Delete up to a batch of jobs finished before now - older_than, with their events; returns them.
+WITH old AS (
+    SELECT job_id FROM vidjobs.jobs
+    WHERE finished_at < coalesce(%(now)s::timestamptz, now()) - %(older_than)s::interval
+    ORDER BY finished_at
+    LIMIT %(limit)s::integer
+    FOR UPDATE SKIP LOCKED
+),
+pruned AS (
+    DELETE FROM vidjobs.jobs AS j USING old AS o WHERE j.job_id = o.job_id RETURNING j.*
+),
+trail AS (
+    DELETE FROM vidjobs.job_events AS e USING pruned AS p WHERE e.job_id = p.job_id
+)
+SELECT * FROM pruned;
+
+-- name: job_count_by_state
+-- How many jobs are in each state (states with none are absent).
+SELECT state, count(*) AS jobs FROM vidjobs.jobs GROUP BY state;
+
+-- name: job_event_list
+-- A job's audit trail, oldest first.
+SELECT event_id, job_id, at, actor, from_state, to_state, attempt, error_kind, error_message
+FROM vidjobs.job_events
+WHERE job_id = %(job_id)s
+ORDER BY event_id;
+
+-- name: job_listen
+-- Subscribe this connection to the wake-up channel that job_insert, job_insert_many and job_release notify.
+LISTEN vidjobs_jobs;

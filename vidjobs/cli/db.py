@@ -1,0 +1,73 @@
+"""``vidjobs db``: apply, roll back and list the schema migrations (yoyo, via db.migrate)."""
+
+from __future__ import annotations
+
+import click
+
+__all__ = ["db"]
+
+_database_url = click.option(
+    "--database-url",
+    envvar="DATABASE_URL",
+    show_envvar=True,
+    required=True,
+    help="Postgres URL (or key=value DSN) of the vidjobs database.",
+)
+
+
+@click.group()
+def db() -> None:
+    """Manage the vidjobs database schema (migrations in db/migrations/)."""
+
+
+@db.command()
+@_database_url
+def migrate(database_url: str) -> None:
+    """Apply every migration not applied yet (safe to run again)."""
+    from db.migrate import migrate as run_migrate
+
+    applied = run_migrate(database_url)
+    for migration_id in applied:
+        click.echo(f"applied {migration_id}")
+    click.echo(f"{len(applied)} migration(s) applied; the schema is up to date.")
+
+
+@db.command()
+@_database_url
+@click.option(
+    "--steps",
+    envvar="VIDJOBS_DB_ROLLBACK_STEPS",
+    show_envvar=True,
+    type=click.IntRange(min=1),
+    default=1,
+    help="How many of the last applied migrations to roll back.",
+)
+@click.option(
+    "--all",
+    "all_",
+    envvar="VIDJOBS_DB_ROLLBACK_ALL",
+    show_envvar=True,
+    is_flag=True,
+    help="Roll back every applied migration (drops the vidjobs schema and its data).",
+)
+def rollback(database_url: str, steps: int, all_: bool) -> None:
+    """Roll back the last applied migration(s); data in dropped tables is lost."""
+    from db.migrate import rollback as run_rollback
+
+    rolled = run_rollback(database_url, None if all_ else steps)
+    for migration_id in rolled:
+        click.echo(f"rolled back {migration_id}")
+    click.echo(f"{len(rolled)} migration(s) rolled back.")
+
+
+@db.command()
+@_database_url
+def status(database_url: str) -> None:
+    """List every migration and whether it is applied; exit 1 if any is pending."""
+    from db.migrate import status as run_status
+
+    rows = run_status(database_url)
+    for migration_id, applied in rows:
+        click.echo(f"{'applied' if applied else 'pending':8} {migration_id}")
+    if not all(applied for _, applied in rows):
+        raise SystemExit(1)
