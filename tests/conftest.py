@@ -10,6 +10,8 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -24,7 +26,17 @@ from tests.harness.postgres import (
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="vidjobs-yolo-cfg-"))
 
+if TYPE_CHECKING:
+    from db.blobs import BlobSettings, BlobStore
+    from tests.harness.s3 import S3Server
+
 _TEMPLATE = f"vidjobs_template_{os.getpid()}"
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """Async tests (``@pytest.mark.anyio``) run on asyncio only: psycopg's async API needs it."""
+    return "asyncio"
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +73,45 @@ def empty_database_url(pg_server_url: str) -> Iterator[str]:
     url = create_empty_database(pg_server_url, name)
     yield url
     drop_database(pg_server_url, name)
+
+
+# --- Blob storage (tests/harness/s3.py): a real S3 server per session, a fresh bucket per test.
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """The session's S3 server: env-named, MinIO in Docker, or embedded SeaweedFS."""
+    from tests.harness.s3 import s3_server as start_s3_server
+
+    with start_s3_server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_settings(s3_server: S3Server) -> Iterator[BlobSettings]:
+    """S3 ``BlobSettings`` for a fresh bucket (not created yet), dropped after the test."""
+    from tests.harness.s3 import drop_bucket, s3_settings_for
+
+    settings = s3_settings_for(s3_server)
+    yield settings
+    drop_bucket(s3_server, settings.s3_bucket)
+
+
+@pytest.fixture
+def local_blob_settings(tmp_path: Path) -> BlobSettings:
+    """Local-directory ``BlobSettings`` under this test's ``tmp_path``."""
+    from db.blobs import BlobSettings
+
+    return BlobSettings(backend="local", directory=tmp_path / "blobs")
+
+
+@pytest.fixture(params=["local", "s3"])
+def blob_store(request: pytest.FixtureRequest) -> Iterator[BlobStore]:
+    """A ready blob store, once per backend, so one test covers both."""
+    from db.blobs import open_blob_store
+
+    fixture = "local_blob_settings" if request.param == "local" else "s3_settings"
+    store = open_blob_store(request.getfixturevalue(fixture))
+    store.ensure_ready()
+    yield store
+    store.close()

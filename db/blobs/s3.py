@@ -27,7 +27,8 @@ from db.blobs.protocol import DEFAULT_CONTENT_TYPE
 __all__ = ["PART_SIZE", "S3BlobStore"]
 
 PART_SIZE = 16 * 1024 * 1024
-"""Multipart part size: memory per upload stays near this, whatever the file size."""
+"""Multipart part size. An upload holds about ``(parallel_uploads + 2) * PART_SIZE`` in memory,
+whatever the file size (48 MiB with the default of one part in flight)."""
 
 _CHUNK = 1024 * 1024
 _NOT_FOUND = {"NoSuchKey", "NoSuchObject", "NotFound"}
@@ -74,6 +75,8 @@ class S3BlobStore:
         secure: HTTPS when true.
         region: region to sign for; ``None`` asks the server once per bucket.
         connect_timeout_s / read_timeout_s: per-attempt socket timeouts.
+        parallel_uploads: parts in flight at once; each costs a part of memory. One keeps an
+            upload near 48 MiB and still moves ~100 MB/s to a local MinIO/SeaweedFS.
     """
 
     def __init__(
@@ -87,12 +90,14 @@ class S3BlobStore:
         region: str | None = None,
         connect_timeout_s: float = 3.0,
         read_timeout_s: float = 30.0,
+        parallel_uploads: int = 1,
     ) -> None:
         for scheme, is_secure in (("http://", False), ("https://", True)):
             if endpoint.startswith(scheme):
                 endpoint, secure = endpoint.removeprefix(scheme).rstrip("/"), is_secure
         self.endpoint = endpoint
         self.bucket = bucket
+        self.parallel_uploads = max(1, parallel_uploads)
         self._http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s),
             maxsize=16,
@@ -188,6 +193,7 @@ class S3BlobStore:
                     length=-1 if size is None else size,
                     part_size=PART_SIZE,
                     content_type=content_type,
+                    num_parallel_uploads=self.parallel_uploads,
                 )
         except BlobStoreUnavailable:
             if size is not None and reader.count < size:

@@ -45,6 +45,8 @@ class BlobSettings:
             seconds (``VIDJOBS_S3_CONNECT_TIMEOUT``).
         s3_read_timeout_s: seconds to wait for each read of a response
             (``VIDJOBS_S3_READ_TIMEOUT``).
+        s3_parallel_uploads: multipart parts uploaded at once; each holds 16 MiB of memory per
+            upload, so raise it only for a distant S3 (``VIDJOBS_S3_PARALLEL_UPLOADS``).
     """
 
     backend: Literal["local", "s3"] = "local"
@@ -57,6 +59,7 @@ class BlobSettings:
     s3_region: str = "us-east-1"
     s3_connect_timeout_s: float = 3.0
     s3_read_timeout_s: float = 30.0
+    s3_parallel_uploads: int = 1
 
     def __repr__(self) -> str:
         # Never print the secret key into a log.
@@ -77,8 +80,9 @@ class BlobSettings:
         try:
             connect = float(e.get("VIDJOBS_S3_CONNECT_TIMEOUT", d.s3_connect_timeout_s))
             read = float(e.get("VIDJOBS_S3_READ_TIMEOUT", d.s3_read_timeout_s))
+            parallel = int(e.get("VIDJOBS_S3_PARALLEL_UPLOADS", d.s3_parallel_uploads))
         except ValueError as exc:
-            msg = f"VIDJOBS_S3_*_TIMEOUT must be a number of seconds: {exc}"
+            msg = f"VIDJOBS_S3_* timeouts and part counts must be numbers: {exc}"
             raise BlobStoreError(msg) from exc
         return cls(
             backend="s3" if backend == "s3" else "local",
@@ -91,6 +95,7 @@ class BlobSettings:
             s3_region=e.get("VIDJOBS_S3_REGION", d.s3_region),
             s3_connect_timeout_s=connect,
             s3_read_timeout_s=read,
+            s3_parallel_uploads=parallel,
         )
 
 
@@ -108,6 +113,7 @@ def open_blob_store(settings: BlobSettings) -> BlobStore:
             region=settings.s3_region or None,
             connect_timeout_s=settings.s3_connect_timeout_s,
             read_timeout_s=settings.s3_read_timeout_s,
+            parallel_uploads=settings.s3_parallel_uploads,
         )
     from db.blobs.local import LocalBlobStore
 
