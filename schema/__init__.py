@@ -7,5 +7,14 @@ msgspec), so every process can depend on it without pulling in a database or ML 
 from __future__ import annotations
 
 from schema.job import TERMINAL_STATES, Job, JobState
+from schema.results import SCHEMA_VERSION, ResultsDocument, canonical_json, decode_results
 
-__all__ = ["TERMINAL_STATES", "Job", "JobState"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "TERMINAL_STATES",
+    "Job",
+    "JobState",
+    "ResultsDocument",
+    "canonical_json",
+    "decode_results",
+]

@@ -1,0 +1,119 @@
+"""``VideoAnalyzer``: the stages wired together, loaded once, run once per video."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from schema.results import Detection, FrameResult, ResultsParams, TextLine, validate_params
+from worker.pipeline.decode import VideoSource, planned_samples
+from worker.pipeline.detect import Detector
+from worker.pipeline.errors import Cancelled, InvalidParams
+from worker.pipeline.ocr import TextReader
+from worker.pipeline.results import build_document, encode_document
+from worker.pipeline.settings import PipelineSettings
+
+__all__ = ["ProgressFn", "StopFn", "VideoAnalyzer"]
+
+#: ``progress(frames_done, frames_total)``, called after every analysed frame.
+ProgressFn = Callable[[int, int], None]
+#: ``should_stop()``, polled before every frame; true cancels the analysis.
+StopFn = Callable[[], bool]
+
+#: Mean absolute difference (0-255) of 64x36 grey thumbnails under which a frame counts as
+#: unchanged. Codec noise on a still shot stays well below 1; a shape moving a few pixels or a
+#: caption changing is far above it.
+_UNCHANGED_BELOW = 0.6
+
+
+def _thumbnail(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    small = cv2.resize(grey, (64, 36), interpolation=cv2.INTER_AREA)
+    return small.astype(np.float32)
+
+
+class VideoAnalyzer:
+    """Loads the detector and the OCR engine once; ``analyze`` turns a video into results JSON.
+
+    Thread-safety: each stage is guarded by its own lock (neither Ultralytics' predictor nor
+    RapidOCR may be called from two threads at once), so two threads sharing one analyzer
+    overlap detection of one video with OCR of another but never run the same model twice at
+    once. For parallel speed use one analyzer per process.
+    """
+
+    def __init__(self, settings: PipelineSettings) -> None:
+        self.settings = settings
+        self._detector = Detector(settings)
+        self._reader = TextReader(settings)
+        self._detect_lock = threading.Lock()
+        self._ocr_lock = threading.Lock()
+
+    @property
+    def detector_classes(self) -> dict[int, str]:
+        """Class id → label of the loaded detector."""
+        return dict(self._detector.names)
+
+    def analyze(
+        self,
+        path: Path,
+        params: dict[str, Any],
+        progress: ProgressFn,
+        should_stop: StopFn,
+    ) -> bytes:
+        """Analyse one video and return the canonical results document (JSON bytes).
+
+        Raises:
+            InvalidParams: ``params`` fail ``schema.results.validate_params``.
+            InvalidVideo: the file cannot be opened, has no video stream, has no frames or is
+                truncated.
+            Cancelled: ``should_stop()`` returned true before a frame.
+        """
+        try:
+            p = validate_params(params)
+        except ValueError as exc:
+            raise InvalidParams(str(exc)) from exc
+        used = ResultsParams(sample_fps=p["sample_fps"], min_confidence=p["min_confidence"])
+        frames: list[FrameResult] = []
+        with VideoSource(path) as source:
+            total = planned_samples(source.info, used.sample_fps)
+            previous: tuple[npt.NDArray[np.float32], FrameResult] | None = None
+            for sampled in source.sample(used.sample_fps):
+                if should_stop():
+                    raise Cancelled("the job was cancelled while it was being analysed")
+                thumb = _thumbnail(sampled.image) if self.settings.skip_unchanged else None
+                if (
+                    thumb is not None
+                    and previous is not None
+                    and float(np.mean(np.abs(thumb - previous[0]))) < _UNCHANGED_BELOW
+                ):
+                    detections, text = previous[1].detections, previous[1].text
+                else:
+                    detections, text = self._analyse_frame(sampled.image, used.min_confidence)
+                result = FrameResult(
+                    frame_index=sampled.frame_index,
+                    t_ms=sampled.t_ms,
+                    detections=detections,
+                    text=text,
+                )
+                frames.append(result)
+                if thumb is not None:
+                    previous = (thumb, result)
+                progress(len(frames), total)
+            info = source.info
+        doc = build_document(info, self._detector.identity, self._reader.identity, used, frames)
+        return encode_document(doc)
+
+    def _analyse_frame(
+        self, image: npt.NDArray[np.uint8], min_confidence: float
+    ) -> tuple[tuple[Detection, ...], tuple[TextLine, ...]]:
+        with self._detect_lock:
+            detections = tuple(self._detector.detect(image, min_confidence))
+        with self._ocr_lock:
+            text = tuple(self._reader.read(image, min_confidence))
+        return detections, text

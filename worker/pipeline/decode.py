@@ -1,0 +1,139 @@
+"""Decode stage: open a video with OpenCV, describe it, and yield frames sampled at a rate.
+
+Timestamps come from the container (``CAP_PROP_POS_MSEC`` of each decoded frame), not from
+``frame_index / fps``, which is wrong for variable-frame-rate video and edited containers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from schema.results import VideoInfo
+from worker.pipeline.errors import InvalidVideo
+
+__all__ = ["SampledFrame", "VideoSource", "planned_samples"]
+
+#: A video that ends before this share of the frames its header announces is truncated.
+_TRUNCATED_BELOW = 0.9
+
+
+@dataclass(frozen=True)
+class SampledFrame:
+    """A decoded frame chosen for analysis (BGR, as OpenCV returns it)."""
+
+    frame_index: int
+    t_ms: int
+    image: npt.NDArray[np.uint8]
+
+
+def planned_samples(info: VideoInfo, sample_fps: float) -> int:
+    """How many frames ``sample_fps`` picks from the video: known before decoding.
+
+    One frame at t=0, then one every ``1/sample_fps`` seconds while the video lasts, never more
+    than the video's frames.
+    """
+    step_ms = 1000.0 / sample_fps
+    return max(1, min(info.frames, math.ceil(info.duration_ms / step_ms - 1e-9)))
+
+
+def _fourcc(value: float) -> str:
+    code = int(value)
+    chars = "".join(chr((code >> (8 * i)) & 0xFF) for i in range(4))
+    return chars.strip("\x00 ").lower() if chars.isprintable() else "unknown"
+
+
+class VideoSource:
+    """An opened video: ``info`` describes it, ``sample()`` yields the frames to analyse.
+
+    Raises ``InvalidVideo`` on construction when the file cannot be opened, has no video
+    stream or has no frames, and from ``sample()`` when the file ends far earlier than its
+    header says (truncated) or no frame decodes.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        if not path.is_file() or path.stat().st_size == 0:
+            raise InvalidVideo(f"the input file is missing or empty ({path.name})")
+        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+        if not cap.isOpened():
+            cap.release()
+            raise InvalidVideo(
+                "the file cannot be opened as a video (not a video container, truncated before "
+                "its index, or an unsupported codec)"
+            )
+        width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        fps = float(cap.get(cv2.CAP_PROP_FPS))
+        if width <= 0 or height <= 0:
+            cap.release()
+            raise InvalidVideo("the file has no video stream (audio only or unknown streams)")
+        if frames <= 0:
+            cap.release()
+            raise InvalidVideo("the video stream has no frames")
+        if not math.isfinite(fps) or fps <= 0:
+            cap.release()
+            raise InvalidVideo("the video stream has no frame rate; cannot place frames in time")
+        self._cap = cap
+        self.info = VideoInfo(
+            duration_ms=round(frames * 1000.0 / fps),
+            fps=round(fps, 4),
+            width=width,
+            height=height,
+            frames=frames,
+            codec=_fourcc(cap.get(cv2.CAP_PROP_FOURCC)),
+        )
+
+    def close(self) -> None:
+        """Release the decoder (also done when ``sample()`` finishes)."""
+        self._cap.release()
+
+    def __enter__(self) -> VideoSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def sample(self, sample_fps: float) -> Iterator[SampledFrame]:
+        """Yield up to ``planned_samples(info, sample_fps)`` frames, in time order.
+
+        Every frame is grabbed (decoding in order is exact and cheap at these sizes; seeking
+        in H.264 is neither); only the chosen ones are converted to BGR images. A frame is
+        chosen when its timestamp reaches the next multiple of ``1 / sample_fps`` seconds.
+        """
+        total = planned_samples(self.info, sample_fps)
+        step_ms = 1000.0 / sample_fps
+        half_frame_ms = 500.0 / self.info.fps
+        emitted = 0
+        index = -1
+        try:
+            while emitted < total:
+                if not self._cap.grab():
+                    break
+                index += 1
+                t = float(self._cap.get(cv2.CAP_PROP_POS_MSEC))
+                if t + half_frame_ms <= emitted * step_ms:
+                    continue
+                ok, image = self._cap.retrieve()
+                if not ok or image is None:
+                    break
+                yield SampledFrame(
+                    frame_index=index, t_ms=round(t), image=np.asarray(image, dtype=np.uint8)
+                )
+                emitted += 1
+        finally:
+            self.close()
+        if index < 0:
+            raise InvalidVideo("no frame of the video could be decoded (corrupt video data)")
+        if emitted < total and index + 1 < _TRUNCATED_BELOW * self.info.frames:
+            raise InvalidVideo(
+                f"the video is truncated or corrupt: only {index + 1} of the "
+                f"{self.info.frames} frames its header announces could be decoded"
+            )

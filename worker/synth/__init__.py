@@ -1,0 +1,3 @@
+"""Synthetic test material: shapes, scenes and videos with exact ground truth."""
+
+from __future__ import annotations
