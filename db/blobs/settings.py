@@ -26,6 +26,19 @@ def _flag(name: str, raw: str) -> bool:
     raise BlobStoreError(f"{name} must be true or false, got {raw!r}")
 
 
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise BlobStoreError(f"{name} must be a positive number, got {raw!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class BlobSettings:
     """Where blobs live.
@@ -77,13 +90,9 @@ class BlobSettings:
         backend = e.get("VIDJOBS_BLOB_BACKEND", d.backend).strip().lower()
         if backend not in ("local", "s3"):
             raise BlobStoreError(f"VIDJOBS_BLOB_BACKEND must be 'local' or 's3', got {backend!r}")
-        try:
-            connect = float(e.get("VIDJOBS_S3_CONNECT_TIMEOUT", d.s3_connect_timeout_s))
-            read = float(e.get("VIDJOBS_S3_READ_TIMEOUT", d.s3_read_timeout_s))
-            parallel = int(e.get("VIDJOBS_S3_PARALLEL_UPLOADS", d.s3_parallel_uploads))
-        except ValueError as exc:
-            msg = f"VIDJOBS_S3_* timeouts and part counts must be numbers: {exc}"
-            raise BlobStoreError(msg) from exc
+        connect = _number(e, "VIDJOBS_S3_CONNECT_TIMEOUT", d.s3_connect_timeout_s)
+        read = _number(e, "VIDJOBS_S3_READ_TIMEOUT", d.s3_read_timeout_s)
+        parallel = int(_number(e, "VIDJOBS_S3_PARALLEL_UPLOADS", d.s3_parallel_uploads))
         return cls(
             backend="s3" if backend == "s3" else "local",
             directory=Path(e.get("VIDJOBS_BLOB_DIR", str(d.directory))),

@@ -1,0 +1,77 @@
+"""BlobSettings.from_env: every variable read, bad values refused with the variable's name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from db.blobs import BlobSettings, BlobStoreError, open_blob_store
+from db.blobs.local import LocalBlobStore
+from db.blobs.s3 import S3BlobStore
+
+
+def test_defaults_are_a_local_directory() -> None:
+    settings = BlobSettings.from_env({})
+    assert settings == BlobSettings()
+    assert settings.backend == "local"
+    assert isinstance(open_blob_store(settings), LocalBlobStore)
+
+
+def test_every_variable_is_read() -> None:
+    settings = BlobSettings.from_env(
+        {
+            "VIDJOBS_BLOB_BACKEND": "S3",
+            "VIDJOBS_BLOB_DIR": "/srv/blobs",
+            "VIDJOBS_S3_ENDPOINT": "minio:9000",
+            "VIDJOBS_S3_ACCESS_KEY": "ak",
+            "VIDJOBS_S3_SECRET_KEY": "sk",
+            "VIDJOBS_S3_BUCKET": "videos",
+            "VIDJOBS_S3_SECURE": "true",
+            "VIDJOBS_S3_REGION": "eu-west-1",
+            "VIDJOBS_S3_CONNECT_TIMEOUT": "1.5",
+            "VIDJOBS_S3_READ_TIMEOUT": "10",
+            "VIDJOBS_S3_PARALLEL_UPLOADS": "2",
+        }
+    )
+    assert settings == BlobSettings(
+        backend="s3",
+        directory=Path("/srv/blobs"),
+        s3_endpoint="minio:9000",
+        s3_access_key="ak",
+        s3_secret_key="sk",
+        s3_bucket="videos",
+        s3_secure=True,
+        s3_region="eu-west-1",
+        s3_connect_timeout_s=1.5,
+        s3_read_timeout_s=10.0,
+        s3_parallel_uploads=2,
+    )
+    assert "sk" not in repr(settings)
+    store = open_blob_store(settings)
+    assert isinstance(store, S3BlobStore)
+    store.close()
+
+
+def test_scheme_in_the_endpoint_sets_secure() -> None:
+    store = S3BlobStore(
+        endpoint="https://s3.example.com/", access_key="a", secret_key="b", bucket="videos"
+    )
+    assert store.endpoint == "s3.example.com"
+    assert store._client._base_url.is_https  # the SDK has no getter
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("VIDJOBS_BLOB_BACKEND", "gcs"),
+        ("VIDJOBS_S3_SECURE", "maybe"),
+        ("VIDJOBS_S3_CONNECT_TIMEOUT", "soon"),
+        ("VIDJOBS_S3_READ_TIMEOUT", "0"),
+        ("VIDJOBS_S3_PARALLEL_UPLOADS", "many"),
+    ],
+)
+def test_bad_values_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(BlobStoreError, match=name):
+        BlobSettings.from_env({name: value})
