@@ -80,5 +80,7 @@ class JobNotifier:
                     pass
         except psycopg.OperationalError:
             await self._drop()
+            with contextlib.suppress(psycopg.OperationalError):
+                await self._connect()
             return True
         return got

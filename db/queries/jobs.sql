@@ -152,13 +152,14 @@ events AS (
     INSERT INTO vidjobs.job_events (
         job_id, at, actor, from_state, to_state, attempt, error_kind, error_message
     )
-    SELECT job_id, updated_at, worker_id, from_state, 'running', attempts,
+    SELECT job_id, updated_at, worker_id, from_state, 'running'::vidjobs.job_state, attempts,
            CASE WHEN from_state = 'running' THEN 'lease_expired' END,
            CASE WHEN from_state = 'running'
                 THEN 'lease of worker ' || old_worker_id || ' expired; job taken back' END
     FROM claimed
     UNION ALL
-    SELECT job_id, updated_at, %(worker_id)s, 'running', 'failed', attempts, error_kind,
+    SELECT job_id, updated_at, %(worker_id)s, 'running'::vidjobs.job_state,
+           'failed'::vidjobs.job_state, attempts, error_kind,
            error_message
     FROM exhausted
 )

@@ -1,0 +1,153 @@
+"""The claim statement on a real Postgres: exactly-once under concurrency, order, index use."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from db.jobs import NewJob, job_claim, job_event_list, job_insert_many
+from db.queries import load_queries
+from schema import JobState
+from tests.integration.queue_helpers import T0, at, submit
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+Conn = psycopg.AsyncConnection[Any]
+
+
+@pytest.fixture
+async def conn(database_url: str) -> AsyncIterator[Conn]:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as c:
+        yield c
+
+
+async def test_eight_connections_claim_every_job_exactly_once(
+    database_url: str, conn: Conn
+) -> None:
+    ids = await job_insert_many(conn, [NewJob(tenant="acme", pipeline="noop")] * 2000, now=T0)
+    assert len(set(ids)) == 2000
+
+    async def claimer(n: int) -> list[uuid.UUID]:
+        got: list[uuid.UUID] = []
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as c:
+            while batch := await job_claim(
+                c, worker_id=f"w{n}", batch_size=7, lease_seconds=60, now=at(1)
+            ):
+                assert all(j.state is JobState.RUNNING and j.worker_id == f"w{n}" for j in batch)
+                got.extend(j.job_id for j in batch)
+        return got
+
+    results = await asyncio.gather(*(claimer(n) for n in range(8)))
+    claimed = [job_id for r in results for job_id in r]
+    assert len(claimed) == 2000
+    assert set(claimed) == set(ids)
+    assert sum(1 for r in results if r) >= 2, "claims were not actually concurrent"
+
+    cur = await conn.execute(
+        "SELECT state::text, attempts, count(*) FROM vidjobs.jobs GROUP BY 1, 2"
+    )
+    assert await cur.fetchall() == [("running", 1, 2000)]
+    cur = await conn.execute(
+        "SELECT job_id, count(*) FROM vidjobs.job_events WHERE to_state = 'running'"
+        " GROUP BY job_id HAVING count(*) <> 1"
+    )
+    assert await cur.fetchall() == []
+
+
+async def test_order_is_priority_then_run_after_then_age(conn: Conn) -> None:
+    old_low = await submit(conn, priority=0, now=at(0))
+    new_low = await submit(conn, priority=0, now=at(1))
+    high_late = await submit(conn, priority=5, run_after=at(3), now=at(2))
+    high_early = await submit(conn, priority=5, run_after=at(2), now=at(3))
+    urgent = await submit(conn, priority=9, now=at(4))
+    future = await submit(conn, priority=99, run_after=at(3600), now=at(4))
+
+    first = await job_claim(conn, worker_id="w", batch_size=2, lease_seconds=86400, now=at(10))
+    rest = await job_claim(conn, worker_id="w", batch_size=10, lease_seconds=86400, now=at(10))
+    assert [j.job_id for j in first] == [urgent.job_id, high_early.job_id]
+    assert [j.job_id for j in rest] == [high_late.job_id, old_low.job_id, new_low.job_id]
+
+    # Not due yet: untouched until its run_after.
+    assert (
+        await job_claim(conn, worker_id="w", batch_size=10, lease_seconds=86400, now=at(60)) == []
+    )
+    late = await job_claim(conn, worker_id="w", batch_size=10, lease_seconds=86400, now=at(3600))
+    assert [j.job_id for j in late] == [future.job_id]
+
+
+async def test_claim_sets_a_fresh_lease_and_logs_it(conn: Conn) -> None:
+    job = await submit(conn)
+    [claimed] = await job_claim(conn, worker_id="w1", batch_size=5, lease_seconds=30, now=at(5))
+    assert claimed.job_id == job.job_id
+    assert claimed.lease_token is not None
+    assert claimed.lease_expires_at == at(35)
+    assert (claimed.attempts, claimed.started_at, claimed.heartbeat_at) == (1, at(5), at(5))
+    events = await job_event_list(conn, job.job_id)
+    assert [(e.from_state, e.to_state, e.actor, e.attempt) for e in events] == [
+        (None, JobState.PENDING, "acme", 0),
+        (JobState.PENDING, JobState.RUNNING, "w1", 1),
+    ]
+
+
+async def test_claim_takes_back_expired_leases_first(conn: Conn) -> None:
+    stale = await submit(conn, now=at(0))
+    await job_claim(conn, worker_id="dead", batch_size=1, lease_seconds=30, now=at(0))
+    fresh = await submit(conn, priority=9, now=at(1))
+
+    batch = await job_claim(conn, worker_id="w2", batch_size=1, lease_seconds=30, now=at(60))
+    assert [j.job_id for j in batch] == [stale.job_id]
+    assert (batch[0].attempts, batch[0].worker_id) == (2, "w2")
+    batch = await job_claim(conn, worker_id="w2", batch_size=5, lease_seconds=30, now=at(61))
+    assert [j.job_id for j in batch] == [fresh.job_id]
+
+
+async def test_explain_claim_uses_the_partial_indexes(conn: Conn) -> None:
+    await conn.execute(
+        """
+        INSERT INTO vidjobs.jobs (job_id, tenant, state, pipeline, attempts, lease_token,
+                                  worker_id, progress, created_at, run_after, started_at,
+                                  finished_at)
+        SELECT gen_random_uuid(), 'bulk', 'completed', 'noop', 1, gen_random_uuid(), 'w', 1,
+               now() - make_interval(secs => g), now() - make_interval(secs => g),
+               now() - make_interval(secs => g), now() - make_interval(secs => g)
+        FROM generate_series(1, 100000) AS g
+        """
+    )
+    await submit(conn)
+    await conn.execute("ANALYZE vidjobs.jobs")
+    query = load_queries()["job_claim"]
+    args = {"worker_id": "w", "batch_size": 10, "lease_seconds": 30.0, "now": None}
+    cur = await conn.execute("EXPLAIN " + query, args)
+    plan = "\n".join(row[0] for row in await cur.fetchall())
+    assert "jobs_claim_pending_idx" in plan, plan
+    assert "jobs_running_lease_idx" in plan, plan
+    assert "Seq Scan on jobs" not in plan, plan
+    # With a generic plan (what a prepared statement runs after 5 uses) too.
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
+    cur = await conn.execute("EXPLAIN " + query, args)
+    generic = "\n".join(row[0] for row in await cur.fetchall())
+    assert "jobs_claim_pending_idx" in generic, generic
+    assert "Seq Scan on jobs" not in generic, generic
+
+
+async def test_claimed_batches_never_overlap_across_workers(database_url: str, conn: Conn) -> None:
+    await job_insert_many(conn, [NewJob(tenant="t", pipeline="noop")] * 300, now=T0)
+    holders: Counter[uuid.UUID] = Counter()
+
+    async def worker(n: int) -> None:
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as c:
+            for _ in range(40):
+                for job in await job_claim(
+                    c, worker_id=f"w{n}", batch_size=3, lease_seconds=60, now=at(1)
+                ):
+                    holders[job.job_id] += 1
+
+    await asyncio.gather(*(worker(n) for n in range(4)))
+    assert max(holders.values()) == 1
+    assert len(holders) == 300

@@ -1,0 +1,75 @@
+"""Every query name the code uses exists in db/queries/*.sql, and the loader is strict."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import db.jobs
+from db.queries import load_queries
+
+ROOT = Path(__file__).resolve().parents[2]
+CODE = [p for pkg in ("db", "api", "worker", "vidjobs") for p in (ROOT / pkg).rglob("*.py")]
+# Helpers that take a query name as their second positional argument.
+_NAME_ARG_HELPERS = {"_fetch", "_jobs", "_fenced"}
+
+
+def _used_names(path: Path) -> set[str]:
+    """Query names a module uses: ``<...queries...>["name"]`` or ``_fetch(conn, "name", ...)``."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+            target = ast.unparse(node.value)
+            if target in {"_Q", "Q", "QUERIES"} or "load_queries" in target:
+                names.add(str(node.slice.value))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            args = node.args
+            if (
+                node.func.id in _NAME_ARG_HELPERS
+                and len(args) > 1
+                and isinstance(args[1], ast.Constant)
+                and isinstance(args[1].value, str)
+            ):
+                names.add(args[1].value)
+    return names
+
+
+def test_every_query_name_used_in_code_exists() -> None:
+    queries = load_queries()
+    used = {(p.relative_to(ROOT).as_posix(), n) for p in CODE for n in _used_names(p)}
+    assert used, "the scan found no query use at all: is the pattern still right?"
+    missing = sorted((path, name) for path, name in used if name not in queries)
+    assert missing == []
+
+
+def test_scan_sees_the_jobs_module() -> None:
+    used = _used_names(ROOT / "db" / "jobs.py")
+    assert {"job_claim", "job_complete", "job_fail", "job_heartbeat"} <= used
+
+
+def test_every_jobs_function_runs_its_namesake_query() -> None:
+    queries = load_queries()
+    functions = [n for n in db.jobs.__all__ if n.startswith("job_")]
+    assert functions
+    assert [f for f in functions if f not in queries] == []
+
+
+def test_every_query_has_a_description_line() -> None:
+    for name, text in load_queries().items():
+        first = text.splitlines()[0]
+        assert first.startswith("-- "), f"{name}: first line must say what it does"
+        assert len(first) > 10, f"{name}: first line must say what it does"
+
+
+def test_loader_rejects_duplicates_and_empty_blocks(tmp_path: Path) -> None:
+    (tmp_path / "a.sql").write_text("-- name: x_get\n-- one\nSELECT 1;\n")
+    (tmp_path / "b.sql").write_text("-- name: x_get\n-- two\nSELECT 2;\n")
+    with pytest.raises(ValueError, match="twice"):
+        load_queries(tmp_path)
+    (tmp_path / "b.sql").write_text("-- name: x_put\n-- nothing here\n")
+    with pytest.raises(ValueError, match="no SQL"):
+        load_queries(tmp_path)
+    (tmp_path / "b.sql").unlink()
+    assert load_queries(tmp_path) == {"x_get": "-- one\nSELECT 1;"}
