@@ -1,0 +1,125 @@
+"""deploy/sql/roles.sql on a migrated database: each role can do its job and nothing more.
+
+The API and worker roles run the real named queries (db.jobs); the read-only role reads the DBA
+views, runs the KEDA scaler's query from deploy/k8s/keda.yaml, and is refused every write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+from psycopg import errors, sql
+
+from db.jobs import job_claim, job_complete, job_get, job_insert
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+ROLES_SQL = (ROOT / "deploy/sql/roles.sql").read_text(encoding="utf-8")
+
+
+def _keda_query() -> str:
+    for doc in yaml.safe_load_all((ROOT / "deploy/k8s/keda.yaml").read_text(encoding="utf-8")):
+        if doc["kind"] == "ScaledObject":
+            (trigger,) = [t for t in doc["spec"]["triggers"] if t["type"] == "postgresql"]
+            return str(trigger["metadata"]["query"])
+    raise AssertionError("no ScaledObject with a postgresql trigger in keda.yaml")
+
+
+def _as(url: str, user: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info["user"] = user
+    info.pop("password", None)
+    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items() if v is not None})
+
+
+@pytest.fixture
+def logins(database_url: str) -> Iterator[dict[str, str]]:
+    """roles.sql applied (twice: it is idempotent) and one login role per group role."""
+    suffix = uuid.uuid4().hex[:8]
+    names = {group: f"t_{group}_{suffix}" for group in ("api", "worker", "readonly")}
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(ROLES_SQL)  # type: ignore[arg-type]
+        conn.execute(ROLES_SQL)  # type: ignore[arg-type]
+        for group, login in names.items():
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
+                    sql.Identifier(login), sql.Identifier(f"vidjobs_{group}")
+                )
+            )
+    yield {group: _as(database_url, login) for group, login in names.items()}
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for login in names.values():
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login)))
+
+
+async def _api_submits_and_worker_completes(api_url: str, worker_url: str) -> None:
+    job_id = uuid.uuid4()
+    async with await psycopg.AsyncConnection.connect(api_url, autocommit=True) as api:
+        result = await job_insert(
+            api, job_id=job_id, tenant="acme", pipeline="yolo_ocr", params={},
+            input_key=f"video_jobs/{job_id}.mp4",
+        )  # fmt: skip
+        assert result.created
+    async with await psycopg.AsyncConnection.connect(worker_url, autocommit=True) as worker:
+        (claimed,) = await job_claim(worker, worker_id="w1", batch_size=1, lease_seconds=30)
+        assert claimed.job_id == job_id
+        assert claimed.lease_token is not None
+        await job_complete(
+            worker, job_id, claimed.lease_token, output_key=f"video_jobs/{job_id}_results.json"
+        )
+    async with await psycopg.AsyncConnection.connect(api_url, autocommit=True) as api:
+        job = await job_get(api, job_id, tenant="acme")
+        assert job is not None
+        assert job.state == "completed"
+
+
+def test_api_and_worker_roles_run_the_real_queries(logins: dict[str, str]) -> None:
+    asyncio.run(_api_submits_and_worker_completes(logins["api"], logins["worker"]))
+
+
+def test_worker_role_cannot_delete_jobs_or_read_api_keys(logins: dict[str, str]) -> None:
+    with psycopg.connect(logins["worker"], autocommit=True) as conn:
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM vidjobs.jobs")
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("SELECT key_hash FROM vidjobs.api_keys")
+
+
+def test_readonly_role_reads_views_and_runs_the_keda_query(logins: dict[str, str]) -> None:
+    with psycopg.connect(logins["readonly"], autocommit=True) as conn:
+        row = conn.execute(_keda_query()).fetchone()
+        assert row is not None
+        assert isinstance(row[0], int)
+        assert row[0] == 0
+        for view in ("queue_overview", "stuck_jobs", "recent_failures", "throughput_per_minute"):
+            conn.execute(sql.SQL("SELECT * FROM vidjobs.{}").format(sql.Identifier(view)))
+        conn.execute("SELECT count(*) FROM vidjobs.jobs")
+        conn.execute("SELECT key_id, tenant, prefix FROM vidjobs.api_keys")
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT INTO vidjobs.job_events (job_id, actor, to_state, attempt)"
+        " VALUES (gen_random_uuid(), 'dba', 'pending', 0)",
+        "UPDATE vidjobs.jobs SET priority = 1",
+        "DELETE FROM vidjobs.jobs",
+        "DELETE FROM vidjobs.api_keys",
+        "SELECT key_hash FROM vidjobs.api_keys",
+        "CREATE TABLE vidjobs.dba_scratch (x int)",
+        "TRUNCATE vidjobs.job_events",
+    ],
+)
+def test_readonly_role_is_refused_every_write(logins: dict[str, str], statement: str) -> None:
+    with (
+        psycopg.connect(logins["readonly"], autocommit=True) as conn,
+        pytest.raises(errors.InsufficientPrivilege),
+    ):
+        conn.execute(statement)  # type: ignore[arg-type]
