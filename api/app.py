@@ -1,0 +1,102 @@
+"""The Litestar app factory: ``create_app(settings)``.
+
+Postgres pool and blob store are opened in the lifespan (so a process that cannot reach them
+fails at start, loudly) and closed at shutdown. uvicorn builds the app through
+:func:`app_from_env` (``--factory``), so every worker reads its settings from the environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import logging
+from collections.abc import AsyncIterator
+
+import anyio.to_thread
+from anyio import CapacityLimiter
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from api.auth import AuthCache
+from api.dependencies import dependencies
+from api.jobs import JobsController
+from api.metrics import Metrics
+from api.ops import OpsController
+from api.problems import exception_handlers
+from api.runtime import ApiRuntime
+from api.settings import ApiSettings
+from api.videos import VideoController
+from db.blobs import open_blob_store
+from db.pool import open_pool
+
+__all__ = ["app_from_env", "create_app"]
+
+_MAX_CONCURRENT_UPLOADS = 32
+
+log = logging.getLogger(__name__)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("vidjobs")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def create_app(settings: ApiSettings) -> Litestar:
+    """Build the app; nothing connects until the lifespan starts."""
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        pool = await open_pool(settings.database)
+        store = open_blob_store(settings.blobs)
+        try:
+            await anyio.to_thread.run_sync(store.ensure_ready)
+            ApiRuntime(
+                settings=settings,
+                pool=pool,
+                store=store,
+                metrics=metrics,
+                auth_cache=AuthCache(settings.auth_cache_seconds),
+                upload_limiter=CapacityLimiter(_MAX_CONCURRENT_UPLOADS),
+            ).install(app.state)
+            log.info("vidjobs API ready (blobs: %r)", settings.blobs)
+            yield
+        finally:
+            await pool.close()
+            store.close()
+
+    return Litestar(
+        route_handlers=[VideoController, JobsController, OpsController],
+        lifespan=[lifespan],
+        dependencies=dependencies(),
+        exception_handlers=exception_handlers(),
+        middleware=[metrics.middleware],
+        openapi_config=OpenAPIConfig(
+            title="vidjobs API",
+            version=_version(),
+            description=(
+                "Upload MP4 videos, follow their analysis, read the results. Every error is "
+                "an RFC 9457 problem (application/problem+json)."
+            ),
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin()],
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="An API key from 'vidjobs keys create --tenant NAME'.",
+                    )
+                }
+            ),
+        ),
+    )
+
+
+def app_from_env() -> Litestar:
+    """uvicorn's factory: settings from the environment (``vidjobs api`` sets them)."""
+    return create_app(ApiSettings.from_env())

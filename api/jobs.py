@@ -1,0 +1,110 @@
+"""``/video/jobs``: a tenant's job list, cancel, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio.to_thread
+from litestar import Controller, delete, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, QueryParameter
+from psycopg import AsyncConnection
+
+from api.presenters import describe_state, job_not_found, job_status, parse_job_id
+from api.problems import ProblemError, problem_responses
+from api.runtime import ApiRuntime
+from db.blobs import results_key, video_key
+from db.jobs import job_cancel, job_delete, job_get, job_list
+from schema import JobState
+from schema.api import JobList, JobStatus
+
+__all__ = ["JobsController"]
+
+
+class JobsController(Controller):
+    """Jobs of the caller's tenant."""
+
+    path = "/video/jobs"
+    tags = ["jobs"]  # noqa: RUF012 - Litestar's declared class attribute
+    security = [{"bearer": []}]  # noqa: RUF012
+
+    @get(
+        "/",
+        operation_id="listJobs",
+        summary="The tenant's jobs, newest first, one page at a time",
+        responses=problem_responses(401, 422, 503),
+    )
+    async def list_jobs(
+        self,
+        db_conn: NamedDependency[AsyncConnection[Any]],
+        tenant: NamedDependency[str],
+        status: Annotated[
+            JobState | None, QueryParameter(description="only jobs in this state")
+        ] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=200, description="page size")] = 50,
+        cursor: Annotated[
+            str | None, QueryParameter(description="next_cursor of the previous page")
+        ] = None,
+    ) -> JobList:
+        """One page; follow ``next_cursor`` until it is null."""
+        page = await job_list(db_conn, tenant=tenant, state=status, limit=limit, cursor=cursor)
+        return JobList(jobs=[job_status(j) for j in page.jobs], next_cursor=page.next_cursor)
+
+    @post(
+        "/{job_id:str}/cancel",
+        operation_id="cancelJob",
+        summary="Cancel a pending or running job",
+        status_code=200,
+        responses=problem_responses(401, 404, 409, 422, 503),
+    )
+    async def cancel(
+        self,
+        job_id: FromPath[str],
+        db_conn: NamedDependency[AsyncConnection[Any]],
+        tenant: NamedDependency[str],
+    ) -> JobStatus:
+        """Cancel; cancelling twice is fine, a completed or failed job is 409."""
+        jid = parse_job_id(job_id)
+        job = await job_cancel(db_conn, jid, tenant=tenant)
+        if job is None:
+            raise job_not_found(jid)
+        if job.state in (JobState.COMPLETED, JobState.FAILED):
+            raise ProblemError(
+                409,
+                "job-finished",
+                f"cannot cancel: {describe_state(job)}",
+                job_status=job.state,
+            )
+        return job_status(job)
+
+    @delete(
+        "/{job_id:str}",
+        operation_id="deleteJob",
+        summary="Delete a finished job: its row, events and blobs",
+        status_code=204,
+        responses=problem_responses(401, 404, 409, 422, 503),
+    )
+    async def delete_job(
+        self,
+        job_id: FromPath[str],
+        db_conn: NamedDependency[AsyncConnection[Any]],
+        tenant: NamedDependency[str],
+        rt: NamedDependency[ApiRuntime],
+    ) -> None:
+        """Blobs first, then the row: a failure halfway leaves a row to retry the delete on."""
+        jid = parse_job_id(job_id)
+        job = await job_get(db_conn, jid, tenant=tenant)
+        if job is None:
+            raise job_not_found(jid)
+        if not job.is_terminal:
+            raise ProblemError(
+                409,
+                "job-not-finished",
+                f"cannot delete: {describe_state(job)}; cancel it first",
+                job_status=job.state,
+            )
+        keys = {video_key(jid), results_key(jid), job.input_key, job.output_key} - {None}
+        for key in sorted(k for k in keys if k is not None):
+            await anyio.to_thread.run_sync(rt.store.delete, key)
+        if await job_delete(db_conn, jid, tenant=tenant) is None:
+            raise job_not_found(jid)

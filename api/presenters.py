@@ -1,0 +1,71 @@
+"""How a job row is shown to clients: path ids parsed strictly, rows turned into bodies."""
+
+from __future__ import annotations
+
+import uuid
+
+from api.problems import ProblemError
+from schema import Job, JobState
+from schema.api import FieldError, JobError, JobStatus
+
+__all__ = ["describe_state", "job_not_found", "job_status", "parse_job_id"]
+
+
+def parse_job_id(raw: str) -> uuid.UUID:
+    """A job id from the path; 422 (never a 500 or a misleading 404) if it is not a UUID."""
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise ProblemError(
+            422,
+            "invalid-input",
+            f"job_id must be a UUID like 0b6f9a1e-3c4d-4e5f-8a9b-0c1d2e3f4a5b, got {raw!r}",
+            errors=[FieldError(field="job_id", message="not a UUID")],
+        ) from None
+
+
+def job_not_found(job_id: uuid.UUID) -> ProblemError:
+    """404 for unknown ids and for other tenants' jobs alike (no existence oracle)."""
+    return ProblemError(
+        404, "job-not-found", f"no such job {job_id}; check the id returned by /video/submit"
+    )
+
+
+def job_status(job: Job) -> JobStatus:
+    """The status body of a job."""
+    error = (
+        JobError(kind=job.error_kind, message=job.error_message or job.error_kind)
+        if job.error_kind
+        else None
+    )
+    progress = 1.0 if job.state is JobState.COMPLETED else job.progress
+    return JobStatus(
+        job_id=job.job_id,
+        status=job.state,
+        pipeline=job.pipeline,
+        progress=progress,
+        frames_done=job.frames_done,
+        frames_total=job.frames_total,
+        attempts=job.attempts,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        error=error,
+    )
+
+
+def describe_state(job: Job) -> str:
+    """A sentence for a person: why there are no results (yet)."""
+    match job.state:
+        case JobState.PENDING:
+            retry = f" (retry {job.attempts + 1} of {job.max_attempts})" if job.attempts else ""
+            return f"job is pending{retry}; poll /video/status/{job.job_id}"
+        case JobState.RUNNING:
+            return f"job is running ({job.progress * 100:.0f}%); poll /video/status/{job.job_id}"
+        case JobState.FAILED:
+            return f"job failed: {job.error_message or job.error_kind or 'unknown error'}"
+        case JobState.CANCELLED:
+            return "job was cancelled"
+        case JobState.COMPLETED:
+            return "job completed"

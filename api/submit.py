@@ -1,0 +1,267 @@
+"""``POST /video/submit``: validate, stream the video to the blob store, then insert the job.
+
+Order matters (docs/architecture.md, "blobs before rows"): nothing is stored until the key,
+the form fields and the file's ``ftyp`` header are valid; the blob is written before the row,
+and removed again if anything after it fails, so no row ever points at a missing blob and no
+blob outlives a failed submit.
+
+The handler borrows a pool connection only for the short queries (key check, idempotency
+look-up, insert), never across the upload: a slow client must not hold a connection for minutes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, BinaryIO, cast
+
+import anyio.to_thread
+from litestar import Request, Response
+
+from api.auth import authenticate
+from api.problems import ProblemError
+from api.runtime import ApiRuntime
+from api.uploads import (
+    BlobFeed,
+    FileStart,
+    FormField,
+    MultipartStream,
+    check_mp4_head,
+    multipart_boundary,
+    read_head,
+    upload_too_large,
+)
+from db.blobs import BlobStore, video_key
+from db.jobs import job_get_by_idempotency_key, job_insert
+from db.pool import acquire
+from schema import Job
+from schema.api import PIPELINES, PRIORITY_MAX, PRIORITY_MIN, FieldError, SubmitAccepted
+from schema.results import validate_params
+
+__all__ = ["FILE_FIELD", "SubmitSpec", "submit_video"]
+
+FILE_FIELD = "file"
+_FIELDS = ("pipeline", "sample_fps", "min_confidence", "priority")
+_ENVELOPE_BYTES = 64 * 1024
+"""Multipart boundaries, part headers and form fields around the file, at most."""
+_MAX_IDEMPOTENCY_KEY = 255
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitSpec:
+    """A validated submit: what the job will run, and what an idempotent repeat must match."""
+
+    pipeline: str
+    params: dict[str, Any]
+    priority: int
+
+    def matches(self, job: Job) -> bool:
+        """True if ``job`` was created from the same request parameters."""
+        return (job.pipeline, job.params, job.priority) == (
+            self.pipeline,
+            self.params,
+            self.priority,
+        )
+
+
+def status_url(job_id: uuid.UUID) -> str:
+    """Where the client polls the job."""
+    return f"/video/status/{job_id}"
+
+
+def _priority(raw: str, errors: list[FieldError]) -> int:
+    try:
+        priority = int(raw)
+    except ValueError:
+        priority = PRIORITY_MIN - 1
+    if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+        errors.append(
+            FieldError(
+                field="priority",
+                message=f"must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX}, got {raw!r}",
+            )
+        )
+    return priority
+
+
+def validate_fields(fields: list[FormField], default_pipeline: str) -> SubmitSpec:
+    """The submit's parameters, or one 422 listing every bad field and what is allowed."""
+    errors: list[FieldError] = []
+    given: dict[str, str] = {}
+    for f in fields:
+        if f.name not in _FIELDS:
+            errors.append(
+                FieldError(field=f.name, message=f"unknown field; allowed: {', '.join(_FIELDS)}")
+            )
+        elif f.name in given:
+            errors.append(FieldError(field=f.name, message="given more than once"))
+        else:
+            given[f.name] = f.value.strip()
+    pipeline = given.get("pipeline") or default_pipeline
+    if pipeline not in PIPELINES:
+        errors.append(
+            FieldError(field="pipeline", message=f"must be one of {', '.join(PIPELINES)}")
+        )
+    priority = _priority(given.get("priority", "0"), errors)
+    raw: dict[str, float] = {}
+    for name in ("sample_fps", "min_confidence"):
+        if name not in given:
+            continue
+        try:
+            raw[name] = float(given[name])
+            if not math.isfinite(raw[name]):
+                raise ValueError(given[name])
+            validate_params({name: raw[name]})
+        except ValueError as exc:
+            msg = str(exc) if name in str(exc) else f"{name} must be a number, got {given[name]!r}"
+            errors.append(FieldError(field=name, message=msg))
+    if errors:
+        raise ProblemError(
+            422,
+            "invalid-input",
+            "invalid submit: " + "; ".join(f"{e.field}: {e.message}" for e in errors),
+            errors=errors,
+        )
+    return SubmitSpec(pipeline=pipeline, params=validate_params(raw), priority=priority)
+
+
+def _idempotency_key(request: Request[Any, Any, Any]) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > _MAX_IDEMPOTENCY_KEY or not key.isprintable() or not key.isascii():
+        raise ProblemError(
+            422,
+            "invalid-input",
+            f"Idempotency-Key must be 1 to {_MAX_IDEMPOTENCY_KEY} printable ASCII characters",
+            errors=[FieldError(field="Idempotency-Key", message="invalid header value")],
+        )
+    return key
+
+
+def _replay(job: Job, spec: SubmitSpec, key: str, *, body_unread: bool) -> Response[Any]:
+    """Answer a repeat of an idempotent submit: the original job, or 409 if it differs."""
+    close = {"Connection": "close"} if body_unread else {}
+    if not spec.matches(job):
+        raise ProblemError(
+            409,
+            "idempotency-key-reused",
+            f"Idempotency-Key {key!r} was first used for job {job.job_id} with different "
+            f"parameters (pipeline={job.pipeline}, priority={job.priority}, params={job.params}); "
+            "use a new key for a different request",
+            headers=close,
+        )
+    return Response(
+        SubmitAccepted(job_id=job.job_id, status=job.state, status_url=status_url(job.job_id)),
+        status_code=200,
+        headers={"Location": status_url(job.job_id), "Idempotent-Replayed": "true", **close},
+    )
+
+
+async def _discard(store: BlobStore, key: str) -> None:
+    """Remove a blob whose submit failed; an error here is logged, not raised over the cause."""
+    try:
+        await anyio.to_thread.run_sync(store.delete, key)
+    except Exception:
+        log.exception("could not remove blob %s of a failed submit; remove it by hand", key)
+
+
+async def _read_fields(parts: MultipartStream) -> tuple[list[FormField], FileStart | None]:
+    fields: list[FormField] = []
+    while True:
+        event = await parts.next()
+        if event is None:
+            return fields, None
+        if isinstance(event, FormField):
+            fields.append(event)
+        elif isinstance(event, FileStart):
+            return fields, event
+
+
+async def submit_video(request: Request[Any, Any, Any], rt: ApiRuntime) -> Response[Any]:
+    """Run one submit; every failure is a :class:`ProblemError` or a 503 outage error."""
+    settings = rt.settings
+    async with acquire(rt.pool) as conn:
+        tenant = await authenticate(request, conn, rt.auth_cache)
+    idempotency_key = _idempotency_key(request)
+    boundary = multipart_boundary(request.headers.get("content-type"))
+    announced = request.content_length
+    if announced is not None and announced > settings.max_upload_bytes + _ENVELOPE_BYTES:
+        raise upload_too_large(settings.max_upload_bytes)
+
+    parts = MultipartStream(request.stream(), boundary)
+    fields, file_start = await _read_fields(parts)
+    if file_start is None or file_start.name != FILE_FIELD:
+        got = "no file part" if file_start is None else f"a file part named {file_start.name!r}"
+        raise ProblemError(
+            422,
+            "missing-file",
+            f"send the video as a multipart file part named {FILE_FIELD!r} after the other "
+            f"fields, e.g. curl -F pipeline=noop -F file=@video.mp4 ...; got {got}",
+            errors=[FieldError(field=FILE_FIELD, message="required")],
+            headers={"Connection": "close"} if file_start is not None else None,
+        )
+    spec = validate_fields(fields, settings.default_pipeline)
+    if idempotency_key is not None:
+        async with acquire(rt.pool) as conn:
+            existing = await job_get_by_idempotency_key(conn, tenant, idempotency_key)
+        if existing is not None:
+            return _replay(existing, spec, idempotency_key, body_unread=True)
+    head, eof = await read_head(parts)
+    check_mp4_head(head)
+
+    job_id = uuid.uuid4()
+    key = video_key(job_id)
+    feed = BlobFeed(
+        parts,
+        head,
+        eof=eof,
+        max_bytes=settings.max_upload_bytes,
+        read_bytes=settings.upload_read_bytes,
+    )
+    try:
+        put = partial(rt.store.put_stream, key, cast(BinaryIO, feed), content_type="video/mp4")
+        await anyio.to_thread.run_sync(put, limiter=rt.upload_limiter)
+        if await parts.next() is not None:
+            raise ProblemError(
+                422,
+                "invalid-input",
+                f"the {FILE_FIELD!r} part must be the last part: put every other field before it",
+            )
+    except BaseException as exc:
+        await _discard(rt.store, key)
+        if feed.error is not None and exc is not feed.error:
+            raise feed.error from exc
+        raise
+    try:
+        async with acquire(rt.pool) as conn:
+            inserted = await job_insert(
+                conn,
+                job_id=job_id,
+                tenant=tenant,
+                pipeline=spec.pipeline,
+                params=spec.params,
+                priority=spec.priority,
+                max_attempts=settings.max_attempts,
+                input_key=key,
+                idempotency_key=idempotency_key,
+            )
+    except BaseException:
+        await _discard(rt.store, key)
+        raise
+    if not inserted.created:  # lost the race to a concurrent repeat: keep the original
+        await _discard(rt.store, key)
+        assert idempotency_key is not None
+        return _replay(inserted.job, spec, idempotency_key, body_unread=False)
+    log.info("job %s submitted by %s (%d bytes)", job_id, tenant, feed.total)
+    return Response(
+        SubmitAccepted(job_id=job_id, status=inserted.job.state, status_url=status_url(job_id)),
+        status_code=202,
+        headers={"Location": status_url(job_id)},
+    )

@@ -1,0 +1,163 @@
+"""``/video``: submit a video, poll its status, read its results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
+from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
+from litestar.params import FromPath
+from psycopg import AsyncConnection
+
+from api.presenters import describe_state, job_not_found, job_status, parse_job_id
+from api.problems import ProblemError, problem_responses
+from api.runtime import ApiRuntime
+from api.submit import FILE_FIELD, submit_video
+from db.blobs import results_key
+from db.jobs import job_get
+from schema import JobState
+from schema.api import (
+    PIPELINES,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    JobResults,
+    JobStatus,
+    SubmitAccepted,
+)
+from schema.results import (
+    MIN_CONFIDENCE_DEFAULT,
+    MIN_CONFIDENCE_MAX,
+    MIN_CONFIDENCE_MIN,
+    SAMPLE_FPS_DEFAULT,
+    SAMPLE_FPS_MAX,
+    SAMPLE_FPS_MIN,
+)
+
+__all__ = ["VideoController"]
+
+_STRING = OpenAPIType.STRING
+_NUMBER = OpenAPIType.NUMBER
+
+
+@dataclass
+class _SubmitOperation(Operation):
+    """Documents the multipart body the handler parses by hand (it streams, so Litestar can't)."""
+
+    def __post_init__(self) -> None:
+        form = Schema(
+            type=OpenAPIType.OBJECT,
+            required=[FILE_FIELD],
+            properties={
+                "pipeline": Schema(type=_STRING, enum=list(PIPELINES), default=PIPELINES[0]),
+                "sample_fps": Schema(
+                    type=_NUMBER,
+                    minimum=SAMPLE_FPS_MIN,
+                    maximum=SAMPLE_FPS_MAX,
+                    default=SAMPLE_FPS_DEFAULT,
+                    description="frames analysed per second of video",
+                ),
+                "min_confidence": Schema(
+                    type=_NUMBER,
+                    minimum=MIN_CONFIDENCE_MIN,
+                    maximum=MIN_CONFIDENCE_MAX,
+                    default=MIN_CONFIDENCE_DEFAULT,
+                    description="detections below this score are dropped",
+                ),
+                "priority": Schema(
+                    type=OpenAPIType.INTEGER,
+                    minimum=PRIORITY_MIN,
+                    maximum=PRIORITY_MAX,
+                    default=0,
+                    description="higher runs first",
+                ),
+                FILE_FIELD: Schema(
+                    type=_STRING,
+                    format=OpenAPIFormat.BINARY,
+                    description="the MP4/MOV video; must be the LAST part",
+                ),
+            },
+        )
+        self.request_body = RequestBody(
+            required=True,
+            description="The video and its parameters; parameter fields before the file.",
+            content={"multipart/form-data": OpenAPIMediaType(schema=form)},
+        )
+
+
+class VideoController(Controller):
+    """Submit, status and results of one job."""
+
+    path = "/video"
+    tags = ["videos"]  # noqa: RUF012 - Litestar's declared class attribute
+    security = [{"bearer": []}]  # noqa: RUF012
+
+    @post(
+        "/submit",
+        operation_id="submitVideo",
+        operation_class=_SubmitOperation,
+        summary="Upload an MP4 video and queue a job",
+        description=(
+            "Streams the file to the blob store (never buffered whole), then queues the job. "
+            "Answers 202 with Location: /video/status/{job_id}. With an Idempotency-Key header a "
+            "repeat returns the original job (200); the same key with other parameters is 409."
+        ),
+        status_code=202,
+        request_max_body_size=None,
+        responses=problem_responses(400, 401, 409, 413, 415, 422, 503),
+    )
+    async def submit(
+        self, request: Request[Any, Any, Any], rt: NamedDependency[ApiRuntime]
+    ) -> Response[SubmitAccepted]:
+        """Upload and queue."""
+        return await submit_video(request, rt)
+
+    @get(
+        "/status/{job_id:str}",
+        operation_id="getJobStatus",
+        summary="A job's state and real progress",
+        responses=problem_responses(401, 404, 422, 503),
+    )
+    async def status(
+        self,
+        job_id: FromPath[str],
+        db_conn: NamedDependency[AsyncConnection[Any]],
+        tenant: NamedDependency[str],
+    ) -> JobStatus:
+        """The job's status; 404 for unknown ids and other tenants' jobs."""
+        jid = parse_job_id(job_id)
+        job = await job_get(db_conn, jid, tenant=tenant)
+        if job is None:
+            raise job_not_found(jid)
+        return job_status(job)
+
+    @get(
+        "/results/{job_id:str}",
+        operation_id="getJobResults",
+        summary="The results document of a completed job",
+        responses=problem_responses(401, 404, 422, 503),
+    )
+    async def results(
+        self,
+        job_id: FromPath[str],
+        db_conn: NamedDependency[AsyncConnection[Any]],
+        tenant: NamedDependency[str],
+        rt: NamedDependency[ApiRuntime],
+    ) -> JobResults:
+        """200 only for a completed job; 404 says which state the job is in otherwise."""
+        jid = parse_job_id(job_id)
+        job = await job_get(db_conn, jid, tenant=tenant)
+        if job is None:
+            raise ProblemError(404, "job-not-found", f"no such job {jid}")
+        if job.state is not JobState.COMPLETED:
+            raise ProblemError(404, "results-not-ready", describe_state(job), job_status=job.state)
+        key = job.output_key or results_key(jid)
+        data = await anyio.to_thread.run_sync(rt.store.get_bytes, key)
+        document = msgspec.json.decode(data, type=dict[str, Any])
+        return JobResults(
+            job_id=jid, results=document, created_at=job.created_at, updated_at=job.updated_at
+        )

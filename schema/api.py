@@ -1,0 +1,186 @@
+"""Bodies of the HTTP API: what every client sees, so each field is a contract.
+
+Problem details follow RFC 9457 (``application/problem+json``); every error the API answers
+has this shape, including the framework's own 404/405/validation errors.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from schema.job import JobState
+
+PIPELINES: tuple[str, ...] = ("yolo_ocr", "noop")
+"""Pipelines a client may name; ``noop`` only exercises the queue (smoke tests, benchmarks).
+Their parameters and bounds live with the results document (``schema.results``)."""
+
+DEFAULT_PIPELINE = "yolo_ocr"
+
+PRIORITY_MIN = -100
+PRIORITY_MAX = 100
+"""Bounds of a submit's ``priority`` (higher runs first); beyond them one client could starve
+every other."""
+
+__all__ = [
+    "DEFAULT_PIPELINE",
+    "PIPELINES",
+    "PRIORITY_MAX",
+    "PRIORITY_MIN",
+    "FieldError",
+    "Health",
+    "JobError",
+    "JobList",
+    "JobResults",
+    "JobStatus",
+    "Problem",
+    "Readiness",
+    "SubmitAccepted",
+]
+
+
+class SubmitAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    """Answer to ``POST /video/submit``: where to poll.
+
+    Attributes:
+        job_id: the new (or, for an idempotent repeat, the original) job.
+        status: the job's state now (``pending`` for a new job).
+        status_url: the same URL as the ``Location`` header.
+    """
+
+    job_id: uuid.UUID
+    status: JobState
+    status_url: str
+
+
+class JobError(msgspec.Struct, frozen=True, kw_only=True):
+    """Why the last attempt failed.
+
+    Attributes:
+        kind: a stable machine-readable class (``decode_error``, ``lease_expired``, ...).
+        message: what happened, for a person.
+    """
+
+    kind: str
+    message: str
+
+
+class JobStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """Answer to ``GET /video/status/{job_id}`` and one entry of the job list.
+
+    Attributes:
+        job_id: the job.
+        status: its state.
+        pipeline: the pipeline it runs.
+        progress: frames analysed / frames to analyse, 0.0 to 1.0.
+        frames_done: frames analysed so far.
+        frames_total: frames to analyse, once the worker knows.
+        attempts: attempts started so far (retries count).
+        created_at: when it was submitted.
+        updated_at: its last change.
+        started_at: when the latest attempt started.
+        finished_at: when it reached a final state.
+        error: why the last attempt failed, if it did.
+    """
+
+    job_id: uuid.UUID
+    status: JobState
+    pipeline: str
+    progress: float
+    frames_done: int
+    frames_total: int | None
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: JobError | None
+
+
+class JobList(msgspec.Struct, frozen=True, kw_only=True):
+    """One page of ``GET /video/jobs``, newest first.
+
+    Attributes:
+        jobs: this page.
+        next_cursor: pass as ``cursor`` for the next page; null on the last page.
+    """
+
+    jobs: list[JobStatus]
+    next_cursor: str | None
+
+
+class JobResults(msgspec.Struct, frozen=True, kw_only=True):
+    """Answer to ``GET /video/results/{job_id}`` for a completed job.
+
+    Attributes:
+        job_id: the job.
+        results: the results document the worker wrote, embedded as an object.
+        created_at: when the job was submitted.
+        updated_at: when it completed.
+    """
+
+    job_id: uuid.UUID
+    results: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class FieldError(msgspec.Struct, frozen=True, kw_only=True):
+    """One invalid input of a 422 problem.
+
+    Attributes:
+        field: the form field, query or path parameter.
+        message: what is wrong with it and what is allowed.
+    """
+
+    field: str
+    message: str
+
+
+class Problem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """RFC 9457 problem details.
+
+    Attributes:
+        type: a URI naming the kind of problem (``about:blank`` for plain HTTP errors).
+        title: short summary of the kind.
+        status: the HTTP status code.
+        detail: what went wrong this time, and what to do about it.
+        instance: the request path.
+        errors: the invalid inputs, for validation problems.
+        job_status: the job's state, for problems about one job (404 results, 409 cancel).
+    """
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[FieldError] | None = None
+    job_status: JobState | None = None
+
+
+class Health(msgspec.Struct, frozen=True, kw_only=True):
+    """Answer to ``GET /health``: the process is alive.
+
+    Attributes:
+        status: always ``ok``.
+    """
+
+    status: str = "ok"
+
+
+class Readiness(msgspec.Struct, frozen=True, kw_only=True):
+    """Answer to ``GET /ready``: whether each dependency answered.
+
+    Attributes:
+        status: ``ready`` or ``unavailable``.
+        database: ``ok`` or the error.
+        blob_store: ``ok`` or the error.
+    """
+
+    status: str
+    database: str
+    blob_store: str
