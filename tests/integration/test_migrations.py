@@ -102,3 +102,28 @@ def test_yoyo_url_accepts_urls_and_dsns() -> None:
     )
     same = "postgresql+psycopg://u@h/db"
     assert yoyo_url(same) == same
+
+
+def test_db_cli_migrate_status_rollback(empty_database_url: str) -> None:
+    from click.testing import CliRunner
+
+    from vidjobs.cli import main
+
+    runner = CliRunner()
+    env = {"DATABASE_URL": empty_database_url}
+    pending = runner.invoke(main, ["db", "status"], env=env)
+    assert pending.exit_code == 1
+    assert "pending  0001_schema" in pending.output
+
+    up = runner.invoke(main, ["db", "migrate"], env=env)
+    assert up.exit_code == 0, up.output
+    assert "applied 0002_jobs" in up.output
+    assert runner.invoke(main, ["db", "status"], env=env).exit_code == 0
+
+    one = runner.invoke(main, ["db", "rollback"], env=env)
+    assert one.exit_code == 0, one.output
+    assert "1 migration(s) rolled back" in one.output
+    everything = runner.invoke(main, ["db", "rollback", "--all"], env=env)
+    assert everything.exit_code == 0, everything.output
+    assert "rolled back 0001_schema" in everything.output
+    assert not _schema_exists(empty_database_url)
