@@ -125,6 +125,9 @@ class LocalBlobStore:
             try:
                 with os.fdopen(fd, "wb") as out:
                     shutil.copyfileobj(src, out, _CHUNK)
+            except OSError as exc:
+                path.unlink(missing_ok=True)
+                raise BlobStoreError(f"copying {key!r} to {path}: {exc}") from exc
             except BaseException:
                 path.unlink(missing_ok=True)
                 raise

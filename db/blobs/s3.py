@@ -221,9 +221,17 @@ class S3BlobStore:
             raise BlobStoreError(f"cannot create a temp file for {key!r}: {exc}") from exc
         path = Path(name)
         try:
-            with os.fdopen(fd, "wb") as out, self._errors(f"downloading {key!r}", key):
-                for chunk in response.stream(_CHUNK):
-                    out.write(chunk)
+            with os.fdopen(fd, "wb") as out:
+                chunks = response.stream(_CHUNK)
+                while True:
+                    with self._errors(f"downloading {key!r}", key):
+                        chunk = next(chunks, None)
+                    if chunk is None:
+                        break
+                    try:
+                        out.write(chunk)
+                    except OSError as exc:  # a full local disk is not an S3 outage
+                        raise BlobStoreError(f"writing {path} for {key!r}: {exc}") from exc
         except BaseException:
             path.unlink(missing_ok=True)
             raise

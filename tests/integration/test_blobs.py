@@ -263,3 +263,13 @@ def test_wrong_credentials_are_an_error_not_an_outage(
     with pytest.raises(BlobStoreError) as info:
         store.ensure_ready()
     assert not isinstance(info.value, BlobStoreUnavailable)
+
+
+def test_download_into_a_missing_directory_is_a_clear_error(
+    blob_store: BlobStore, tmp_path: Path
+) -> None:
+    key = _key()
+    blob_store.put_bytes(key, b"x")
+    with pytest.raises(BlobStoreError, match="temp file") as info:
+        blob_store.get_to_tempfile(key, directory=tmp_path / "missing")
+    assert not isinstance(info.value, BlobNotFound | BlobStoreUnavailable)
