@@ -1,0 +1,356 @@
+"""Queue benchmark: enqueue rates, drain rates of the REAL worker loop, idle wake-up latency.
+
+    .venv/bin/python bench/queue.py                 # own durable embedded Postgres (fsync on)
+    .venv/bin/python bench/queue.py --dsn URL       # an existing server (admin URL)
+
+Phases (a fresh migrated scratch database each, ``synchronous_commit`` on unless told):
+single enqueue (``job_insert``, one commit each), batch enqueue (``job_insert_many`` x 1000),
+drains (N no-op jobs, then P spawned processes each running ``worker.main.run_worker`` with
+``drain=True`` at concurrency C, released together, timed until all returned) and wake-up
+latency (50 probes: ``job_insert`` returned -> the pipeline's ``run`` started, in an idle
+worker process). Prints one JSON line LAST, with the keys of the peer benchmark in
+``/work/shared/peers`` (it also runs there: ``PEERS_EXTRA="vidjobs=.venv/bin/python
+bench/queue.py"``; the PEERS_* environment variables are honoured).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# This file is called queue.py: never let it shadow the standard library's ``queue``.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import multiprocessing as mp  # noqa: E402
+import queue as stdlib_queue  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import psycopg  # noqa: E402
+from psycopg import sql  # noqa: E402
+
+from db.jobs import NewJob, job_insert, job_insert_many  # noqa: E402
+from db.migrate import migrate  # noqa: E402
+from db.pool import DatabaseSettings  # noqa: E402
+from worker.main import run_worker  # noqa: E402
+from worker.pipelines import JobContext, NoopPipeline, PipelineRegistry  # noqa: E402
+from worker.runner import Worker  # noqa: E402
+from worker.settings import WorkerSettings  # noqa: E402
+
+TENANT = "bench"
+
+
+# -- databases -----------------------------------------------------------------------------
+
+
+def _url_for(admin_dsn: str, dbname: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(admin_dsn)
+    info["dbname"] = dbname
+    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items() if v is not None})
+
+
+def fresh_db(admin_dsn: str, dbname: str, sync_commit: str) -> str:
+    """Drop/create the scratch database, migrate it, return its URL."""
+    with psycopg.connect(admin_dsn, autocommit=True) as c:
+        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+        c.execute(
+            sql.SQL("ALTER DATABASE {} SET synchronous_commit = {}").format(
+                sql.Identifier(dbname), sql.SQL(sync_commit)
+            )
+        )
+    url = _url_for(admin_dsn, dbname)
+    migrate(url)
+    return url
+
+
+def drop_db(admin_dsn: str, dbname: str) -> None:
+    with psycopg.connect(admin_dsn, autocommit=True) as c:
+        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+
+
+def scalar(url: str, query: str) -> Any:
+    with psycopg.connect(url, autocommit=True) as c:
+        row = c.execute(query).fetchone()  # type: ignore[arg-type]
+        return row[0] if row else None
+
+
+def settle(url: str, analyze: bool) -> None:
+    """ANALYZE (a live queue has planner stats) and CHECKPOINT, like the peer harness."""
+    with psycopg.connect(url, autocommit=True) as c:
+        if analyze:
+            c.execute("ANALYZE")
+        with contextlib.suppress(psycopg.Error):
+            c.execute("CHECKPOINT")
+
+
+def server_settings(url: str) -> dict[str, str]:
+    keys = ["server_version", "shared_buffers", "synchronous_commit", "fsync", "wal_level",
+            "max_connections", "full_page_writes"]  # fmt: skip
+    with psycopg.connect(url, autocommit=True) as c:
+        return {k: str(c.execute(sql.SQL("SHOW {}").format(sql.Identifier(k))).fetchone()[0])  # type: ignore[index]
+                for k in keys}  # fmt: skip
+
+
+@contextlib.contextmanager
+def server(dsn: str | None) -> Iterator[str]:
+    """The admin DSN: the given one, or a durable embedded Postgres started for this run."""
+    if dsn:
+        yield dsn
+        return
+    from db.embedded import EmbeddedPostgres
+
+    with tempfile.TemporaryDirectory(prefix="vidjobs-bench-pg-") as tmp:
+        pg = EmbeddedPostgres(Path(tmp) / "data", durable=True)
+        pg.start()
+        try:
+            yield pg.url
+        finally:
+            pg.stop()
+
+
+# -- enqueue -------------------------------------------------------------------------------
+
+
+async def _enqueue(url: str, n: int, batch: int | None, pipeline: str = "noop") -> float:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        t0 = time.perf_counter()
+        if batch is None:
+            for _ in range(n):
+                await job_insert(
+                    conn, job_id=uuid.uuid4(), tenant=TENANT, pipeline=pipeline, params={}
+                )
+        else:
+            left = n
+            while left > 0:
+                k = min(batch, left)
+                await job_insert_many(conn, [NewJob(tenant=TENANT, pipeline=pipeline)] * k)
+                left -= k
+        return time.perf_counter() - t0
+
+
+def phase_enqueue(args: argparse.Namespace, batch: int | None) -> float:
+    n = args.n_single if batch is None else args.n
+    url = fresh_db(args.dsn, args.db, args.sync_commit)
+    elapsed = asyncio.run(_enqueue(url, n, batch))
+    got = scalar(url, "SELECT count(*) FROM vidjobs.jobs WHERE state = 'pending'")
+    assert got == n, f"enqueued {got} != {n}"
+    return n / elapsed
+
+
+# -- worker processes ----------------------------------------------------------------------
+
+
+def _worker_settings(args: argparse.Namespace, concurrency: int) -> WorkerSettings:
+    return WorkerSettings(
+        concurrency=concurrency,
+        batch_size=args.batch_size,
+        prefetch=args.prefetch if args.prefetch >= 0 else args.batch_size,
+        worker_id=f"bench-{os.getpid()}",
+    )
+
+
+class _Probe:
+    """The latency probe's pipeline: reports when ``run`` starts, then does nothing."""
+
+    def __init__(self, out_q: Any) -> None:
+        self.out_q = out_q
+
+    async def run(self, ctx: JobContext) -> str | None:
+        self.out_q.put((int(ctx.job.params["seq"]), time.monotonic()))
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+def _child(
+    mode: str, url: str, settings: WorkerSettings, ready_q: Any, start: Any, out_q: Any
+) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    db = DatabaseSettings(url=url)
+
+    async def on_ready(_: Worker) -> None:
+        ready_q.put(os.getpid())
+        if mode == "drain":
+            await asyncio.to_thread(start.wait)
+
+    if mode == "drain":
+        registry = PipelineRegistry({"noop": NoopPipeline})
+        asyncio.run(run_worker(db, settings, registry, drain=True, install_signals=False,
+                               on_ready=on_ready))  # fmt: skip
+        out_q.put(("done", time.monotonic()))
+    else:
+        registry = PipelineRegistry({"ping": lambda: _Probe(out_q)})
+        asyncio.run(run_worker(db, settings, registry, on_ready=on_ready))
+
+
+def _stop(procs: list[Any]) -> None:
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(10)
+        if p.is_alive():
+            p.kill()
+            p.join(5)
+
+
+def phase_drain(args: argparse.Namespace, conc: int, nprocs: int) -> tuple[float, bool]:
+    url = fresh_db(args.dsn, args.db, args.sync_commit)
+    asyncio.run(_enqueue(url, args.n, args.batch))
+    settle(url, bool(args.analyze))
+    ctx = mp.get_context("spawn")
+    ready_q, out_q, start = ctx.Queue(), ctx.Queue(), ctx.Event()
+    settings = _worker_settings(args, conc)
+    procs = [ctx.Process(target=_child, args=("drain", url, settings, ready_q, start, out_q))
+             for _ in range(nprocs)]  # fmt: skip
+    for p in procs:
+        p.start()
+    capped = False
+    try:
+        for _ in procs:
+            ready_q.get(timeout=120)
+        t0 = time.monotonic()
+        start.set()
+        deadline = t0 + args.drain_cap
+        ends = []
+        for _ in procs:
+            try:
+                ends.append(out_q.get(timeout=max(0.01, deadline - time.monotonic()))[1])
+            except stdlib_queue.Empty:
+                capped = True
+                break
+        t1 = time.monotonic() if capped else max(ends)
+    finally:
+        _stop(procs)
+    done = scalar(url, "SELECT count(*) FROM vidjobs.jobs WHERE state = 'completed'")
+    if not capped:
+        assert done == args.n, f"completed {done} != {args.n}"
+    return done / (t1 - t0), capped
+
+
+def phase_latency(args: argparse.Namespace) -> tuple[float | None, float | None, int]:
+    url = fresh_db(args.dsn, args.db, args.sync_commit)
+    ctx = mp.get_context("spawn")
+    ready_q, out_q, start = ctx.Queue(), ctx.Queue(), ctx.Event()
+    settings = _worker_settings(args, 1)
+    proc = ctx.Process(target=_child, args=("listen", url, settings, ready_q, start, out_q))
+    proc.start()
+    lats: list[float] = []
+    lost = 0
+
+    async def probe() -> None:
+        nonlocal lost
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            for seq in range(-1, args.lat_n):  # one unmeasured warm-up
+                await job_insert(conn, job_id=uuid.uuid4(), tenant=TENANT, pipeline="ping",
+                                 params={"seq": seq})  # fmt: skip
+                t_commit = time.monotonic()
+                try:
+                    while True:
+                        got_seq, t_start = await asyncio.to_thread(
+                            out_q.get, True, args.lat_timeout
+                        )
+                        if got_seq == seq:
+                            break
+                except stdlib_queue.Empty:
+                    lost += 1
+                    continue
+                if seq >= 0:
+                    lats.append((t_start - t_commit) * 1000.0)
+                await asyncio.sleep(args.lat_gap)
+
+    try:
+        ready_q.get(timeout=120)
+        time.sleep(args.listen_warmup)
+        asyncio.run(probe())
+    finally:
+        _stop([proc])
+    if not lats:
+        return None, None, lost
+    lats.sort()
+    p95 = lats[min(len(lats) - 1, round(0.95 * (len(lats) - 1)))]
+    return statistics.median(lats), p95, lost
+
+
+# -- main ----------------------------------------------------------------------------------
+
+
+def main() -> None:
+    env = os.environ
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    ap.add_argument("--dsn", default=env.get("PEERS_DSN"),
+                    help="admin DSN; a scratch database is created next to it "
+                         "(default: start a durable embedded Postgres)")  # fmt: skip
+    ap.add_argument("--n", type=int, default=int(env.get("PEERS_N", 10000)))
+    ap.add_argument("--n-single", type=int, default=int(env.get("PEERS_N_SINGLE", 0)) or None,
+                    help="jobs for the one-at-a-time enqueue (default: --n)")  # fmt: skip
+    ap.add_argument("--batch", type=int, default=1000, help="jobs per job_insert_many")
+    ap.add_argument("--drains", default=env.get("PEERS_DRAINS", "1x1,8x1,8x2"),
+                    help="comma list of CONCURRENCYxPROCESSES")  # fmt: skip
+    ap.add_argument("--batch-size", type=int, default=WorkerSettings().batch_size,
+                    help="worker claim/completion batch size")  # fmt: skip
+    ap.add_argument(
+        "--prefetch",
+        type=int,
+        default=-1,
+        help="worker prefetch (default: the batch size; no-op jobs are short)",
+    )
+    ap.add_argument("--lat-n", type=int, default=50)
+    ap.add_argument("--lat-gap", type=float, default=0.1)
+    ap.add_argument("--lat-timeout", type=float, default=15.0)
+    ap.add_argument("--listen-warmup", type=float, default=2.0)
+    ap.add_argument("--drain-cap", type=float, default=float(env.get("PEERS_DRAIN_CAP", 60)))
+    ap.add_argument("--sync-commit", default=env.get("PEERS_SYNC_COMMIT", "on"),
+                    choices=["on", "off"])  # fmt: skip
+    ap.add_argument("--analyze", type=int, default=int(env.get("PEERS_ANALYZE", 1)))
+    ap.add_argument("--phases", default="single,batch,drain,latency")
+    ap.add_argument("--db", default="peers_vidjobs", help="scratch database name")
+    args = ap.parse_args()
+    args.n_single = args.n_single or args.n
+    phases = set(args.phases.split(","))
+    with server(args.dsn) as admin_dsn:
+        args.dsn = admin_dsn
+        res: dict[str, Any] = {
+            "system": "vidjobs", "versions": {"psycopg": psycopg.__version__}, "n": args.n,
+            "n_single": args.n_single, "analyze": args.analyze, "sync_commit": args.sync_commit,
+            "worker": {"batch_size": args.batch_size,
+                       "prefetch": _worker_settings(args, 1).prefetch},
+            "t_wall": time.time(),
+        }  # fmt: skip
+        if "single" in phases:
+            res["jobs_per_s_enqueue"] = round(phase_enqueue(args, None), 1)
+        if "batch" in phases:
+            res["jobs_per_s_enqueue_batch"] = round(phase_enqueue(args, args.batch), 1)
+        if "drain" in phases:
+            res["jobs_per_s_drain"], res["drain_capped"] = {}, []
+            for spec in args.drains.split(","):
+                c, p = (int(x) for x in spec.split("x"))
+                rate, capped = phase_drain(args, c, p)
+                res["jobs_per_s_drain"][f"c{c}x{p}"] = round(rate, 1)
+                if capped:
+                    res["drain_capped"].append(f"c{c}x{p}")
+        if "latency" in phases:
+            p50, p95, lost = phase_latency(args)
+            res["latency_ms_p50"] = round(p50, 2) if p50 is not None else None
+            res["latency_ms_p95"] = round(p95, 2) if p95 is not None else None
+            res["latency_lost"] = lost
+        res["settings"] = server_settings(_url_for(admin_dsn, args.db))
+        drop_db(admin_dsn, args.db)
+    print(json.dumps(res), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""``vidjobs worker``: run a worker process (or ``--check`` that one could run here)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Any
+
+import click
+
+from worker.settings import WorkerSettings, default_worker_id
+
+__all__ = ["worker"]
+
+_D = WorkerSettings.__dataclass_fields__
+
+
+def _default(name: str) -> Any:
+    return _D[name].default
+
+
+@click.command()
+@click.option(
+    "--database-url",
+    envvar="DATABASE_URL",
+    show_envvar=True,
+    required=True,
+    help="Postgres URL of the vidjobs database.",
+)
+@click.option(
+    "--concurrency",
+    envvar="VIDJOBS_WORKER_CONCURRENCY",
+    show_envvar=True,
+    type=click.IntRange(min=1),
+    default=_default("concurrency"),
+    help="Jobs running at once in this process (video analysis is CPU bound: about one per core).",
+)
+@click.option(
+    "--batch-size",
+    envvar="VIDJOBS_WORKER_BATCH_SIZE",
+    show_envvar=True,
+    type=click.IntRange(min=1),
+    default=_default("batch_size"),
+    help="Most jobs per claim statement and per batched completion.",
+)
+@click.option(
+    "--prefetch",
+    envvar="VIDJOBS_WORKER_PREFETCH",
+    show_envvar=True,
+    type=click.IntRange(min=0),
+    default=_default("prefetch"),
+    help="Jobs claimed ahead of free slots (raise only for very short jobs).",
+)
+@click.option(
+    "--lease-seconds",
+    envvar="VIDJOBS_WORKER_LEASE_SECONDS",
+    show_envvar=True,
+    type=click.FloatRange(min=1),
+    default=_default("lease_seconds"),
+    help="How long a claim or heartbeat holds a job; a dead worker's jobs return after this.",
+)
+@click.option(
+    "--heartbeat-interval",
+    envvar="VIDJOBS_WORKER_HEARTBEAT_INTERVAL",
+    show_envvar=True,
+    type=click.FloatRange(min=0.05),
+    default=_default("heartbeat_interval_s"),
+    help="Seconds between lease renewals; a cancelled job stops within one interval.",
+)
+@click.option(
+    "--grace-seconds",
+    envvar="VIDJOBS_WORKER_GRACE_SECONDS",
+    show_envvar=True,
+    type=click.FloatRange(min=0),
+    default=_default("grace_seconds"),
+    help="After SIGTERM/SIGINT, how long running jobs may finish before they are handed back.",
+)
+@click.option(
+    "--poll-interval",
+    envvar="VIDJOBS_WORKER_POLL_INTERVAL",
+    show_envvar=True,
+    type=click.FloatRange(min=0.01),
+    default=_default("poll_interval_s"),
+    help="First idle wait for a NOTIFY before polling anyway.",
+)
+@click.option(
+    "--idle-backoff-max",
+    envvar="VIDJOBS_WORKER_IDLE_BACKOFF_MAX",
+    show_envvar=True,
+    type=click.FloatRange(min=0.01),
+    default=_default("idle_backoff_max_s"),
+    help="Idle waits double up to this many seconds while the queue stays empty.",
+)
+@click.option(
+    "--worker-id",
+    envvar="VIDJOBS_WORKER_ID",
+    show_envvar=True,
+    default=None,
+    help="Name recorded on claimed jobs [default: hostname-pid].",
+)
+@click.option(
+    "--durable-claims/--fast-claims",
+    envvar="VIDJOBS_WORKER_DURABLE_CLAIMS",
+    show_envvar=True,
+    default=_default("durable_claims"),
+    help="Make each claim wait for the WAL flush (a claim lost in a crash only re-queues the job).",
+)
+@click.option(
+    "--drain",
+    is_flag=True,
+    envvar="VIDJOBS_WORKER_DRAIN",
+    show_envvar=True,
+    help="Exit once the queue is empty and no job runs (batch runs, benchmarks).",
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Check the database (and blob store and model, where configured) and exit 0 or 1.",
+)
+@click.option(
+    "--log-level",
+    envvar="VIDJOBS_LOG_LEVEL",
+    show_envvar=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="INFO",
+    help="Log verbosity.",
+)
+def worker(
+    database_url: str,
+    concurrency: int,
+    batch_size: int,
+    prefetch: int,
+    lease_seconds: float,
+    heartbeat_interval: float,
+    grace_seconds: float,
+    poll_interval: float,
+    idle_backoff_max: float,
+    worker_id: str | None,
+    durable_claims: bool,
+    drain: bool,
+    check: bool,
+    log_level: str,
+) -> None:
+    """Claim jobs from Postgres and run their pipelines until SIGTERM/SIGINT.
+
+    The first signal stops claiming and gives running jobs --grace-seconds to finish; jobs
+    still running then go back to the queue. A second signal exits at once.
+    """
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from db.pool import DatabaseSettings
+
+    db = DatabaseSettings.from_env({"DATABASE_URL": database_url, **_pool_env()})
+    if check:
+        from worker.health import check_worker
+
+        ok = asyncio.run(check_worker(db))
+        sys.exit(0 if ok else 1)
+    try:
+        settings = WorkerSettings(
+            concurrency=concurrency,
+            batch_size=batch_size,
+            prefetch=prefetch,
+            lease_seconds=lease_seconds,
+            heartbeat_interval_s=heartbeat_interval,
+            grace_seconds=grace_seconds,
+            poll_interval_s=poll_interval,
+            idle_backoff_max_s=max(idle_backoff_max, poll_interval),
+            worker_id=worker_id or default_worker_id(),
+            durable_claims=durable_claims,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+    from db.errors import DatabaseUnavailable
+    from worker.main import run_worker
+    from worker.registry import default_registry
+
+    try:
+        asyncio.run(run_worker(db, settings, default_registry(), drain=drain))
+    except DatabaseUnavailable as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+def _pool_env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if k.startswith("VIDJOBS_DB_POOL_")}

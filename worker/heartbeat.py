@@ -1,0 +1,172 @@
+"""Keeps the leases of held jobs alive and writes their progress, from one task per worker.
+
+One task for every job (not one per job) because the queue benchmark holds thousands of
+no-op jobs a second that finish long before their first heartbeat is due; this task only
+wakes when some lease is actually due, or every progress interval while jobs run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from db.errors import DatabaseUnavailable, LeaseLost
+from db.jobs import HeartbeatStatus, job_heartbeat, job_progress
+from worker.dbconn import pooled
+from worker.pipelines import JobContext
+from worker.settings import WorkerSettings
+
+__all__ = ["Heartbeater", "Lease"]
+
+log = logging.getLogger(__name__)
+
+# After a failed heartbeat (database unreachable), try again this soon.
+_RETRY_S = 1.0
+
+
+@dataclass(eq=False)
+class Lease:
+    """A job this worker holds: its fencing token and when its lease was last renewed."""
+
+    ctx: JobContext
+    token: uuid.UUID
+    last_beat: float
+    last_progress: float = 0.0
+
+    @property
+    def job_id(self) -> uuid.UUID:
+        """The held job's id."""
+        return self.ctx.job.job_id
+
+
+class Heartbeater:
+    """Renews every held lease each ``heartbeat_interval_s`` and flushes throttled progress.
+
+    A heartbeat that finds the job cancelled, or the lease taken by another worker, asks the
+    job to stop (``ctx.request_stop``), so a cancelled job stops within one interval.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool[Any], settings: WorkerSettings) -> None:
+        self._pool = pool
+        self._interval = settings.heartbeat_interval_s
+        self._lease_s = settings.lease_seconds
+        self._progress_s = settings.progress_interval_s
+        self._leases: dict[uuid.UUID, Lease] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the heartbeat task on the running loop."""
+        self._task = asyncio.create_task(self._loop(), name="vidjobs-heartbeat")
+
+    async def close(self) -> None:
+        """Stop the task; held leases are the caller's to complete or release."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def track(self, ctx: JobContext, token: uuid.UUID) -> Lease:
+        """Start renewing the lease of a freshly claimed job."""
+        lease = Lease(ctx=ctx, token=token, last_beat=time.monotonic())
+        was_empty = not self._leases
+        self._leases[ctx.job.job_id] = lease
+        if was_empty:
+            self._wake.set()
+        return lease
+
+    def untrack(self, job_id: uuid.UUID) -> None:
+        """Stop renewing (the job completed, failed, was released or given up)."""
+        self._leases.pop(job_id, None)
+
+    @property
+    def held(self) -> list[Lease]:
+        """Every lease this worker holds right now."""
+        return list(self._leases.values())
+
+    async def _loop(self) -> None:
+        while True:
+            if not self._leases:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            now = time.monotonic()
+            work = [self._beat(x) for x in self.held if self._beat_due(x, now)]
+            work += [self._progress(x) for x in self.held if self._progress_due(x, now)]
+            if work:
+                await asyncio.gather(*work)
+            now = time.monotonic()
+            deadlines = [x.last_beat + self._interval for x in self.held if self._beats(x)]
+            deadlines.append(now + self._progress_s)
+            self._wake.clear()
+            timeout = max(0.0, min(deadlines) - now)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    @staticmethod
+    def _beats(lease: Lease) -> bool:
+        # A job that was cancelled or lost is not ours: renewing it would be pointless.
+        return lease.ctx.stop_reason not in ("cancelled", "lease_lost")
+
+    def _beat_due(self, lease: Lease, now: float) -> bool:
+        return self._beats(lease) and now - lease.last_beat >= self._interval
+
+    def _progress_due(self, lease: Lease, now: float) -> bool:
+        return (
+            lease.ctx.progress_dirty
+            and self._beats(lease)
+            and now - lease.last_progress >= self._progress_s
+        )
+
+    async def _beat(self, lease: Lease) -> None:
+        started = time.monotonic()
+        try:
+            async with pooled(self._pool) as conn:
+                status = await job_heartbeat(
+                    conn, lease.job_id, lease.token, lease_seconds=self._lease_s
+                )
+        except DatabaseUnavailable as exc:
+            log.warning("heartbeat of job %s failed, retrying: %s", lease.job_id, exc)
+            lease.last_beat = started - self._interval + _RETRY_S
+            return
+        except Exception:
+            log.exception("heartbeat of job %s failed", lease.job_id)
+            lease.last_beat = started - self._interval + _RETRY_S
+            return
+        lease.last_beat = started
+        if status is HeartbeatStatus.CANCELLED:
+            log.info("job %s was cancelled; stopping it", lease.job_id)
+            lease.ctx.request_stop("cancelled")
+        elif status is HeartbeatStatus.LEASE_LOST:
+            log.warning("job %s: lease lost to another worker; stopping it", lease.job_id)
+            lease.ctx.request_stop("lease_lost")
+
+    async def _progress(self, lease: Lease) -> None:
+        ctx = lease.ctx
+        ctx.progress_dirty = False
+        lease.last_progress = time.monotonic()
+        try:
+            async with pooled(self._pool) as conn:
+                await job_progress(
+                    conn,
+                    lease.job_id,
+                    lease.token,
+                    frames_done=ctx.frames_done,
+                    frames_total=ctx.frames_total,
+                )
+        except LeaseLost:
+            # Cancelled or taken back: either way the job is no longer ours to run.
+            log.info("job %s: no longer held (cancelled or lease lost); stopping it", lease.job_id)
+            ctx.request_stop("lease_lost")
+        except DatabaseUnavailable as exc:
+            ctx.progress_dirty = True
+            log.warning("progress of job %s not written: %s", lease.job_id, exc)
+        except Exception:
+            log.exception("progress of job %s not written", lease.job_id)

@@ -1,0 +1,104 @@
+"""One worker process: open the pool and the notifier, run the loop, obey SIGTERM/SIGINT.
+
+The first SIGTERM or SIGINT stops claiming and lets running jobs finish within the grace
+period (then hands them back); a second one exits at once, leaving the leases to expire so
+another worker takes the jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+
+from db.notify import JobNotifier
+from db.pool import DatabaseSettings, open_pool
+from worker.pipelines import PipelineRegistry
+from worker.runner import Worker, WorkerStats
+from worker.settings import WorkerSettings
+
+__all__ = ["run_worker"]
+
+log = logging.getLogger(__name__)
+
+# Connections besides one per running job: the claim loop, the completion flusher,
+# heartbeats/progress and failure writes.
+_EXTRA_CONNECTIONS = 3
+
+
+async def run_worker(
+    db: DatabaseSettings,
+    settings: WorkerSettings,
+    registry: PipelineRegistry,
+    *,
+    drain: bool = False,
+    install_signals: bool = True,
+    on_ready: Callable[[Worker], Awaitable[None]] | None = None,
+) -> WorkerStats:
+    """Run one worker until stopped by a signal (or, with ``drain``, until the queue is empty).
+
+    Args:
+        db: where Postgres is; the pool is sized for ``settings.concurrency``.
+        settings: the worker's settings.
+        registry: the pipelines it runs; closed on the way out.
+        drain: return once nothing is left to claim (benchmarks and tests).
+        install_signals: handle SIGTERM/SIGINT (off when embedded in a test's event loop).
+        on_ready: awaited with the worker once the pool and LISTEN are up, before it claims.
+    """
+    size = max(db.pool_max_size, settings.concurrency + _EXTRA_CONNECTIONS)
+    db = dataclasses.replace(db, pool_min_size=min(size, _EXTRA_CONNECTIONS), pool_max_size=size)
+    pool = await open_pool(db)
+    try:
+        async with JobNotifier(db.url) as notifier:
+            worker = Worker(settings, pool, registry, notifier, drain=drain)
+            if install_signals:
+                _install_signals(worker)
+            log.info(
+                "worker %s: concurrency %d, batch %d, lease %.0fs, pipelines %s",
+                settings.worker_id,
+                settings.concurrency,
+                settings.batch_size,
+                settings.lease_seconds,
+                ", ".join(registry.names),
+            )
+            if on_ready is not None:
+                await on_ready(worker)
+            try:
+                stats = await worker.run()
+            finally:
+                if install_signals:
+                    _remove_signals()
+    finally:
+        await registry.close()
+        await pool.close()
+    log.info("worker %s exits: %s", settings.worker_id, stats)
+    return stats
+
+
+def _install_signals(worker: Worker) -> None:
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        name = signal.Signals(signum).name
+        if worker.stopping:
+            log.warning("second %s: exiting now; held leases will expire", name)
+            logging.shutdown()
+            os._exit(128 + signum)
+        log.info(
+            "%s: finishing running jobs (grace %.0fs); send again to exit at once",
+            name,
+            worker.settings.grace_seconds,
+        )
+        worker.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+
+def _remove_signals() -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)

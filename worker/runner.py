@@ -1,0 +1,380 @@
+"""The worker loop: claim a batch, run each job, renew leases, complete or fail, idle on NOTIFY.
+
+Everything a worker writes about a job goes through the fenced db calls with the job's lease
+token, so a worker that lost a job can never overwrite the attempt that replaced it. Claims
+and completions are batched (one commit for many jobs) because with short jobs the WAL flush
+of each commit, not the work, bounds throughput.
+
+Shutdown (``stop()``, wired to SIGTERM/SIGINT by ``run_worker``): claiming stops at once;
+running jobs get ``grace_seconds`` to finish; then they are asked to stop and handed back
+with ``job_release`` (pending again, the attempt not counted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from psycopg_pool import AsyncConnectionPool
+
+from db.errors import DatabaseUnavailable, LeaseLost
+from db.jobs import job_claim, job_fail, job_release
+from schema import Job
+from worker.completions import Completer
+from worker.dbconn import ASYNC_COMMIT_OPTIONS, DedicatedConnection, pooled
+from worker.heartbeat import Heartbeater
+from worker.pipelines import JobContext, JobFailure, JobStopped, PipelineRegistry
+from worker.settings import WorkerSettings
+
+__all__ = ["Notifier", "Worker", "WorkerStats"]
+
+log = logging.getLogger(__name__)
+
+# After grace ran out and jobs were asked to stop, how long to wait before releasing anyway.
+_STOP_WAIT_S = 2.0
+# Retries of a fenced fail/release while the database is unreachable.
+_WRITE_RETRIES = 5
+
+
+class Notifier(Protocol):
+    """Wakes an idle worker: ``db.jobs.JobNotifier`` (LISTEN with a poll fallback)."""
+
+    async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109 - the db API's signature
+        """True on a notification, False when ``timeout`` seconds passed without one."""
+        ...
+
+
+class _Outcome(enum.Enum):
+    DONE = "done"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class _Result:
+    outcome: _Outcome
+    output_key: str | None = None
+    error_kind: str = ""
+    error_message: str = ""
+    permanent: bool = False
+
+
+@dataclass
+class WorkerStats:
+    """What this worker did, for logs, tests and the benchmark."""
+
+    claimed: int = 0
+    completed: int = 0
+    failed: int = 0
+    released: int = 0
+    stopped: int = 0
+    lease_lost: int = 0
+
+
+class Worker:
+    """One worker process's loop.
+
+    Args:
+        settings: concurrency, batching, leases, shutdown.
+        pool: database connections (claims, heartbeats, completions, failures).
+        registry: pipelines by name.
+        notifier: idle wake-up (``JobNotifier``).
+        drain: return once a claim finds nothing and no job is in flight (benchmarks, tests).
+    """
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        pool: AsyncConnectionPool[Any],
+        registry: PipelineRegistry,
+        notifier: Notifier,
+        *,
+        drain: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.stats = WorkerStats()
+        self._pool = pool
+        self._registry = registry
+        self._notifier = notifier
+        self._drain = drain
+        self._sem = asyncio.Semaphore(settings.concurrency)
+        self._capacity = settings.concurrency + settings.prefetch
+        self._low_water = max(1, min(settings.batch_size, self._capacity) // 2)
+        self._active = 0  # claimed jobs whose pipeline has not returned yet
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._heartbeat = Heartbeater(pool, settings)
+        self._completer = Completer(pool, batch_size=settings.batch_size)
+        self._claim_conn = DedicatedConnection(
+            pool, options=None if settings.durable_claims else ASYNC_COMMIT_OPTIONS
+        )
+
+    @property
+    def stopping(self) -> bool:
+        """True once ``stop()`` was called."""
+        return self._stopping.is_set()
+
+    def stop(self) -> None:
+        """Stop claiming now; running jobs get ``grace_seconds`` before they are handed back."""
+        if not self._stopping.is_set():
+            log.info("stopping: no new claims; %d job(s) running", self._active)
+        self._stopping.set()
+
+    async def run(self) -> WorkerStats:
+        """Claim and run jobs until ``stop()`` (or, draining, until the queue is empty)."""
+        self._heartbeat.start()
+        self._completer.start()
+        try:
+            await self._claim_loop()
+        finally:
+            await self._shutdown()
+        return self.stats
+
+    # -- claiming -------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        idle_wait = self.settings.poll_interval_s
+        db_wait = 0.1
+        while not self._stopping.is_set():
+            free = self._capacity - self._active
+            if free <= 0 or (self._active and free < self._low_water):
+                # Refill in batches, not one claim per finished job: a claim statement costs
+                # about as much for one row as for dozens.
+                await self._wait_slot()
+                continue
+            try:
+                async with self._claim_conn.use() as conn:
+                    jobs = await job_claim(
+                        conn,
+                        worker_id=self.settings.worker_id,
+                        batch_size=min(free, self.settings.batch_size),
+                        lease_seconds=self.settings.lease_seconds,
+                    )
+            except Exception as exc:
+                # Unreachable database, or a server-side error: the worker outlives both.
+                if isinstance(exc, DatabaseUnavailable):
+                    log.warning(
+                        "claim failed, database unavailable (retry in %.1fs): %s", db_wait, exc
+                    )
+                else:
+                    log.exception("claim failed (retry in %.1fs)", db_wait)
+                await self._sleep_unless_stopped(db_wait)
+                db_wait = min(db_wait * 2, self.settings.idle_backoff_max_s)
+                continue
+            db_wait = 0.1
+            if jobs:
+                idle_wait = self.settings.poll_interval_s
+                for job in jobs:
+                    self._start(job)
+                continue
+            if self._drain:
+                if self._active == 0:
+                    return
+                await self._wait_slot()
+                continue
+            if not await self._idle(idle_wait):
+                idle_wait = min(idle_wait * 2, self.settings.idle_backoff_max_s)
+
+    async def _wait_slot(self) -> None:
+        self._slot_freed.clear()
+        await self._race(self._slot_freed.wait())
+
+    async def _sleep_unless_stopped(self, seconds: float) -> None:
+        await self._race(asyncio.sleep(seconds))
+
+    async def _idle(self, seconds: float) -> bool:
+        """Wait for a NOTIFY (True) or the poll timeout (False); stop() ends it early."""
+        return bool(await self._race(self._notifier.wait(seconds)))
+
+    async def _race(self, aw: Awaitable[object]) -> object:
+        """Await ``aw`` unless stop() comes first (then ``aw`` is cancelled)."""
+        if self._stopping.is_set():
+            if asyncio.iscoroutine(aw):
+                aw.close()
+            return None
+        work = asyncio.ensure_future(aw)
+        stop = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        for t in (work, stop):
+            if not t.done():
+                t.cancel()
+        await asyncio.gather(work, stop, return_exceptions=True)
+        if work.done() and not work.cancelled() and work.exception() is None:
+            return work.result()
+        if work.done() and not work.cancelled() and work.exception() is not None:
+            log.warning("idle wait failed: %s", work.exception())
+        return None
+
+    # -- running one job ------------------------------------------------------------------
+
+    def _start(self, job: Job) -> None:
+        self.stats.claimed += 1
+        self._active += 1
+        task = asyncio.create_task(self._run_job(job), name=f"job-{job.job_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_job(self, job: Job) -> None:
+        assert job.lease_token is not None, "a claimed job always carries its lease token"
+        token = job.lease_token
+        ctx = JobContext(job)
+        self._heartbeat.track(ctx, token)
+        try:
+            try:
+                async with self._sem:
+                    if self._stopping.is_set() and ctx.stop_reason is None:
+                        # Claimed ahead (prefetch) but never started: hand it straight back.
+                        ctx.request_stop("shutdown")
+                    result = (
+                        _Result(_Outcome.STOPPED) if ctx.should_stop() else await self._execute(ctx)
+                    )
+            finally:
+                self._active -= 1
+                self._slot_freed.set()
+            await self._finish(ctx, token, result)
+        finally:
+            self._heartbeat.untrack(job.job_id)
+
+    async def _execute(self, ctx: JobContext) -> _Result:
+        job = ctx.job
+        pipeline = await self._registry.get(job.pipeline)
+        if pipeline is None:
+            return _Result(
+                _Outcome.FAILED,
+                error_kind="unknown_pipeline",
+                error_message=(
+                    f"this worker has no pipeline {job.pipeline!r} "
+                    f"(it runs: {', '.join(self._registry.names)})"
+                ),
+                permanent=True,
+            )
+        try:
+            return _Result(_Outcome.DONE, output_key=await pipeline.run(ctx))
+        except Exception as exc:
+            return _classify(ctx, exc)
+
+    async def _finish(self, ctx: JobContext, token: uuid.UUID, result: _Result) -> None:
+        job_id = ctx.job.job_id
+        if result.outcome is _Outcome.DONE:
+            try:
+                ok = await self._completer.submit(job_id, token, result.output_key)
+            except Exception as exc:
+                log.error("job %s finished but its completion was not written: %s", job_id, exc)
+                return
+            if ok:
+                self.stats.completed += 1
+            else:
+                self.stats.lease_lost += 1
+                log.warning("job %s finished after its lease was lost; result dropped", job_id)
+        elif result.outcome is _Outcome.FAILED:
+            level = logging.INFO if result.permanent else logging.WARNING
+            log.log(
+                level, "job %s failed (%s): %s", job_id, result.error_kind, result.error_message
+            )
+
+            async def fail(conn_job_id: uuid.UUID = job_id) -> None:
+                async with pooled(self._pool) as conn:
+                    await job_fail(
+                        conn,
+                        conn_job_id,
+                        token,
+                        error_kind=result.error_kind,
+                        error_message=result.error_message,
+                        permanent=result.permanent,
+                    )
+
+            if await self._fenced(job_id, "fail", fail):
+                self.stats.failed += 1
+        elif ctx.stop_reason == "shutdown":
+            await self.release(job_id, token)
+        else:
+            self.stats.stopped += 1
+            log.info("job %s stopped (%s)", job_id, ctx.stop_reason)
+
+    async def release(self, job_id: uuid.UUID, token: uuid.UUID) -> None:
+        """Hand a held job back (pending, attempt not counted), e.g. at shutdown."""
+
+        async def rel() -> None:
+            async with pooled(self._pool) as conn:
+                await job_release(conn, job_id, token)
+
+        if await self._fenced(job_id, "release", rel):
+            self.stats.released += 1
+            log.info("job %s handed back to the queue", job_id)
+
+    async def _fenced(
+        self, job_id: uuid.UUID, what: str, op: Callable[[], Awaitable[None]]
+    ) -> bool:
+        """Run a fenced write, retrying while the database is unreachable; False if not written."""
+        delay = 0.1
+        for attempt in range(1, _WRITE_RETRIES + 1):
+            try:
+                await op()
+            except LeaseLost:
+                self.stats.lease_lost += 1
+                log.warning("job %s: %s not written, the lease was lost", job_id, what)
+                return False
+            except DatabaseUnavailable as exc:
+                if attempt == _WRITE_RETRIES:
+                    log.error("job %s: %s not written (lease will expire): %s", job_id, what, exc)
+                    return False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            else:
+                return True
+        return False
+
+    # -- shutdown -------------------------------------------------------------------------
+
+    async def _shutdown(self) -> None:
+        grace = self.settings.grace_seconds
+        pending = set(self._tasks)
+        if pending:
+            log.info("waiting up to %.1fs for %d running job(s)", grace, len(pending))
+            _, pending = await asyncio.wait(pending, timeout=grace)
+        if pending:
+            log.warning("grace period over: stopping %d job(s) and handing them back", len(pending))
+            for lease in self._heartbeat.held:
+                lease.ctx.request_stop("shutdown")
+            _, pending = await asyncio.wait(pending, timeout=_STOP_WAIT_S)
+        if pending:
+            # The pipeline did not notice the stop request in time: hand the jobs back anyway.
+            # Its late result is fenced out (the release changed the job's lease).
+            for lease in self._heartbeat.held:
+                await self.release(lease.job_id, lease.token)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self._completer.close()
+        await self._heartbeat.close()
+        await self._claim_conn.close()
+
+
+def _classify(ctx: JobContext, exc: Exception) -> _Result:
+    """Map what a pipeline raised to the job's outcome: stop, permanent or transient failure."""
+    if isinstance(exc, JobStopped):
+        return _Result(_Outcome.STOPPED)
+    if isinstance(exc, JobFailure):
+        return _Result(
+            _Outcome.FAILED, error_kind=exc.kind, error_message=exc.message, permanent=exc.permanent
+        )
+    if isinstance(exc, DatabaseUnavailable):
+        return _Result(
+            _Outcome.FAILED,
+            error_kind="database_unavailable",
+            error_message=f"the database was unreachable: {exc}",
+        )
+    if ctx.should_stop():
+        # Cancelled or shutting down: whatever broke while stopping is not the job's fault.
+        return _Result(_Outcome.STOPPED)
+    job = ctx.job
+    log.error("job %s (%s) raised", job.job_id, job.pipeline, exc_info=exc)
+    return _Result(
+        _Outcome.FAILED, error_kind="unexpected_error", error_message=f"{type(exc).__name__}: {exc}"
+    )
