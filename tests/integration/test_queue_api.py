@@ -211,3 +211,15 @@ async def test_notifier_survives_a_lost_connection(database_url: str, conn: Conn
         assert await notifier.wait(0.2) is False
         await submit(conn)
         assert await notifier.wait(2.0) is True
+
+
+async def test_concurrent_submits_with_one_key_create_one_job(database_url: str) -> None:
+    async def submit_with_key() -> tuple[uuid.UUID, bool]:
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as c:
+            result = await job_insert(c, job_id=uuid.uuid4(), tenant="a", pipeline="noop",
+                                      params={}, idempotency_key="same")  # fmt: skip
+            return result.job.job_id, result.created
+
+    results = await asyncio.gather(*(submit_with_key() for _ in range(8)))
+    assert len({job_id for job_id, _ in results}) == 1
+    assert sum(created for _, created in results) == 1

@@ -1,0 +1,44 @@
+"""The pool and settings the API and worker open: autocommit connections, clear failures."""
+
+from __future__ import annotations
+
+import pytest
+
+from db.embedded import free_port
+from db.errors import DatabaseUnavailable
+from db.jobs import job_count_by_state
+from db.pool import DatabaseSettings, acquire, open_pool
+from schema import JobState
+from tests.integration.queue_helpers import submit
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+
+def test_settings_from_env() -> None:
+    settings = DatabaseSettings.from_env(
+        {"DATABASE_URL": "postgresql://x@h/db", "VIDJOBS_DB_POOL_MAX": "4"}
+    )
+    assert (settings.url, settings.pool_min_size, settings.pool_max_size) == (
+        "postgresql://x@h/db", 1, 4)  # fmt: skip
+    with pytest.raises(ValueError, match="DATABASE_URL"):
+        DatabaseSettings.from_env({})
+
+
+async def test_pool_connections_commit_each_call(database_url: str) -> None:
+    pool = await open_pool(DatabaseSettings(url=database_url, pool_max_size=2))
+    try:
+        async with acquire(pool) as conn:
+            assert conn.autocommit
+            await submit(conn)
+        # Another connection sees it at once: the insert committed by itself.
+        async with acquire(pool) as conn, acquire(pool) as other:
+            assert conn is not other
+            assert (await job_count_by_state(other))[JobState.PENDING] == 1
+    finally:
+        await pool.close()
+
+
+async def test_unreachable_database_is_reported_as_unavailable() -> None:
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing"
+    with pytest.raises(DatabaseUnavailable):
+        await open_pool(DatabaseSettings(url=url, connect_timeout_s=1.0))
