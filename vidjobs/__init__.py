@@ -1,4 +1,4 @@
-"""vidjobs: a Postgres-backed video-analysis job system (the console script lives in vidjobs.cli)."""
+"""vidjobs: a Postgres-backed video-analysis job system; the console script is vidjobs.cli."""
 
 from __future__ import annotations
 
