@@ -6,6 +6,7 @@
 
 -- name: job_insert
 -- Insert one job (or return its twin with the same idempotency key), log the submit, wake workers.
+-- The row itself; run_after defaults to now so the job is due at once.
 WITH inserted AS (
     INSERT INTO vidjobs.jobs AS j (
         job_id, tenant, pipeline, params, priority, run_after, max_attempts, input_key,
@@ -40,6 +41,7 @@ WHERE %(idempotency_key)s::text IS NOT NULL
 
 -- name: job_insert_many
 -- Insert a batch of jobs from parallel arrays in one statement, with their submit events and one NOTIFY.
+-- Parallel arrays + unnest: the whole batch is one statement, one round trip, one commit.
 WITH inserted AS (
     INSERT INTO vidjobs.jobs (
         job_id, tenant, pipeline, params, priority, run_after, max_attempts, input_key,
@@ -167,6 +169,7 @@ SELECT * FROM claimed ORDER BY priority DESC, run_after, created_at;
 
 -- name: job_heartbeat
 -- Extend the lease of a job this worker holds; answers ok, cancelled or lease_lost.
+-- Fenced: only the holder of this attempt's token moves the lease.
 WITH beat AS (
     UPDATE vidjobs.jobs
     SET lease_expires_at = coalesce(%(now)s::timestamptz, now())
@@ -203,6 +206,7 @@ RETURNING job_id;
 
 -- name: job_complete
 -- Complete a job this worker holds (fenced), with its event.
+-- Fenced: matches only while this attempt's token still holds the job.
 WITH done AS (
     UPDATE vidjobs.jobs
     SET state = 'completed', progress = 1, frames_done = coalesce(frames_total, frames_done),
@@ -221,6 +225,7 @@ SELECT job_id FROM done;
 
 -- name: job_complete_many
 -- Complete a batch of held jobs in one statement (each fenced by its own token); returns the ids completed.
+-- The batch as rows: one statement for the whole batch instead of one commit per job.
 WITH input AS (
     SELECT * FROM unnest(%(job_ids)s::uuid[], %(lease_tokens)s::uuid[], %(output_keys)s::text[])
         AS i(job_id, lease_token, output_key)
@@ -236,6 +241,7 @@ done AS (
     WHERE j.job_id = i.job_id AND j.lease_token = i.lease_token AND j.state = 'running'
     RETURNING j.job_id, j.worker_id, j.attempts, j.finished_at
 ),
+-- Same statement: only the completions that happened are logged.
 events AS (
     INSERT INTO vidjobs.job_events (job_id, at, actor, from_state, to_state, attempt)
     SELECT job_id, finished_at, worker_id, 'running', 'completed', attempts FROM done
@@ -244,6 +250,7 @@ SELECT job_id FROM done;
 
 -- name: job_fail
 -- Fail an attempt (fenced): transient with attempts left -> pending after jittered exponential backoff, else failed.
+-- One UPDATE decides retry or final failure from the row's own attempts, so no read-then-write race.
 WITH failed AS (
     UPDATE vidjobs.jobs AS j
     SET state = CASE WHEN %(permanent)s::boolean OR j.attempts >= j.max_attempts
@@ -268,6 +275,7 @@ WITH failed AS (
     WHERE j.job_id = %(job_id)s AND j.lease_token = %(lease_token)s AND j.state = 'running'
     RETURNING j.*
 ),
+-- The error goes into the trail too: the row keeps only the last one.
 events AS (
     INSERT INTO vidjobs.job_events (
         job_id, at, actor, from_state, to_state, attempt, error_kind, error_message
@@ -279,6 +287,7 @@ SELECT * FROM failed;
 
 -- name: job_release
 -- Hand a held job back (graceful shutdown, fenced): pending again, the attempt not counted, workers woken.
+-- run_after is kept, so the job goes back to the front of its priority.
 WITH released AS (
     UPDATE vidjobs.jobs
     SET state = 'pending', attempts = attempts - 1, lease_token = NULL, lease_expires_at = NULL,
@@ -286,6 +295,7 @@ WITH released AS (
     WHERE job_id = %(job_id)s AND lease_token = %(lease_token)s AND state = 'running'
     RETURNING job_id, worker_id, attempts, updated_at
 ),
+-- Same statement, as every transition.
 events AS (
     INSERT INTO vidjobs.job_events (job_id, at, actor, from_state, to_state, attempt)
     SELECT job_id, updated_at, worker_id, 'running', 'pending', attempts FROM released
@@ -298,6 +308,7 @@ SELECT job_id FROM released CROSS JOIN wake;
 
 -- name: job_cancel
 -- Cancel a pending or running job (a terminal one is returned unchanged); a running holder learns it at its next heartbeat.
+-- Lock first, so a concurrent claim or completion is seen as it committed (not a stale snapshot).
 WITH target AS (
     SELECT * FROM vidjobs.jobs
     WHERE job_id = %(job_id)s AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s::text)
@@ -313,6 +324,7 @@ cancelled AS (
     WHERE j.job_id = t.job_id AND t.state IN ('pending', 'running')
     RETURNING j.*, t.state AS from_state
 ),
+-- Who cancelled, from which state.
 events AS (
     INSERT INTO vidjobs.job_events (job_id, at, actor, from_state, to_state, attempt)
     SELECT job_id, updated_at, coalesce(%(tenant)s::text, 'operator'), from_state, 'cancelled',
@@ -325,11 +337,13 @@ SELECT *, NULL::vidjobs.job_state FROM target WHERE state NOT IN ('pending', 'ru
 
 -- name: job_delete
 -- Delete a terminal job and its events (a non-terminal one is returned unchanged).
+-- Locked, so a job cannot finish (or restart) between the check and the delete.
 WITH target AS (
     SELECT * FROM vidjobs.jobs
     WHERE job_id = %(job_id)s AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s::text)
     FOR UPDATE
 ),
+-- Only terminal jobs: a live job's row is the queue entry a worker may be holding.
 deleted AS (
     DELETE FROM vidjobs.jobs AS j USING target AS t
     WHERE j.job_id = t.job_id AND t.state IN ('completed', 'failed', 'cancelled')
@@ -345,6 +359,7 @@ SELECT * FROM target WHERE state NOT IN ('completed', 'failed', 'cancelled');
 
 -- name: job_prune
 -- Delete up to a batch of jobs finished before now - older_than, with their events; returns them.
+-- Bounded batches (served by jobs_finished_at_idx) keep each delete short; SKIP LOCKED lets two pruners run.
 WITH old AS (
     SELECT job_id FROM vidjobs.jobs
     WHERE finished_at < coalesce(%(now)s::timestamptz, now()) - %(older_than)s::interval
@@ -352,9 +367,11 @@ WITH old AS (
     LIMIT %(limit)s::integer
     FOR UPDATE SKIP LOCKED
 ),
+-- Rows come back so the caller can delete their blobs.
 pruned AS (
     DELETE FROM vidjobs.jobs AS j USING old AS o WHERE j.job_id = o.job_id RETURNING j.*
 ),
+-- No foreign key on job_events: the trail goes in the same statement.
 trail AS (
     DELETE FROM vidjobs.job_events AS e USING pruned AS p WHERE e.job_id = p.job_id
 )
