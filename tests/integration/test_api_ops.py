@@ -1,0 +1,222 @@
+"""Probes, metrics, the OpenAPI document, framework errors as problems, and outages → 503."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+from psycopg.conninfo import conninfo_to_dict
+
+from api.app import create_app
+from api.settings import ApiSettings
+from db.blobs import BlobSettings, BlobStoreUnavailable
+from tests.harness.postgres import drop_database
+from tests.harness.s3 import S3Server
+from tests.integration import api_support as fx
+from tests.integration.api_support import Keys, count_jobs, mp4_bytes, stored_blobs
+
+pytestmark = pytest.mark.integration
+
+api_settings = fx.api_settings
+client = fx.client
+keys = fx.keys
+
+PROBLEM = "application/problem+json"
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _upload(c: TestClient[Litestar], key: str) -> Any:
+    return c.post(
+        "/video/submit",
+        data={"pipeline": "noop"},
+        files={"file": ("clip.mp4", mp4_bytes(50_000), "video/mp4")},
+        headers=Keys.auth(key),
+    )
+
+
+def test_health_and_ready(client: TestClient[Litestar]) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "database": "ok", "blob_store": "ok"}
+
+
+def test_metrics_count_requests_and_read_queue_depth(
+    client: TestClient[Litestar], keys: Keys
+) -> None:
+    for _ in range(2):
+        assert _upload(client, keys.acme).status_code == 202
+    client.get("/video/status/not-a-uuid", headers=Keys.auth(keys.acme))
+    resp = client.get("/metrics")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/plain")
+    text = resp.text
+    assert 'vidjobs_http_requests_total{method="POST",route="/video/submit",status="202"} 2' in text
+    assert (
+        'vidjobs_http_requests_total{method="GET",route="/video/status/{job_id}",status="422"} 1'
+    ) in text
+    assert (
+        "vidjobs_http_request_duration_seconds_bucket"
+        '{method="POST",route="/video/submit",le="+Inf"} 2' in text
+    )
+    assert (
+        'vidjobs_http_request_duration_seconds_count{method="POST",route="/video/submit"} 2' in text
+    )
+    assert 'vidjobs_jobs{state="pending"} 2' in text
+    assert 'vidjobs_jobs{state="running"} 0' in text
+    assert "vidjobs_database_up 1" in text
+    assert "# TYPE vidjobs_http_request_duration_seconds histogram" in text
+
+
+def test_openapi_schema_documents_every_route(client: TestClient[Litestar]) -> None:
+    resp = client.get("/schema/openapi.json")
+    assert resp.status_code == 200
+    doc = resp.json()
+    ops = {
+        (path, method): op
+        for path, item in doc["paths"].items()
+        for method, op in item.items()
+        if method in ("get", "post", "delete")
+    }
+    assert {op["operationId"] for op in ops.values()} == {
+        "submitVideo",
+        "getJobStatus",
+        "getJobResults",
+        "listJobs",
+        "cancelJob",
+        "deleteJob",
+        "health",
+        "ready",
+        "metrics",
+    }
+    for (path, _method), op in ops.items():
+        if path.startswith("/video"):
+            assert "401" in op["responses"], path
+            assert op["responses"]["401"]["content"].keys() == {PROBLEM}
+            assert op["security"] == [{"bearer": []}]
+    submit = ops[("/video/submit", "post")]
+    assert {"202", "400", "401", "409", "413", "415", "422", "503"} <= submit["responses"].keys()
+    form = submit["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert form["required"] == ["file"]
+    assert form["properties"]["file"]["format"] == "binary"
+    assert form["properties"]["pipeline"]["enum"] == ["yolo_ocr", "noop"]
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert "Problem" in doc["components"]["schemas"]
+
+
+def test_framework_errors_are_problems(client: TestClient[Litestar], keys: Keys) -> None:
+    resp = client.get("/no/such/route")
+    assert resp.status_code == 404
+    assert resp.headers["content-type"].startswith(PROBLEM)
+    assert resp.json()["type"] == "about:blank"
+    assert "/schema" in resp.json()["detail"]
+    resp = client.put("/video/submit", headers=Keys.auth(keys.acme))
+    assert resp.status_code == 405
+    assert resp.headers["content-type"].startswith(PROBLEM)
+    assert "PUT is not allowed" in resp.json()["detail"]
+
+
+def test_blob_store_down_during_submit_is_503_and_no_row(
+    api_settings: ApiSettings, keys: Keys, database_url: str, s3_server: S3Server
+) -> None:
+    # Start healthy, then point the running app at a closed port: the store "goes down".
+    healthy = create_app(api_settings)
+    with TestClient(healthy) as c:
+        assert _upload(c, keys.acme).status_code == 202
+    assert count_jobs(database_url) == 1
+    down = replace(
+        api_settings,
+        blobs=replace(api_settings.blobs, s3_endpoint=f"127.0.0.1:{_closed_port()}"),
+    )
+    app = create_app(down)
+    # The store is checked at start: an API that cannot reach it refuses to start.
+    with pytest.raises(ExceptionGroup) as info, TestClient(app):
+        pass
+    assert info.group_contains(BlobStoreUnavailable)
+    # Down after start: swap the runtime's store for one on a closed port.
+    from db.blobs import open_blob_store
+
+    with TestClient(create_app(api_settings)) as c:
+        rt = c.app.state["vidjobs"]
+        object.__setattr__(rt, "store", open_blob_store(down.blobs))
+        resp = _upload(c, keys.acme)
+        assert resp.status_code == 503, resp.text
+        assert resp.headers["content-type"].startswith(PROBLEM)
+        assert resp.json()["type"].endswith("blob-store-unavailable")
+        assert resp.headers["retry-after"]
+        ready = c.get("/ready")
+        assert ready.status_code == 503
+        assert ready.json()["database"] == "ok"
+        assert ready.json()["blob_store"].startswith("unavailable")
+    assert count_jobs(database_url) == 1  # only the healthy submit
+
+
+def test_database_down_during_submit_is_503_and_no_blob(
+    api_settings: ApiSettings,
+    keys: Keys,
+    pg_server_url: str,
+    database_url: str,
+    s3_settings: BlobSettings,
+    s3_server: S3Server,
+) -> None:
+    with TestClient(create_app(api_settings)) as c:
+        assert c.get("/ready").status_code == 200
+        dbname = str(conninfo_to_dict(database_url)["dbname"])
+        drop_database(pg_server_url, dbname)  # the database goes away under the running app
+        resp = _upload(c, keys.acme)
+        assert resp.status_code == 503, resp.text
+        assert resp.json()["type"].endswith("database-unavailable")
+        assert resp.headers["retry-after"]
+        status = c.get(
+            "/video/status/0b6f9a1e-3c4d-4e5f-8a9b-0c1d2e3f4a5b", headers=Keys.auth(keys.acme)
+        )
+        assert status.status_code == 503
+        assert c.get("/ready").json()["database"].startswith("unavailable")
+        metrics = c.get("/metrics")
+        assert metrics.status_code == 200
+        assert "vidjobs_database_up 0" in metrics.text
+    assert stored_blobs(s3_settings, s3_server) == []
+
+
+class _DropDatabaseAfterUpload:
+    """The real store; once an upload has landed, the database goes away (before the insert)."""
+
+    def __init__(self, store: Any, drop: Any) -> None:
+        self._store = store
+        self._drop = drop
+
+    def put_stream(self, *args: Any, **kwargs: Any) -> int:
+        n = int(self._store.put_stream(*args, **kwargs))
+        self._drop()
+        return n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def test_database_down_at_insert_removes_the_uploaded_blob(
+    api_settings: ApiSettings,
+    keys: Keys,
+    pg_server_url: str,
+    database_url: str,
+    s3_settings: BlobSettings,
+    s3_server: S3Server,
+) -> None:
+    dbname = str(conninfo_to_dict(database_url)["dbname"])
+    with TestClient(create_app(api_settings)) as c:
+        rt = c.app.state["vidjobs"]
+        dropper = _DropDatabaseAfterUpload(rt.store, lambda: drop_database(pg_server_url, dbname))
+        object.__setattr__(rt, "store", dropper)
+        resp = _upload(c, keys.acme)
+        assert resp.status_code == 503, resp.text
+        assert resp.json()["type"].endswith("database-unavailable")
+    assert stored_blobs(s3_settings, s3_server) == []
