@@ -24,6 +24,8 @@ _COMMANDS: list[tuple[str, str]] = [
     ("vidjobs.cli.client", "jobs"),
     ("vidjobs.cli.client", "cancel"),
     ("vidjobs.cli.worker", "worker"),
+    ("vidjobs.cli.api", "api"),
+    ("vidjobs.cli.keys", "keys"),
 ]
 
 

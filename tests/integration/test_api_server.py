@@ -1,0 +1,204 @@
+"""The API as a user runs it: ``vidjobs keys create`` and ``vidjobs api`` (uvicorn) processes.
+
+Here the upload really streams over a socket, so the size limit is checked while streaming: a
+chunked upload with no ``Content-Length`` is cut off at the limit with a 413, and nothing stays.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from db.blobs import BlobSettings
+from tests.harness.s3 import S3Server
+from tests.integration.api_support import count_jobs, mp4_bytes, stored_blobs
+
+pytestmark = pytest.mark.integration
+
+LIMIT = 1024 * 1024
+VIDJOBS = str(Path(sys.executable).with_name("vidjobs"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(database_url: str, blobs: BlobSettings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "VIDJOBS_BLOB_BACKEND": "s3",
+        "VIDJOBS_S3_ENDPOINT": blobs.s3_endpoint,
+        "VIDJOBS_S3_ACCESS_KEY": blobs.s3_access_key,
+        "VIDJOBS_S3_SECRET_KEY": blobs.s3_secret_key,
+        "VIDJOBS_S3_BUCKET": blobs.s3_bucket,
+        "VIDJOBS_API_MAX_UPLOAD_BYTES": str(LIMIT),
+    }
+
+
+@pytest.fixture
+def server(database_url: str, s3_settings: BlobSettings, tmp_path: Path) -> Iterator[str]:
+    """Base URL of a ``vidjobs api`` process (stopped by its PID afterwards)."""
+    port = _free_port()
+    log = (tmp_path / "api.log").open("wb")
+    proc = subprocess.Popen(
+        [VIDJOBS, "api", "--port", str(port), "--log-level", "warning"],
+        env=_env(database_url, s3_settings),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, (tmp_path / "api.log").read_text()
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "vidjobs api did not start"
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _cli(database_url: str, blobs: BlobSettings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [VIDJOBS, *args],
+        env=_env(database_url, blobs),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _create_key(database_url: str, blobs: BlobSettings, tenant: str) -> tuple[str, str]:
+    done = _cli(database_url, blobs, "keys", "create", "--tenant", tenant, "--name", "ci")
+    assert done.returncode == 0, done.stderr
+    key = done.stdout.strip()
+    assert key.startswith("vj_")
+    assert "shown once" in done.stderr
+    key_id = next(
+        line.split(": ", 1)[1] for line in done.stderr.splitlines() if line.startswith("key_id")
+    )
+    return key_id, key
+
+
+def _multipart_head(boundary: str) -> bytes:
+    return (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="pipeline"\r\n\r\nnoop\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.mp4"\r\n'
+        "Content-Type: video/mp4\r\n\r\n"
+    ).encode()
+
+
+def test_cli_keys_and_streamed_upload_through_uvicorn(
+    server: str, database_url: str, s3_settings: BlobSettings, s3_server: S3Server
+) -> None:
+    key_id, key = _create_key(database_url, s3_settings, "acme")
+    listed = _cli(database_url, s3_settings, "keys", "list")
+    assert key_id in listed.stdout
+    assert key not in listed.stdout  # the key itself is never shown again
+
+    boundary = "vidjobs-test-boundary"
+    video = mp4_bytes(LIMIT - 1000)
+
+    def body() -> Iterator[bytes]:  # a generator: httpx sends it chunked, no Content-Length
+        yield _multipart_head(boundary)
+        for i in range(0, len(video), 64 * 1024):
+            yield video[i : i + 64 * 1024]
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    resp = httpx.post(
+        f"{server}/video/submit",
+        content=body(),
+        headers={
+            "Authorization": f"Bearer {key}",
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+        },
+        timeout=30,
+    )
+    assert resp.status_code == 202, resp.text
+    job_id = resp.json()["job_id"]
+    stored = s3_server.client().stat_object(s3_settings.s3_bucket, f"video_jobs/{job_id}.mp4")
+    assert stored.size == len(video)
+    status = httpx.get(
+        f"{server}{resp.headers['location']}", headers={"Authorization": f"Bearer {key}"}
+    )
+    assert status.json()["status"] == "pending"
+
+    revoked = _cli(database_url, s3_settings, "keys", "revoke", key_id)
+    assert revoked.returncode == 0, revoked.stderr
+    again = httpx.get(f"{server}/video/jobs", headers={"Authorization": f"Bearer {key}"})
+    assert again.status_code == 401
+    assert _cli(database_url, s3_settings, "keys", "revoke", key_id).returncode == 0
+    unknown = _cli(
+        database_url, s3_settings, "keys", "revoke", "0" * 8 + "-0000-0000-0000-" + "0" * 12
+    )
+    assert unknown.returncode != 0
+    assert "no key" in unknown.stderr
+
+
+def test_oversize_chunked_upload_is_cut_off_with_413_and_leaves_nothing(
+    server: str, database_url: str, s3_settings: BlobSettings, s3_server: S3Server
+) -> None:
+    _, key = _create_key(database_url, s3_settings, "acme")
+    boundary = "vidjobs-test-boundary"
+    port = int(server.rsplit(":", 1)[1])
+    chunk = mp4_bytes(64 * 1024)
+    total_planned = 8 * LIMIT
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(
+            (
+                "POST /video/submit HTTP/1.1\r\nHost: test\r\n"
+                f"Authorization: Bearer {key}\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                "Transfer-Encoding: chunked\r\n\r\n"
+            ).encode()
+        )
+
+        def send_chunk(data: bytes) -> None:
+            sock.sendall(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+        try:
+            send_chunk(_multipart_head(boundary))
+            while sent < total_planned:
+                send_chunk(chunk)
+                sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server stopped reading: expected once the limit is crossed
+        response = b""
+        try:
+            while part := sock.recv(65536):
+                response += part
+        except ConnectionResetError:
+            pass
+    head, _, payload = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), response[:500]
+    assert b"application/problem+json" in head
+    assert b"upload-too-large" in payload
+    assert sent < total_planned  # cut off while streaming, not after reading everything
+    # Nothing half-written: no row and no blob (an aborted multipart upload leaves no object).
+    time.sleep(0.5)
+    assert count_jobs(database_url) == 0
+    assert stored_blobs(s3_settings, s3_server) == []
