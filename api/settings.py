@@ -15,21 +15,14 @@ __all__ = ["ApiSettings"]
 _GIB = 1024**3
 
 
-def _default_database() -> DatabaseSettings:
-    return DatabaseSettings.from_env()
-
-
-def _default_blobs() -> BlobSettings:
-    return BlobSettings.from_env()
-
-
 @dataclass(frozen=True, kw_only=True)
 class ApiSettings:
     """How one API process runs.
 
     Attributes:
         database: Postgres URL and pool sizes (``DATABASE_URL``, ``VIDJOBS_DB_POOL_*``).
-        blobs: where uploads and results live (``VIDJOBS_BLOB_*``, ``VIDJOBS_S3_*``).
+        blobs: where uploads and results live (``VIDJOBS_BLOB_*``, ``VIDJOBS_S3_*``); the
+            local-directory default suits one machine only.
         host: interface to listen on (``VIDJOBS_API_HOST``).
         port: TCP port (``VIDJOBS_API_PORT``).
         workers: uvicorn worker processes; uploads are I/O bound, so one per core is plenty
@@ -46,8 +39,8 @@ class ApiSettings:
             upload holds besides the store's own part buffer (``VIDJOBS_API_UPLOAD_READ_BYTES``).
     """
 
-    database: DatabaseSettings = field(default_factory=_default_database)
-    blobs: BlobSettings = field(default_factory=_default_blobs)
+    database: DatabaseSettings
+    blobs: BlobSettings = field(default_factory=BlobSettings)
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
@@ -81,7 +74,7 @@ class ApiSettings:
 
         try:
             return cls(
-                database=DatabaseSettings.from_env(),
+                database=DatabaseSettings.from_env(dict(e)),
                 blobs=BlobSettings.from_env(e),
                 host=get("VIDJOBS_API_HOST", d.host),
                 port=int(get("VIDJOBS_API_PORT", str(d.port))),

@@ -1,0 +1,110 @@
+"""The streaming multipart parser and the MP4 header check, without any I/O."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from api.problems import ProblemError
+from api.uploads import (
+    FileData,
+    FileEnd,
+    FileStart,
+    FormField,
+    MultipartStream,
+    check_mp4_head,
+    multipart_boundary,
+)
+
+pytestmark = pytest.mark.anyio
+
+BOUNDARY = b"XyZ"
+
+
+def _body(*parts: tuple[str, str | None, bytes]) -> bytes:
+    out = b""
+    for name, filename, data in parts:
+        disp = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        out += b"--XyZ\r\nContent-Disposition: " + disp.encode() + b"\r\n\r\n" + data + b"\r\n"
+    return out + b"--XyZ--\r\n"
+
+
+async def _chunks(data: bytes, size: int) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
+
+
+async def _events(data: bytes, size: int) -> list[object]:
+    stream = MultipartStream(_chunks(data, size), BOUNDARY)
+    out: list[object] = []
+    while (event := await stream.next()) is not None:
+        out.append(event)
+    return out
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, 100_000])
+async def test_fields_then_file_in_any_chunking(size: int) -> None:
+    video = b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 40
+    events = await _events(_body(("pipeline", None, b"noop"), ("file", "a.mp4", video)), size)
+    assert events[0] == FormField(name="pipeline", value="noop")
+    assert events[1] == FileStart(name="file", filename="a.mp4")
+    assert b"".join(e.data for e in events if isinstance(e, FileData)) == video
+    assert events[-1] == FileEnd()
+
+
+async def test_truncated_body_is_a_400() -> None:
+    data = _body(("file", "a.mp4", b"abc"))[:-10]
+    with pytest.raises(ProblemError) as info:
+        await _events(data, 5)
+    assert info.value.status == 400
+
+
+async def test_part_without_a_name_is_a_400() -> None:
+    data = b"--XyZ\r\nContent-Disposition: form-data\r\n\r\nx\r\n--XyZ--\r\n"
+    with pytest.raises(ProblemError) as info:
+        await _events(data, 100)
+    assert info.value.status == 400
+
+
+async def test_oversized_field_is_a_422() -> None:
+    with pytest.raises(ProblemError) as info:
+        await _events(_body(("pipeline", None, b"x" * 10_000)), 1000)
+    assert info.value.status == 422
+
+
+def test_boundary_required() -> None:
+    assert multipart_boundary("multipart/form-data; boundary=abc") == b"abc"
+    for bad in (None, "application/json", "multipart/form-data", "multipart/mixed; boundary=a"):
+        with pytest.raises(ProblemError) as info:
+            multipart_boundary(bad)
+        assert info.value.status == 415
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2",
+        b"\x00\x00\x00\x14ftypqt  \x00\x00\x02\x00qt  ",
+        b"\x00\x00\x00\x1cftypXXXX\x00\x00\x00\x00abcdmp42efgh",  # compatible brand counts
+        b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\xff" * 1000,
+    ],
+)
+def test_mp4_and_mov_heads_pass(head: bytes) -> None:
+    check_mp4_head(head)
+
+
+@pytest.mark.parametrize(
+    ("head", "status", "slug"),
+    [
+        (b"", 422, "empty-file"),
+        (b"hello world, this is text", 415, "not-mp4"),
+        (b"\x00\x00\x00\x18ftyp", 415, "not-mp4"),  # too short to hold a brand
+        (b"\x1aE\xdf\xa3" + b"\x00" * 40, 415, "not-mp4"),  # Matroska/WebM
+        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", 415, "not-mp4"),  # an image
+    ],
+)
+def test_other_heads_fail(head: bytes, status: int, slug: str) -> None:
+    with pytest.raises(ProblemError) as info:
+        check_mp4_head(head)
+    assert (info.value.status, info.value.slug) == (status, slug)
