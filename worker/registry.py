@@ -1,12 +1,52 @@
-"""The pipelines a ``vidjobs worker`` process offers."""
+"""The pipelines a ``vidjobs worker`` process offers: ``noop`` and ``yolo_ocr``."""
 
 from __future__ import annotations
 
-from worker.pipelines import NoopPipeline, PipelineRegistry
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-__all__ = ["default_registry"]
+from worker.pipelines import NoopPipeline, Pipeline, PipelineRegistry
+
+if TYPE_CHECKING:
+    from db.blobs import BlobSettings
+    from worker.pipeline import PipelineSettings
+
+__all__ = ["default_registry", "video_pipeline"]
 
 
-def default_registry() -> PipelineRegistry:
-    """``noop`` (benchmarks, smoke checks) and, where the ML stack is installed, ``yolo_ocr``."""
-    return PipelineRegistry({"noop": NoopPipeline})
+def video_pipeline(blobs: BlobSettings, video: PipelineSettings, concurrency: int) -> Pipeline:
+    """Build ``yolo_ocr``: open the blob store and load the models (once per process).
+
+    Raises:
+        JobFailure: the models cannot be loaded (``model_unavailable``, permanent), so every
+            job that needs them fails with a message naming the setting instead of hanging.
+    """
+    from db.blobs import open_blob_store
+    from worker.executors import ThreadAnalyze
+    from worker.video import VideoPipeline, pipeline_failure
+
+    try:
+        analyze = ThreadAnalyze(video, threads=concurrency)
+    except Exception as exc:
+        mapped = pipeline_failure(exc)
+        if mapped is exc:
+            raise
+        raise mapped from exc
+    return VideoPipeline(open_blob_store(blobs), analyze)
+
+
+def default_registry(
+    blobs: BlobSettings | None = None,
+    video: PipelineSettings | None = None,
+    concurrency: int = 1,
+) -> PipelineRegistry:
+    """``noop`` always; ``yolo_ocr`` when blob and pipeline settings are given.
+
+    ``yolo_ocr`` is built on its first job, so a worker that only runs ``noop`` jobs never
+    imports the ML stack.
+    """
+    factories: dict[str, Callable[[], Pipeline]] = {"noop": NoopPipeline}
+    if blobs is not None and video is not None:
+        b, v = blobs, video
+        factories["yolo_ocr"] = lambda: video_pipeline(b, v, concurrency)
+    return PipelineRegistry(factories)

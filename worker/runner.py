@@ -243,7 +243,10 @@ class Worker:
 
     async def _execute(self, ctx: JobContext) -> _Result:
         job = ctx.job
-        pipeline = await self._registry.get(job.pipeline)
+        try:
+            pipeline = await self._registry.get(job.pipeline)
+        except Exception as exc:  # e.g. the models cannot be loaded: JobFailure
+            return _classify(ctx, exc)
         if pipeline is None:
             return _Result(
                 _Outcome.FAILED,

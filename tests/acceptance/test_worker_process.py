@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from db.jobs import NewJob, job_insert_many
+from worker.pipeline.settings import FIXTURE_WEIGHTS
 
 pytestmark = pytest.mark.acceptance
 
@@ -31,6 +32,7 @@ def _env(database_url: str, **extra: str) -> dict[str, str]:
         VIDJOBS_WORKER_POLL_INTERVAL="0.1",
         VIDJOBS_WORKER_IDLE_BACKOFF_MAX="0.5",
         VIDJOBS_LOG_LEVEL="INFO",
+        VIDJOBS_WORKER_NO_VIDEO="1",
     )
     env.update(extra)
     return env
@@ -105,13 +107,35 @@ def _wait_state(url: str, job_id: uuid.UUID, state: str, within: float = 30) -> 
         time.sleep(0.05)
 
 
-def test_check_exits_0_with_a_migrated_database(workers: Workers) -> None:
-    proc = workers.start("--check")
-    assert proc.wait(60) == 0, workers.log(0)
+def test_check_exits_0_when_database_blobs_and_models_are_ready(
+    workers: Workers, tmp_path: Path
+) -> None:
+    proc = workers.start(
+        "--check",
+        VIDJOBS_WORKER_NO_VIDEO="0",
+        VIDJOBS_BLOB_BACKEND="local",
+        VIDJOBS_BLOB_DIR=str(tmp_path),
+        VIDJOBS_DETECTOR_WEIGHTS=str(FIXTURE_WEIGHTS),
+    )
+    assert proc.wait(120) == 0, workers.log(0)
+
+
+def test_check_exits_1_when_the_model_cannot_be_loaded(workers: Workers, tmp_path: Path) -> None:
+    proc = workers.start(
+        "--check",
+        VIDJOBS_WORKER_NO_VIDEO="0",
+        VIDJOBS_BLOB_BACKEND="local",
+        VIDJOBS_BLOB_DIR=str(tmp_path),
+        VIDJOBS_DETECTOR_WEIGHTS="/nonexistent/weights.pt",
+    )
+    assert proc.wait(120) == 1
+    assert "VIDJOBS_DETECTOR_WEIGHTS" in workers.log(0)
 
 
 def test_check_exits_1_when_the_database_is_unreachable(workers: Workers) -> None:
-    proc = workers.start("--check", DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
+    proc = workers.start(
+        "--check", "--no-video", DATABASE_URL="postgresql://nobody@127.0.0.1:1/none"
+    )
     assert proc.wait(60) == 1
     assert "DATABASE_URL" in workers.log(0)
 

@@ -114,9 +114,16 @@ def _default(name: str) -> Any:
     help="Exit once the queue is empty and no job runs (batch runs, benchmarks).",
 )
 @click.option(
+    "--no-video",
+    is_flag=True,
+    envvar="VIDJOBS_WORKER_NO_VIDEO",
+    show_envvar=True,
+    help="Run only the noop pipeline: no blob store, no models (queue benchmarks, smoke tests).",
+)
+@click.option(
     "--check",
     is_flag=True,
-    help="Check the database (and blob store and model, where configured) and exit 0 or 1.",
+    help="Check the database, the blob store and the models, then exit 0 (ok) or 1.",
 )
 @click.option(
     "--log-level",
@@ -139,6 +146,7 @@ def worker(
     worker_id: str | None,
     durable_claims: bool,
     drain: bool,
+    no_video: bool,
     check: bool,
     log_level: str,
 ) -> None:
@@ -146,19 +154,29 @@ def worker(
 
     The first signal stops claiming and gives running jobs --grace-seconds to finish; jobs
     still running then go back to the queue. A second signal exits at once.
+
+    The blob store is configured by VIDJOBS_BLOB_* / VIDJOBS_S3_* and the models by
+    VIDJOBS_DETECTOR_* / VIDJOBS_OCR_* (see docs/pipeline.md); they load once per process.
     """
     logging.basicConfig(
         level=log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from db.blobs import BlobSettings, BlobStoreError
     from db.pool import DatabaseSettings
+    from worker.pipeline.settings import PipelineSettings
 
-    db = DatabaseSettings.from_env({"DATABASE_URL": database_url, **_pool_env()})
+    try:
+        db = DatabaseSettings.from_env({"DATABASE_URL": database_url, **_pool_env()})
+        blobs = BlobSettings.from_env()
+        video = PipelineSettings.from_env()
+    except (ValueError, BlobStoreError) as exc:
+        raise click.UsageError(str(exc)) from exc
     if check:
         from worker.health import check_worker
 
-        ok = asyncio.run(check_worker(db))
+        ok = asyncio.run(check_worker(db, None if no_video else blobs, None if no_video else video))
         sys.exit(0 if ok else 1)
     try:
         settings = WorkerSettings(
@@ -181,7 +199,12 @@ def worker(
     from worker.registry import default_registry
 
     try:
-        asyncio.run(run_worker(db, settings, default_registry(), drain=drain))
+        registry = (
+            default_registry()
+            if no_video
+            else default_registry(blobs, video, concurrency=settings.concurrency)
+        )
+        asyncio.run(run_worker(db, settings, registry, drain=drain))
     except DatabaseUnavailable as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)

@@ -1,0 +1,175 @@
+"""The yolo_ocr job through the real worker loop: blobs in, results out, failures classified."""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import random
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import cv2
+import psycopg
+import pytest
+
+from db.blobs import BlobSettings, BlobStore, open_blob_store, results_key, video_key
+from db.embedded import free_port
+from db.jobs import job_cancel
+from schema import JobState
+from schema.results import decode_results
+from tests.integration.worker_support import (
+    Conn,
+    fast_settings,
+    job_now,
+    running_worker,
+    submit,
+    wait_for,
+)
+from worker.pipeline import PipelineSettings
+from worker.registry import default_registry
+from worker.synth.video import make_audio_only_mp4, make_sample_video
+
+pytestmark = [pytest.mark.integration, pytest.mark.ml, pytest.mark.anyio]
+
+
+@pytest.fixture
+async def conn(database_url: str) -> AsyncIterator[Conn]:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """A good 2 s video and the malformed inputs of issue 4, as bytes."""
+    d = tmp_path_factory.mktemp("videos")
+    make_sample_video(d / "good.mp4", seconds=2.0, seed=5)
+    good = (d / "good.mp4").read_bytes()
+    writer = cv2.VideoWriter(str(d / "zero.mp4"), cv2.VideoWriter.fourcc(*"mp4v"), 25.0, (64, 64))
+    writer.release()
+    make_audio_only_mp4(d / "audio.mp4")
+    return {
+        "good": good,
+        "truncated": good[: len(good) // 2],
+        "header_garbage": good[:64] + random.Random(0).randbytes(32_000),
+        "zero_frames": (d / "zero.mp4").read_bytes(),
+        "audio_only": (d / "audio.mp4").read_bytes(),
+    }
+
+
+@pytest.fixture
+def store(local_blob_settings: BlobSettings) -> BlobStore:
+    s = open_blob_store(local_blob_settings)
+    s.ensure_ready()
+    return s
+
+
+async def _submit_video(conn: Conn, store: BlobStore, data: bytes, **params: float) -> uuid.UUID:
+    job = await submit(conn, pipeline="yolo_ocr", params=dict(params))
+    store.put_bytes(video_key(job.job_id), data, content_type="video/mp4")
+    await conn.execute(
+        "UPDATE vidjobs.jobs SET input_key = %s WHERE job_id = %s",
+        (video_key(job.job_id), job.job_id),
+    )
+    return job.job_id
+
+
+def _leftover_temp_dirs() -> list[str]:
+    return glob.glob(str(Path(tempfile.gettempdir()) / "vidjobs-*-*"))
+
+
+async def test_malformed_videos_fail_readably_and_the_worker_goes_on(
+    conn: Conn,
+    database_url: str,
+    local_blob_settings: BlobSettings,
+    store: BlobStore,
+    videos: dict[str, bytes],
+) -> None:
+    before = set(_leftover_temp_dirs())
+    ids = {kind: await _submit_video(conn, store, data) for kind, data in videos.items()}
+    registry = default_registry(local_blob_settings, PipelineSettings.fixture(), concurrency=2)
+    async with running_worker(database_url, fast_settings(), registry, drain=True) as rw:
+        stats = await asyncio.wait_for(rw.task, 240)
+    assert (stats.completed, stats.failed) == (1, 4)
+    for kind, job_id in ids.items():
+        job = await job_now(conn, job_id)
+        if kind == "good":
+            assert job.state is JobState.COMPLETED
+            assert job.output_key == results_key(job.job_id)
+            assert job.progress == 1.0
+            doc = decode_results(store.get_bytes(results_key(job.job_id)))
+            assert doc.video.frames == 50
+        else:
+            assert (job.state, job.error_kind, job.attempts) == (
+                JobState.FAILED,
+                "invalid_video",
+                1,
+            ), kind
+            assert job.error_message
+            assert "Traceback" not in job.error_message
+    assert set(_leftover_temp_dirs()) <= before, "temporary files must be removed"
+
+
+async def test_missing_input_and_missing_model_fail_for_good(
+    conn: Conn, database_url: str, local_blob_settings: BlobSettings, store: BlobStore
+) -> None:
+    no_blob = await submit(conn, pipeline="yolo_ocr")
+    registry = default_registry(local_blob_settings, PipelineSettings.fixture(), concurrency=1)
+    async with running_worker(database_url, fast_settings(), registry, drain=True) as rw:
+        await asyncio.wait_for(rw.task, 120)
+    job = await job_now(conn, no_blob.job_id)
+    assert (job.state, job.error_kind) == (JobState.FAILED, "input_missing")
+
+    no_model = await _submit_video(conn, store, b"not even looked at")
+    bad = PipelineSettings(detector_weights="/nonexistent/weights.pt")
+    registry = default_registry(local_blob_settings, bad, concurrency=1)
+    async with running_worker(database_url, fast_settings(), registry, drain=True) as rw:
+        await asyncio.wait_for(rw.task, 120)
+    job = await job_now(conn, no_model)
+    assert (job.state, job.error_kind) == (JobState.FAILED, "model_unavailable")
+    assert "VIDJOBS_DETECTOR_WEIGHTS" in (job.error_message or "")
+
+
+async def test_blob_store_outage_is_transient(
+    conn: Conn, database_url: str, videos: dict[str, bytes], tmp_path: Path
+) -> None:
+    job = await submit(conn, pipeline="yolo_ocr")
+    down = BlobSettings(backend="s3", s3_endpoint=f"127.0.0.1:{free_port()}", s3_bucket="vidjobs-down")
+    registry = default_registry(down, PipelineSettings.fixture(), concurrency=1)
+    async with running_worker(database_url, fast_settings(), registry, drain=True) as rw:
+        await asyncio.wait_for(rw.task, 120)
+    now = await job_now(conn, job.job_id)
+    assert (now.state, now.error_kind, now.attempts) == (JobState.PENDING, "blob_unavailable", 1)
+    assert now.run_after > now.updated_at, "retried later, with backoff"
+
+
+async def test_cancel_stops_a_running_analysis_within_a_heartbeat(
+    conn: Conn,
+    database_url: str,
+    local_blob_settings: BlobSettings,
+    store: BlobStore,
+    tmp_path: Path,
+) -> None:
+    long = tmp_path / "long.mp4"
+    make_sample_video(long, seconds=30.0, fps=10.0, seed=1)
+    job_id = await _submit_video(conn, store, long.read_bytes(), sample_fps=10.0)
+    settings = fast_settings(heartbeat_interval_s=0.5, progress_interval_s=0.2)
+    registry = default_registry(local_blob_settings, PipelineSettings.fixture(), concurrency=1)
+    async with running_worker(database_url, settings, registry) as rw:
+
+        async def analysing() -> bool:
+            return (await job_now(conn, job_id)).frames_done > 0
+
+        await wait_for(analysing, within=120)  # models loaded, frames being analysed
+        await job_cancel(conn, job_id)
+        t0 = time.monotonic()
+
+        async def stopped() -> bool:
+            return rw.worker.stats.stopped == 1
+
+        await wait_for(stopped, within=10, every=0.02)
+        took = time.monotonic() - t0
+    assert took < 0.5 + 1.0, f"analysis stopped {took:.2f}s after the cancel"
+    assert (await job_now(conn, job_id)).state is JobState.CANCELLED
