@@ -136,7 +136,9 @@ async def test_blob_store_outage_is_transient(
     conn: Conn, database_url: str, videos: dict[str, bytes], tmp_path: Path
 ) -> None:
     job = await submit(conn, pipeline="yolo_ocr")
-    down = BlobSettings(backend="s3", s3_endpoint=f"127.0.0.1:{free_port()}", s3_bucket="vidjobs-down")
+    down = BlobSettings(
+        backend="s3", s3_endpoint=f"127.0.0.1:{free_port()}", s3_bucket="vidjobs-down"
+    )
     registry = default_registry(down, PipelineSettings.fixture(), concurrency=1)
     async with running_worker(database_url, fast_settings(), registry, drain=True) as rw:
         await asyncio.wait_for(rw.task, 120)
