@@ -8,11 +8,13 @@ None) and a ``close()``. The worker loop knows nothing else about it: the video 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from db.blobs import BlobStore, BlobStoreError, BlobStoreUnavailable, results_key
 from schema import Job
 
 __all__ = [
@@ -113,8 +115,17 @@ class NoopPipeline:
     """Does nothing, optionally for ``params["sleep_s"]`` seconds (benchmarks, smoke tests).
 
     With ``sleep_s`` it reports progress in ten steps so progress and cancellation can be
-    exercised without the video stack.
+    exercised without the video stack. With ``params["results"]`` and a blob store it uploads
+    a tiny results document naming the attempt that wrote it (job id, attempt, lease token,
+    worker), so the chaos suite can check that every stored result belongs to the attempt
+    that completed the job; a blob-store outage then fails the attempt, as for a video.
+
+    Args:
+        store: where ``results`` documents go; None (benchmarks) never writes one.
     """
+
+    def __init__(self, store: BlobStore | None = None) -> None:
+        self._store = store
 
     async def run(self, ctx: JobContext) -> str | None:
         """Return at once, or sleep ``sleep_s`` in ten steps while reporting progress."""
@@ -130,10 +141,42 @@ class NoopPipeline:
                 str(ctx.job.params["fail"]),
                 permanent=bool(ctx.job.params.get("permanent", False)),
             )
+        if ctx.job.params.get("results") and self._store is not None:
+            return await _write_noop_results(self._store, ctx.job)
         return None
 
     async def close(self) -> None:
-        """Nothing to release."""
+        """Close the blob store, if any."""
+        if self._store is not None:
+            await asyncio.to_thread(self._store.close)
+
+
+async def _write_noop_results(store: BlobStore, job: Job) -> str:
+    """Upload the noop results document; an outage is a transient failure of the attempt."""
+    doc = {
+        "job_id": str(job.job_id),
+        "pipeline": job.pipeline,
+        "attempt": job.attempts,
+        "lease_token": str(job.lease_token),
+        "worker_id": job.worker_id,
+    }
+    key = results_key(job.job_id)
+    try:
+        await asyncio.to_thread(
+            store.put_bytes,
+            key,
+            json.dumps(doc, sort_keys=True).encode(),
+            content_type="application/json",
+        )
+    except BlobStoreUnavailable as exc:
+        raise JobFailure(
+            "blob_unavailable",
+            f"uploading the results: blob store unavailable: {exc}",
+            permanent=False,
+        ) from exc
+    except BlobStoreError as exc:
+        raise JobFailure("blob_error", f"uploading the results: {exc}", permanent=False) from exc
+    return key
 
 
 class PipelineRegistry:
