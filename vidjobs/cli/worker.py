@@ -69,6 +69,14 @@ def _default(name: str) -> Any:
     help="Seconds between lease renewals; a cancelled job stops within one interval.",
 )
 @click.option(
+    "--progress-interval",
+    envvar="VIDJOBS_WORKER_PROGRESS_INTERVAL",
+    show_envvar=True,
+    type=click.FloatRange(min=0.01),
+    default=_default("progress_interval_s"),
+    help="At least this many seconds between two progress writes of one job.",
+)
+@click.option(
     "--grace-seconds",
     envvar="VIDJOBS_WORKER_GRACE_SECONDS",
     show_envvar=True,
@@ -140,6 +148,7 @@ def worker(
     prefetch: int,
     lease_seconds: float,
     heartbeat_interval: float,
+    progress_interval: float,
     grace_seconds: float,
     poll_interval: float,
     idle_backoff_max: float,
@@ -185,6 +194,7 @@ def worker(
             prefetch=prefetch,
             lease_seconds=lease_seconds,
             heartbeat_interval_s=heartbeat_interval,
+            progress_interval_s=progress_interval,
             grace_seconds=grace_seconds,
             poll_interval_s=poll_interval,
             idle_backoff_max_s=max(idle_backoff_max, poll_interval),

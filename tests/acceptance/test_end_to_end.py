@@ -1,0 +1,178 @@
+"""Submit over HTTP → a real ``vidjobs worker`` process → results over HTTP.
+
+Everything runs as a user would run it: ``vidjobs keys create``, ``vidjobs api`` (uvicorn) and
+``vidjobs worker`` processes against a real Postgres and a real S3 server, the project's own
+fixture detector, and a generated video whose ground truth is exact.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from db.blobs import BlobSettings
+from worker.pipeline.settings import FIXTURE_WEIGHTS
+from worker.synth.video import GroundTruth, make_sample_video
+
+pytestmark = [pytest.mark.acceptance, pytest.mark.ml]
+
+VIDJOBS = str(Path(sys.executable).with_name("vidjobs"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(database_url: str, blobs: BlobSettings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "VIDJOBS_BLOB_BACKEND": "s3",
+        "VIDJOBS_S3_ENDPOINT": blobs.s3_endpoint,
+        "VIDJOBS_S3_ACCESS_KEY": blobs.s3_access_key,
+        "VIDJOBS_S3_SECRET_KEY": blobs.s3_secret_key,
+        "VIDJOBS_S3_BUCKET": blobs.s3_bucket,
+        "VIDJOBS_DETECTOR_WEIGHTS": str(FIXTURE_WEIGHTS),
+        "VIDJOBS_WORKER_PROGRESS_INTERVAL": "0.1",
+        "VIDJOBS_WORKER_HEARTBEAT_INTERVAL": "1",
+        "VIDJOBS_WORKER_CONCURRENCY": "1",
+    }
+
+
+class Stack:
+    """The API and worker processes of one test; stopped by PID at the end."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        with (self.logs / f"{name}.log").open("wb") as log:
+            proc = subprocess.Popen(
+                [VIDJOBS, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        self.procs.append((name, proc))
+        return proc
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [VIDJOBS, *args], env=self.env, capture_output=True, text=True, timeout=60, check=False
+        )
+
+    def stop(self) -> None:
+        for _, proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for _, proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def stack(database_url: str, s3_settings: BlobSettings, tmp_path: Path) -> Iterator[Stack]:
+    s = Stack(_env(database_url, s3_settings), tmp_path)
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def _start_api(stack: Stack) -> str:
+    port = _free_port()
+    proc = stack.start("api", "api", "--port", str(port), "--log-level", "warning")
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, stack.log("api")
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                return base
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "vidjobs api did not start"
+        time.sleep(0.2)
+
+
+def _norm(text: str) -> str:
+    return "".join(text.upper().split())
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
+    return ix * iy / union
+
+
+def test_submit_analyse_and_read_results_over_http(stack: Stack, tmp_path: Path) -> None:
+    video = tmp_path / "sample.mp4"
+    truth: GroundTruth = make_sample_video(video, seconds=4.0, seed=3)
+    base = _start_api(stack)
+    worker = stack.start("worker", "worker")
+    made = stack.cli("keys", "create", "--tenant", "e2e", "--name", "ci")
+    assert made.returncode == 0, made.stderr
+    headers = {"Authorization": f"Bearer {made.stdout.strip()}"}
+
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
+        with video.open("rb") as f:
+            r = http.post(
+                "/video/submit",
+                data={"pipeline": "yolo_ocr", "sample_fps": "2.5"},
+                files={"file": ("sample.mp4", f, "video/mp4")},
+            )
+        assert r.status_code == 202, r.text
+        job_id = r.json()["job_id"]
+
+        progress: list[float] = []
+        deadline = time.monotonic() + 240
+        while True:
+            assert worker.poll() is None, stack.log("worker")
+            status: dict[str, Any] = http.get(f"/video/status/{job_id}").json()
+            progress.append(status["progress"])
+            if status["status"] in ("completed", "failed", "cancelled"):
+                break
+            assert time.monotonic() < deadline, f"job still {status['status']}"
+            time.sleep(0.05)
+        assert status["status"] == "completed", status
+        assert progress == sorted(progress), f"progress went down: {progress}"
+        assert progress[-1] == 1.0
+        assert any(0 < p < 1 for p in progress), f"no progress seen while it ran: {progress}"
+
+        r = http.get(f"/video/results/{job_id}")
+        assert r.status_code == 200, r.text
+        doc = r.json()["results"]
+
+    frames = doc["frames"]
+    assert [f["t_ms"] for f in frames] == list(range(0, 4000, 400))
+    for frame in frames:
+        expected = {_norm(t.text) for t in truth.texts_at(frame["t_ms"])}
+        assert {_norm(t["text"]) for t in frame["text"]} == expected, frame["t_ms"]
+    pairs = hits = 0
+    for frame in frames:
+        for obj in truth.objects_at(frame["t_ms"]):
+            pairs += 1
+            true_box = obj.box_at(frame["t_ms"])
+            hits += any(
+                d["label"] == obj.label and _iou(tuple(d["box"]), true_box) >= 0.5
+                for d in frame["detections"]
+            )
+    assert pairs >= 8
+    assert hits / pairs >= 0.9, f"{hits}/{pairs} objects found"
