@@ -21,8 +21,10 @@ class WorkerSettings:
     """Settings of one worker process (``VIDJOBS_WORKER_*`` environment variables).
 
     Attributes:
-        concurrency: jobs running at once in this process. Video analysis is CPU bound, so
-            more than the cores the process may use only adds contention.
+        concurrency: jobs running at once in this process. One video analysis already
+            spreads each frame over every core (PyTorch and ONNX Runtime intra-op threads), so
+            1 is fastest for ``yolo_ocr`` (bench/executors.py); scale with processes or
+            machines. Short jobs (``noop``) want more.
         batch_size: most jobs taken by one claim statement and most completions written by
             one ``job_complete_many``; batching is what makes short jobs cheap.
         prefetch: jobs claimed ahead of free slots. Claimed-but-waiting jobs hold a lease
@@ -45,7 +47,7 @@ class WorkerSettings:
             path. Completions, failures and submits are always durable.
     """
 
-    concurrency: int = 2
+    concurrency: int = 1
     batch_size: int = 100
     prefetch: int = 0
     lease_seconds: float = 60.0

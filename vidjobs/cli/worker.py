@@ -34,7 +34,7 @@ def _default(name: str) -> Any:
     show_envvar=True,
     type=click.IntRange(min=1),
     default=_default("concurrency"),
-    help="Jobs running at once in this process (video analysis is CPU bound: about one per core).",
+    help="Jobs running at once in this process (one video analysis already uses every core).",
 )
 @click.option(
     "--batch-size",
