@@ -310,7 +310,7 @@ def main() -> None:
         help="worker prefetch (default: the batch size; no-op jobs are short)",
     )
     ap.add_argument("--durable-claims", action="store_true",
-                    help="claims wait for the WAL flush too (the worker's --durable-claims)")  # fmt: skip
+                    help="claims wait for the WAL flush too")  # fmt: skip
     ap.add_argument("--lat-n", type=int, default=50)
     ap.add_argument("--lat-gap", type=float, default=0.1)
     ap.add_argument("--lat-timeout", type=float, default=15.0)
