@@ -213,8 +213,12 @@ class MultipartStream:
         filename = options.get(b"filename")
         if filename is not None:
             self._field = None
+            # The filename is never used for a key or a path; a client may send any bytes.
             self._events.append(
-                FileStart(name=name.decode("utf-8", "replace"), filename=filename.decode())
+                FileStart(
+                    name=name.decode("utf-8", "replace"),
+                    filename=filename.decode("utf-8", "replace"),
+                )
             )
         else:
             self._field = bytearray()
