@@ -141,6 +141,26 @@ class Heartbeater:
             lease.last_beat = started - self._interval + _RETRY_S
             return
         lease.last_beat = started
+        self._apply(lease, status)
+
+    async def renew(self, job_id: uuid.UUID) -> bool:
+        """Heartbeat one held job now (before a results upload); True if still held.
+
+        Raises:
+            DatabaseUnavailable: Postgres did not answer; the lease is unconfirmed.
+        """
+        lease = self._leases.get(job_id)
+        if lease is None or not self._beats(lease):
+            return False
+        started = time.monotonic()
+        async with pooled(self._pool) as conn:
+            status = await job_heartbeat(conn, job_id, lease.token, lease_seconds=self._lease_s)
+        lease.last_beat = started
+        self._apply(lease, status)
+        return status is HeartbeatStatus.OK
+
+    @staticmethod
+    def _apply(lease: Lease, status: HeartbeatStatus) -> None:
         if status is HeartbeatStatus.CANCELLED:
             log.info("job %s was cancelled; stopping it", lease.job_id)
             lease.ctx.request_stop("cancelled")

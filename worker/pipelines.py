@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -67,6 +67,8 @@ class JobContext:
     frames_total: int | None = None
     progress_dirty: bool = False
     _async_stop: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    renew: Callable[[], Awaitable[bool]] | None = field(default=None, repr=False)
+    """Heartbeat this job now; True while this attempt still holds it (set by the worker)."""
 
     def progress(self, frames_done: int, frames_total: int | None) -> None:
         """Record how far the job got; the worker writes it out at most every interval."""
@@ -84,6 +86,24 @@ class JobContext:
             self.stop_reason = reason
         self._stop.set()
         self._async_stop.set()
+
+    async def ensure_held(self) -> None:
+        """Renew the lease now; raise JobStopped if this attempt no longer holds the job.
+
+        Call it right before a write outside Postgres that a newer attempt makes too (the
+        results upload). Fenced database writes cannot overwrite a newer attempt, but a blob
+        put can: a worker paused or cut off past its lease would otherwise wake up and
+        replace the new holder's results. After a successful renewal nobody can take the
+        job for another ``lease_seconds``, which the upload must fit in.
+
+        Raises:
+            JobStopped: the job was cancelled or taken back by another worker.
+            DatabaseUnavailable: the lease could not be confirmed (retried as a failure).
+        """
+        if self.renew is not None and not await self.renew():
+            self.request_stop(self.stop_reason or "lease_lost")
+        if self.should_stop():
+            raise JobStopped(self.stop_reason or "stopped")
 
     async def sleep(self, seconds: float) -> None:
         """Sleep, but return early (raising JobStopped) as soon as the job must stop."""
@@ -142,6 +162,7 @@ class NoopPipeline:
                 permanent=bool(ctx.job.params.get("permanent", False)),
             )
         if ctx.job.params.get("results") and self._store is not None:
+            await ctx.ensure_held()
             return await _write_noop_results(self._store, ctx.job)
         return None
 

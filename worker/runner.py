@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -223,7 +224,7 @@ class Worker:
     async def _run_job(self, job: Job) -> None:
         assert job.lease_token is not None, "a claimed job always carries its lease token"
         token = job.lease_token
-        ctx = JobContext(job)
+        ctx = JobContext(job, renew=functools.partial(self._heartbeat.renew, job.job_id))
         self._heartbeat.track(ctx, token)
         try:
             try:

@@ -103,6 +103,7 @@ class VideoPipeline:
                     raise
                 raise mapped from exc
             out = results_key(job.job_id)
+            await ctx.ensure_held()  # a stale attempt must not replace a newer one's results
             try:
                 await asyncio.to_thread(
                     self._store.put_bytes, out, document, content_type="application/json"
