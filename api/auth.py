@@ -8,15 +8,18 @@ cost of a revoked key working for up to that long in this process; it is off by 
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 from litestar import Request
 from psycopg import AsyncConnection
 
 from api.problems import ProblemError
-from db.keys import api_key_authenticate, hash_key
+from db.jobs import job_get
+from db.keys import api_key_authenticate, api_key_job_get, hash_key
+from schema import Job
 
-__all__ = ["AuthCache", "authenticate", "bearer_key"]
+__all__ = ["AuthCache", "authenticate", "authenticate_job", "bearer_key"]
 
 _CACHE_MAX = 10_000
 
@@ -83,3 +86,23 @@ async def authenticate(
             raise _unauthorized("invalid or revoked API key; ask for a new one")
         cache.put(digest, tenant)
     return tenant
+
+
+async def authenticate_job(
+    request: Request[Any, Any, Any], conn: AsyncConnection[Any], cache: AuthCache, job_id: uuid.UUID
+) -> tuple[str, Job | None]:
+    """The key's tenant and its job ``job_id`` (None if not the tenant's), in one round trip.
+
+    The status route is what clients poll; checking the key and reading the job in one
+    statement halves its database round trips.
+    """
+    key = bearer_key(request)
+    digest = hash_key(key)
+    tenant = cache.get(digest)
+    if tenant is not None:
+        return tenant, await job_get(conn, job_id, tenant=tenant)
+    found, job = await api_key_job_get(conn, key, job_id)
+    if found is None:
+        raise _unauthorized("invalid or revoked API key; ask for a new one")
+    cache.put(digest, found)
+    return found, job

@@ -11,10 +11,10 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
 from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
-from litestar.params import FromPath
 from psycopg import AsyncConnection
 
-from api.presenters import describe_state, job_not_found, job_status, parse_job_id
+from api.auth import authenticate, authenticate_job
+from api.presenters import JobIdPath, describe_state, job_not_found, job_status, parse_job_id
 from api.problems import ProblemError, problem_responses
 from api.runtime import ApiRuntime
 from api.submit import FILE_FIELD, submit_video
@@ -124,13 +124,21 @@ class VideoController(Controller):
     )
     async def status(
         self,
-        job_id: FromPath[str],
+        request: Request[Any, Any, Any],
+        job_id: JobIdPath,
         db_conn: NamedDependency[AsyncConnection[Any]],
-        tenant: NamedDependency[str],
+        rt: NamedDependency[ApiRuntime],
     ) -> JobStatus:
-        """The job's status; 404 for unknown ids and other tenants' jobs."""
-        jid = parse_job_id(job_id)
-        job = await job_get(db_conn, jid, tenant=tenant)
+        """The job's status; 404 for unknown ids and other tenants' jobs.
+
+        The hot polling path: the key is checked and the job read in one statement.
+        """
+        try:
+            jid = parse_job_id(job_id)
+        except ProblemError:
+            await authenticate(request, db_conn, rt.auth_cache)  # 401 before 422
+            raise
+        _tenant, job = await authenticate_job(request, db_conn, rt.auth_cache, jid)
         if job is None:
             raise job_not_found(jid)
         return job_status(job)
@@ -143,7 +151,7 @@ class VideoController(Controller):
     )
     async def results(
         self,
-        job_id: FromPath[str],
+        job_id: JobIdPath,
         db_conn: NamedDependency[AsyncConnection[Any]],
         tenant: NamedDependency[str],
         rt: NamedDependency[ApiRuntime],

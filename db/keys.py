@@ -20,12 +20,14 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from db.queries import load_queries
+from schema import Job, JobState
 
 __all__ = [
     "KEY_MARKER",
     "ApiKey",
     "api_key_authenticate",
     "api_key_create",
+    "api_key_job_get",
     "api_key_list",
     "api_key_revoke",
     "hash_key",
@@ -36,6 +38,7 @@ KEY_MARKER = "vj_"
 
 _PREFIX_CHARS = 10
 _Q = load_queries()
+_JOB_FIELDS = frozenset(Job.__struct_fields__)
 
 
 class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
@@ -106,3 +109,26 @@ async def api_key_list(conn: AsyncConnection[Any], *, tenant: str | None = None)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(_Q["api_key_list"], {"tenant": tenant})
         return [msgspec.convert(row, ApiKey) for row in await cur.fetchall()]
+
+
+async def api_key_job_get(
+    conn: AsyncConnection[Any], plaintext: str, job_id: uuid.UUID
+) -> tuple[str | None, Job | None]:
+    """``(tenant, job)`` for the hot polling path: key check and job read in one round trip.
+
+    ``(None, None)``: unknown or revoked key. ``(tenant, None)``: no such job for that tenant
+    (another tenant's job is indistinguishable from a missing one).
+    """
+    digest = hash_key(plaintext)
+    cur = await conn.execute(_Q["api_key_job_get"], {"key_hash": digest, "job_id": job_id})
+    row = await cur.fetchone()
+    if row is None:
+        return None, None
+    names = [d.name for d in cur.description or ()]
+    values = dict(zip(names, row, strict=True))
+    tenant = str(values["key_tenant"])
+    if values.get("job_id") is None:
+        return tenant, None
+    fields = {n: v for n, v in values.items() if n in _JOB_FIELDS}
+    fields["state"] = JobState(fields["state"])
+    return tenant, Job(**fields)

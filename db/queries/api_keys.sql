@@ -23,3 +23,11 @@ SELECT key_id, tenant, name, prefix, created_at, revoked_at
 FROM vidjobs.api_keys
 WHERE %(tenant)s::text IS NULL OR tenant = %(tenant)s::text
 ORDER BY created_at DESC, key_id;
+
+-- name: api_key_job_get
+-- The key's tenant and, if it is that tenant's, one job: auth and read in one round trip.
+-- No row: unknown or revoked key. A row with NULL job columns: no such job for the tenant.
+SELECT k.tenant AS key_tenant, j.*
+FROM vidjobs.api_keys AS k
+LEFT JOIN vidjobs.jobs AS j ON j.job_id = %(job_id)s AND j.tenant = k.tenant
+WHERE k.key_hash = %(key_hash)s AND k.revoked_at IS NULL;

@@ -58,3 +58,28 @@ async def test_blank_tenant_rejected(database_url: str) -> None:
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         with pytest.raises(ValueError):
             await api_key_create(conn, "  ")
+
+
+async def test_key_and_job_in_one_round_trip(database_url: str) -> None:
+    import uuid
+
+    from db.jobs import job_insert
+    from db.keys import api_key_job_get
+
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        key_id, acme = await api_key_create(conn, "acme")
+        _, globex = await api_key_create(conn, "globex")
+        job_id = uuid.uuid4()
+        await job_insert(conn, job_id=job_id, tenant="acme", pipeline="noop", params={})
+
+        tenant, job = await api_key_job_get(conn, acme, job_id)
+        assert tenant == "acme"
+        assert job is not None
+        assert (job.job_id, job.tenant, job.state) == (job_id, "acme", "pending")
+        # Another tenant's job looks exactly like a missing one.
+        assert await api_key_job_get(conn, globex, job_id) == ("globex", None)
+        assert await api_key_job_get(conn, acme, uuid.uuid4()) == ("acme", None)
+        # Unknown and revoked keys get nothing at all.
+        assert await api_key_job_get(conn, "vj_nope", job_id) == (None, None)
+        await api_key_revoke(conn, key_id)
+        assert await api_key_job_get(conn, acme, job_id) == (None, None)
