@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[0] = str(REPO)  # the repo, not scripts/, so no script shadows a stdlib module
 
 from worker.synth.scenes import random_scene  # noqa: E402
 from worker.synth.shapes import CLASSES  # noqa: E402

@@ -7,6 +7,7 @@ Timestamps come from the container (``CAP_PROP_POS_MSEC`` of each decoded frame)
 from __future__ import annotations
 
 import math
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,10 +44,50 @@ def planned_samples(info: VideoInfo, sample_fps: float) -> int:
     return max(1, min(info.frames, math.ceil(info.duration_ms / step_ms - 1e-9)))
 
 
-def _fourcc(value: float) -> str:
+#: FourCC (as OpenCV reports it) → the codec's common name, so clients need not know FourCCs.
+_CODECS = {
+    "avc1": "h264", "h264": "h264", "x264": "h264", "avc3": "h264",
+    "hev1": "hevc", "hvc1": "hevc", "hevc": "hevc", "h265": "hevc",
+    "fmp4": "mpeg4", "mp4v": "mpeg4", "xvid": "mpeg4", "divx": "mpeg4",
+    "av01": "av1", "vp09": "vp9", "vp08": "vp8", "mjpg": "mjpeg",
+}  # fmt: skip
+
+
+def _codec(value: float) -> str:
     code = int(value)
-    chars = "".join(chr((code >> (8 * i)) & 0xFF) for i in range(4))
-    return chars.strip("\x00 ").lower() if chars.isprintable() else "unknown"
+    chars = "".join(chr((code >> (8 * i)) & 0xFF) for i in range(4)).strip("\x00 ").lower()
+    if not chars or not chars.isprintable():
+        return "unknown"
+    return _CODECS.get(chars, chars)
+
+
+def _explain_unopenable(path: Path) -> str:
+    """Say why OpenCV could not open a file, from what ffmpeg sees in it (failure path only)."""
+    generic = (
+        "the file cannot be opened as a video (not a video container, truncated before its "
+        "index, or an unsupported codec)"
+    )
+    try:
+        import imageio_ffmpeg
+
+        probe = subprocess.run(
+            [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+            capture_output=True,
+            timeout=20,
+            check=False,
+        )
+    except (ImportError, OSError, subprocess.SubprocessError):
+        return generic
+    streams = [
+        line for line in probe.stderr.decode(errors="replace").splitlines() if "Stream #" in line
+    ]
+    if any("Video:" in line for line in streams):
+        return "the video stream cannot be decoded (corrupt data or an unsupported codec)"
+    if streams:
+        return "the file has no video stream (audio only or other non-video streams)"
+    if b"Input #0" in probe.stderr:
+        return "the file contains no video frames (an empty, zero-frame or corrupt video)"
+    return generic
 
 
 class VideoSource:
@@ -64,10 +105,7 @@ class VideoSource:
         cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
         if not cap.isOpened():
             cap.release()
-            raise InvalidVideo(
-                "the file cannot be opened as a video (not a video container, truncated before "
-                "its index, or an unsupported codec)"
-            )
+            raise InvalidVideo(_explain_unopenable(path))
         width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
         height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
@@ -88,7 +126,7 @@ class VideoSource:
             width=width,
             height=height,
             frames=frames,
-            codec=_fourcc(cap.get(cv2.CAP_PROP_FOURCC)),
+            codec=_codec(cap.get(cv2.CAP_PROP_FOURCC)),
         )
 
     def close(self) -> None:
@@ -131,7 +169,10 @@ class VideoSource:
         finally:
             self.close()
         if index < 0:
-            raise InvalidVideo("no frame of the video could be decoded (corrupt video data)")
+            raise InvalidVideo(
+                "no frame of the video could be decoded (the file is truncated or its video "
+                "data is corrupt)"
+            )
         if emitted < total and index + 1 < _TRUNCATED_BELOW * self.info.frames:
             raise InvalidVideo(
                 f"the video is truncated or corrupt: only {index + 1} of the "

@@ -57,7 +57,10 @@ class Detector:
         if not local.is_file():
             local = path
         self._model = model
-        self._imgsz = settings.detector_imgsz
+        trained = getattr(model, "overrides", {}).get("imgsz") or 640
+        self._imgsz = settings.detector_imgsz or int(
+            trained if isinstance(trained, int) else max(trained)
+        )
         self._conf = settings.detector_conf
         self._device = settings.detector_device if path.suffix != ".onnx" else "cpu"
         self.names: dict[int, str] = {int(k): str(v) for k, v in model.names.items()}

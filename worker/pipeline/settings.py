@@ -34,7 +34,8 @@ class PipelineSettings:
             model name such as ``yolo11n.pt`` that Ultralytics downloads where there is internet.
             ``VIDJOBS_DETECTOR_WEIGHTS``.
         detector_imgsz: inference image size (the longer side); smaller is faster, larger finds
-            smaller objects. ``VIDJOBS_DETECTOR_IMGSZ``.
+            smaller objects. None uses the size the weights were trained at (640 for the
+            Ultralytics models, 320 for the fixture). ``VIDJOBS_DETECTOR_IMGSZ``.
         detector_conf: confidence floor of the detector; a job's ``min_confidence`` can only
             raise it. ``VIDJOBS_DETECTOR_CONF``.
         detector_device: torch device for ``.pt`` weights (``cpu``, ``cuda:0``).
@@ -52,7 +53,7 @@ class PipelineSettings:
     """
 
     detector_weights: str = "yolo11n.pt"
-    detector_imgsz: int = 640
+    detector_imgsz: int | None = None
     detector_conf: float = 0.25
     detector_device: str = "cpu"
     ocr_limit_side_len: int = 640
@@ -61,7 +62,7 @@ class PipelineSettings:
     skip_unchanged: bool = True
 
     def __post_init__(self) -> None:
-        if not 32 <= self.detector_imgsz <= 4096:
+        if self.detector_imgsz is not None and not 32 <= self.detector_imgsz <= 4096:
             raise ValueError("detector_imgsz must be between 32 and 4096")
         if not 0.0 <= self.detector_conf <= 1.0:
             raise ValueError("detector_conf must be between 0 and 1")

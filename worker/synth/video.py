@@ -217,15 +217,16 @@ def _write_h264(path: Path, frames: Iterator[Image], fps: float, width: int, hei
         "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
         "-threads", "1", "-movflags", "+faststart", str(path),
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdin is not None
-    try:
-        for img in frames:
-            proc.stdin.write(img.tobytes())
-    finally:
-        proc.stdin.close()
-        err = proc.stderr.read() if proc.stderr else b""
-        rc = proc.wait()
+    with subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdin is not None
+        assert proc.stderr is not None
+        try:
+            for img in frames:
+                proc.stdin.write(img.tobytes())
+        finally:
+            proc.stdin.close()
+            err = proc.stderr.read()
+            rc = proc.wait()
     if rc != 0:
         raise RuntimeError(f"ffmpeg failed ({rc}): {err.decode(errors='replace')[-500:]}")
 

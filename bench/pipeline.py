@@ -1,0 +1,190 @@
+"""Pipeline benchmark: frames analysed per second and recall, ``VideoAnalyzer`` vs a naive baseline.
+
+Generates a 640x360 video with known captions and moving shapes (``worker.synth``), then, in
+this one process, runs
+
+* the naive baseline: OpenCV decode, Ultralytics ``predict`` with the same weights and
+  RapidOCR with its defaults, one sampled frame at a time, sequentially;
+* ``VideoAnalyzer`` with the given settings (the tuned pipeline the worker runs),
+
+and scores both against the ground truth: OCR recall is the share of (sampled frame, visible
+caption) pairs whose caption was read (case and spaces ignored); detection recall the share of
+(sampled frame, visible shape) pairs matched by a detection of the same label with IoU >= 0.5.
+Model loading is excluded from both timings. The last line printed is one JSON object.
+
+Usage::
+
+    .venv/bin/python bench/pipeline.py            # 60 s video, a few minutes on 2 cores
+    .venv/bin/python bench/pipeline.py --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+# Replace the script directory (bench/queue.py would shadow the stdlib queue) by the repo.
+sys.path[0] = str(REPO)
+
+import cv2  # noqa: E402
+
+from schema.results import decode_results  # noqa: E402
+from worker.pipeline import PipelineSettings, VideoAnalyzer  # noqa: E402
+from worker.pipeline.settings import FIXTURE_IMGSZ, FIXTURE_WEIGHTS  # noqa: E402
+from worker.synth.video import GroundTruth, make_sample_video  # noqa: E402
+
+Box = tuple[float, float, float, float]
+Frame = dict[str, Any]  # {"t_ms", "texts": [str], "detections": [(label, box)]}
+
+
+def _norm(text: str) -> str:
+    return "".join(text.upper().split())
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two ``(x1, y1, x2, y2)`` boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def recall(truth: GroundTruth, frames: list[Frame]) -> tuple[float, float]:
+    """(OCR recall, detection recall) of analysed frames against the ground truth."""
+    text_hits = text_total = det_hits = det_total = 0
+    for f in frames:
+        read = {_norm(t) for t in f["texts"]}
+        for caption in truth.texts_at(f["t_ms"]):
+            text_total += 1
+            text_hits += any(_norm(caption.text) in r for r in read)
+        for obj in truth.objects_at(f["t_ms"]):
+            det_total += 1
+            true_box = obj.box_at(f["t_ms"])
+            det_hits += any(
+                label == obj.label and iou(box, true_box) >= 0.5 for label, box in f["detections"]
+            )
+    return text_hits / max(1, text_total), det_hits / max(1, det_total)
+
+
+def run_baseline(video: Path, weights: str, sample_fps: float) -> tuple[list[Frame], float]:
+    """The naive pipeline; returns its frames and the seconds it took (models preloaded)."""
+    from rapidocr import RapidOCR
+    from ultralytics.models import YOLO
+
+    model = YOLO(weights, task="detect")
+    ocr = RapidOCR(params={"Global.log_level": "error"})  # defaults, minus the chatter
+    cap = cv2.VideoCapture(str(video))
+    ok, first = cap.read()
+    cap.release()
+    if not ok:
+        raise SystemExit(f"cannot read {video}")
+    model.predict(first, verbose=False)
+    ocr(first)
+
+    frames: list[Frame] = []
+    step_ms = 1000.0 / sample_fps
+    start = time.perf_counter()
+    cap = cv2.VideoCapture(str(video))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        t = cap.get(cv2.CAP_PROP_POS_MSEC)
+        if t + 500.0 / fps <= len(frames) * step_ms:
+            continue
+        result = model.predict(image, verbose=False)[0]
+        dets = [
+            (result.names[int(c)], tuple(float(v) for v in box))
+            for box, c in zip(result.boxes.xyxy.tolist(), result.boxes.cls.tolist(), strict=True)
+        ]
+        out = ocr(image)
+        texts = list(out.txts or ())
+        frames.append({"t_ms": round(t), "texts": texts, "detections": dets})
+    cap.release()
+    return frames, time.perf_counter() - start
+
+
+def run_analyzer(
+    video: Path, settings: PipelineSettings, sample_fps: float
+) -> tuple[list[Frame], float]:
+    """``VideoAnalyzer`` as the worker runs it; returns its frames and seconds (loaded first)."""
+    analyzer = VideoAnalyzer(settings)
+    start = time.perf_counter()
+    data = analyzer.analyze(video, {"sample_fps": sample_fps}, lambda _d, _t: None, lambda: False)
+    elapsed = time.perf_counter() - start
+    doc = decode_results(data)
+    frames = [
+        {
+            "t_ms": f.t_ms,
+            "texts": [t.text for t in f.text],
+            "detections": [(d.label, d.box) for d in f.detections],
+        }
+        for f in doc.frames
+    ]
+    return frames, elapsed
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=60.0, help="video length")
+    ap.add_argument("--sample-fps", type=float, default=1.0)
+    ap.add_argument("--weights", default=str(FIXTURE_WEIGHTS), help="detector weights (.pt)")
+    ap.add_argument(
+        "--tuned-weights",
+        default=None,
+        help="weights for VideoAnalyzer (e.g. an exported .onnx); default: --weights",
+    )
+    ap.add_argument("--imgsz", type=int, default=FIXTURE_IMGSZ)
+    ap.add_argument("--codec", choices=["h264", "mp4v"], default="h264")
+    ap.add_argument("--skip-baseline", action="store_true")
+    args = ap.parse_args()
+
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="vidjobs-bench-yolo-"))
+    with tempfile.TemporaryDirectory(prefix="vidjobs-bench-") as tmp:
+        video = Path(tmp) / "bench.mp4"
+        truth = make_sample_video(video, args.seconds, codec=args.codec, seed=7)
+        settings = PipelineSettings(
+            detector_weights=args.tuned_weights or args.weights, detector_imgsz=args.imgsz
+        )
+        frames, secs = run_analyzer(video, settings, args.sample_fps)
+        ocr_r, det_r = recall(truth, frames)
+        line: dict[str, Any] = {
+            "frames": len(frames),
+            "fps": round(len(frames) / secs, 3),
+            "ocr_recall": round(ocr_r, 4),
+            "det_recall": round(det_r, 4),
+        }
+        print(f"analyzer: {len(frames)} frames in {secs:.1f}s", file=sys.stderr)
+        if not args.skip_baseline:
+            b_frames, b_secs = run_baseline(video, args.weights, args.sample_fps)
+            b_ocr, b_det = recall(truth, b_frames)
+            line |= {
+                "baseline_fps": round(len(b_frames) / b_secs, 3),
+                "baseline_ocr_recall": round(b_ocr, 4),
+                "baseline_det_recall": round(b_det, 4),
+                "speedup": round((len(frames) / secs) / (len(b_frames) / b_secs), 2),
+            }
+            print(f"baseline: {len(b_frames)} frames in {b_secs:.1f}s", file=sys.stderr)
+        line |= {
+            "seconds": args.seconds,
+            "sample_fps": args.sample_fps,
+            "weights": Path(settings.detector_weights).name,
+            "imgsz": args.imgsz,
+            "codec": args.codec,
+        }
+        print(json.dumps(line), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
