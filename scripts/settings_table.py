@@ -18,7 +18,6 @@ import dataclasses
 import importlib
 import inspect
 import itertools
-import os
 import re
 import sys
 from collections.abc import Iterator
@@ -123,18 +122,8 @@ def env_literals(module: Any) -> set[str]:
 
 
 def _build(cls: Any, env: dict[str, str]) -> Any:
-    """``cls.from_env(env)`` with ``os.environ`` holding the same variables only.
-
-    Some ``from_env`` read nested settings from ``os.environ`` itself, so both must agree.
-    """
-    saved = dict(os.environ)
-    try:
-        os.environ.clear()
-        os.environ.update(env)
-        return cls.from_env(env)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    """``cls.from_env(env)``: every ``from_env`` reads only the mapping it is given."""
+    return cls.from_env(env)
 
 
 def env_map(cls: Any, module: Any) -> dict[str, str]:
