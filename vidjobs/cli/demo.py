@@ -1,0 +1,177 @@
+"""``vidjobs demo`` and ``vidjobs dev``: the whole product on one machine, no services needed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+from vidjobs.stack import LocalStack, StackSettings, default_weights
+
+__all__ = ["demo", "dev"]
+
+_weights_option = click.option(
+    "--weights",
+    envvar="VIDJOBS_DETECTOR_WEIGHTS",
+    show_envvar=True,
+    default=None,
+    help="Ultralytics weights for the worker (default: the project's offline fixture detector).",
+)
+
+
+def _step(message: str, started: float) -> None:
+    click.echo(f"[{time.monotonic() - started:6.1f}s] {message}")
+
+
+def _summary_lines(results: dict[str, Any]) -> list[str]:
+    """A person-readable digest of the results document."""
+    summary = results.get("summary", {})
+    video = results.get("video", {})
+    lines = [
+        f"video: {video.get('width')}x{video.get('height')}, {video.get('fps')} fps, "
+        f"{video.get('duration_ms', 0) / 1000:.1f} s, codec {video.get('codec')}; "
+        f"{summary.get('frames_analysed', 0)} frames analysed"
+    ]
+    labels = summary.get("label_counts", {})
+    lines.append("objects (detections per label):")
+    lines += [f"  {label:<12} {count}" for label, count in sorted(labels.items())] or ["  none"]
+    lines.append("text (first seen - last seen):")
+    texts = summary.get("texts", [])
+    lines += [
+        f"  {t['first_seen_ms'] / 1000:6.1f}s - {t['last_seen_ms'] / 1000:6.1f}s  {t['text']!r}"
+        for t in texts
+    ] or ["  none"]
+    return lines
+
+
+def _run_demo(stack: LocalStack, video: Path, out: Path, started: float) -> None:
+    headers = {"Authorization": f"Bearer {stack.api_key}"}
+    with httpx.Client(base_url=stack.api_url, headers=headers, timeout=60) as client:
+        with video.open("rb") as fh:
+            resp = client.post(
+                "/video/submit",
+                files={"file": (video.name, fh, "video/mp4")},
+                data={"sample_fps": "2"},
+            )
+        resp.raise_for_status()
+        job_id = resp.json()["job_id"]
+        _step(f"submitted {video.name} -> job {job_id}", started)
+        last = ""
+        while True:
+            st = client.get(f"/video/status/{job_id}").json()
+            line = f"{st['status']:<9} {st['progress'] * 100:5.1f}%"
+            if st.get("frames_total"):
+                line += f"  frames {st['frames_done']}/{st['frames_total']}"
+            if line != last:
+                _step(line, started)
+                last = line
+            if st["status"] in ("completed", "failed", "cancelled"):
+                break
+            time.sleep(0.25)
+        if st["status"] != "completed":
+            err = st.get("error") or {}
+            raise click.ClickException(
+                f"job {st['status']}: {err.get('kind')}: {err.get('message')}"
+            )
+        body = client.get(f"/video/results/{job_id}").json()
+    out.write_text(json.dumps(body["results"], indent=2, sort_keys=True) + "\n")
+    click.echo("")
+    for line in _summary_lines(body["results"]):
+        click.echo(line)
+    click.echo(f"\nfull results JSON: {out}")
+
+
+@click.command()
+@_weights_option
+@click.option(
+    "--keep", is_flag=True, help="Keep the demo's data folder (printed at the end) after exit."
+)
+def demo(weights: str | None, keep: bool) -> None:
+    """Run the whole product once on embedded services and analyse a bundled sample video.
+
+    Starts an embedded Postgres and a local blob store, migrates, starts the API and one worker,
+    creates a key, submits a generated sample video (text + the fixture detector's objects), shows
+    progress and prints a summary. Everything it started stops on exit or Ctrl+C.
+    """
+    from worker.synth.video import make_sample_video
+
+    started = time.monotonic()
+    data_dir = Path(tempfile.mkdtemp(prefix="vidjobs-demo-"))
+    settings = StackSettings(data_dir=data_dir, weights=weights or str(default_weights()))
+    out = Path.cwd() / "vidjobs-demo-results.json"
+    try:
+        _step("starting embedded Postgres, blob store, API and worker ...", started)
+        with LocalStack(settings) as stack:
+            _step(f"API ready at {stack.api_url} (tenant 'demo')", started)
+            video = data_dir / "sample.mp4"
+            make_sample_video(video, seconds=8.0)
+            _step(f"generated sample video {video}", started)
+            _run_demo(stack, video, out, started)
+        _step("stopped everything the demo started", started)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted; stopped everything the demo started", err=True)
+        sys.exit(130)
+    finally:
+        if keep:
+            click.echo(f"data kept in {data_dir}")
+        else:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@click.command()
+@_weights_option
+@click.option(
+    "--data-dir",
+    envvar="VIDJOBS_DEV_DATA_DIR",
+    show_envvar=True,
+    default=".vidjobs",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the stack keeps its data.",
+)
+@click.option(
+    "--port",
+    envvar="VIDJOBS_DEV_PORT",
+    show_envvar=True,
+    default=8000,
+    type=int,
+    help="API port on 127.0.0.1.",
+)
+@click.option(
+    "--concurrency",
+    envvar="VIDJOBS_DEV_CONCURRENCY",
+    show_envvar=True,
+    default=1,
+    type=int,
+    help="Jobs in flight in the worker.",
+)
+def dev(weights: str | None, data_dir: Path, port: int, concurrency: int) -> None:
+    """Run the local stack (embedded Postgres, blob dir, API, one worker) until Ctrl+C.
+
+    Data stays in --data-dir, so a restart keeps the jobs.
+    """
+    settings = StackSettings(
+        data_dir=data_dir.resolve(),
+        api_port=port,
+        concurrency=concurrency,
+        weights=weights or str(default_weights()),
+    )
+    with LocalStack(settings) as stack:
+        click.echo(f"API:      {stack.api_url}   (OpenAPI at {stack.api_url}/schema)")
+        click.echo(f"API key:  {stack.api_key}   (tenant {settings.tenant})")
+        click.echo(f"Postgres: {stack.database_url}")
+        click.echo(f"logs:     {stack.logs}")
+        click.echo("try:      VIDJOBS_API_URL=... VIDJOBS_API_KEY=... vidjobs submit FILE --wait")
+        click.echo("Ctrl+C stops everything.")
+        try:
+            while all(p.poll() is None for p in stack.procs.values()):
+                time.sleep(0.5)
+            click.echo("a process of the stack exited; stopping (see the logs)", err=True)
+        except KeyboardInterrupt:
+            click.echo("\nstopping ...")

@@ -1,0 +1,165 @@
+"""The embedded single-machine stack behind ``vidjobs demo`` and ``vidjobs dev``.
+
+It starts an embedded Postgres (or uses ``DATABASE_URL``), a local-directory blob store (or S3 when
+``VIDJOBS_BLOB_BACKEND=s3`` is configured), migrates, creates an API key, and runs ``vidjobs api``
+and ``vidjobs worker`` as child processes — the same commands an operator runs. Everything it
+started is stopped by PID when the stack closes, on exit or Ctrl+C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+import psycopg
+
+from db.embedded import EmbeddedPostgres, free_port
+from db.keys import api_key_create
+from db.migrate import migrate
+
+__all__ = ["LocalStack", "StackSettings", "default_weights"]
+
+
+def default_weights() -> Path:
+    """The project's own fixture detector, shipped in the wheel; works offline."""
+    return (
+        Path(__file__).resolve().parent.parent
+        / "worker"
+        / "pipeline"
+        / "assets"
+        / ("shapes-yolo.pt")
+    )
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """What the local stack runs.
+
+    Attributes:
+        data_dir: Postgres data, blobs and logs; kept between runs of ``vidjobs dev``.
+        api_port: port of the API on 127.0.0.1 (0 picks a free one).
+        weights: detector weights for the worker (our fixture detector by default).
+        concurrency: jobs in flight in the one worker.
+        tenant: tenant of the API key the stack creates.
+    """
+
+    data_dir: Path
+    api_port: int = 0
+    weights: str = field(default_factory=lambda: str(default_weights()))
+    concurrency: int = 1
+    tenant: str = "demo"
+
+
+class LocalStack:
+    """Start and stop the whole product on this machine; a context manager."""
+
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        self.pg: EmbeddedPostgres | None = None
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.database_url = os.environ.get("DATABASE_URL", "")
+        self.api_url = ""
+        self.api_key = ""
+        self.logs = settings.data_dir / "logs"
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["DATABASE_URL"] = self.database_url
+        if env.get("VIDJOBS_BLOB_BACKEND", "local") == "local":
+            env["VIDJOBS_BLOB_BACKEND"] = "local"
+            env.setdefault("VIDJOBS_BLOB_DIR", str(self.settings.data_dir / "blobs"))
+        env["VIDJOBS_DETECTOR_WEIGHTS"] = self.settings.weights
+        env.setdefault("YOLO_OFFLINE", "1")
+        env.setdefault("YOLO_CONFIG_DIR", str(self.settings.data_dir / "ultralytics"))
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = (self.logs / f"{name}.log").open("ab")
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "vidjobs", *args],
+            env=self._env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl+C reaches us only; we stop children in order
+        )
+        log.close()
+
+    def start(self) -> LocalStack:
+        """Bring everything up; returns once the API answers /ready."""
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.database_url:
+            self.pg = EmbeddedPostgres(self.settings.data_dir / "pgdata").start()
+            self.database_url = self.pg.url
+        migrate(self.database_url)
+        self.api_key = asyncio.run(self._create_key())
+        port = self.settings.api_port or free_port()
+        self.api_url = f"http://127.0.0.1:{port}"
+        self._spawn("api", ["api", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"])
+        self._spawn("worker", ["worker", "--concurrency", str(self.settings.concurrency)])
+        self._wait_ready(timeout=120)
+        return self
+
+    async def _create_key(self) -> str:
+        async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
+            _key_id, plaintext = await api_key_create(conn, self.settings.tenant, "local stack")
+            await conn.commit()
+        return plaintext
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(
+                        f"{name} exited with {proc.returncode}; see {self.logs / (name + '.log')}"
+                    )
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{self.api_url}/ready", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.2)
+        raise TimeoutError(f"the API did not become ready in {timeout:.0f}s; see {self.logs}")
+
+    def stop(self) -> None:
+        """Stop the worker (graceful), the API, then Postgres; each by its PID."""
+        for name in ("worker", "api"):
+            proc = self.procs.pop(name, None)
+            if proc is None or proc.poll() is not None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+        if self.pg is not None:
+            self.pg.stop()
+            self.pg = None
+
+    def __enter__(self) -> LocalStack:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
