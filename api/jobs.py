@@ -5,20 +5,28 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import anyio.to_thread
-from litestar import Controller, delete, get, post
+from litestar import Controller, Request, delete, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, QueryParameter
+from litestar.params import QueryParameter
 from psycopg import AsyncConnection
 
-from api.presenters import describe_state, job_not_found, job_status, parse_job_id
+from api.presenters import (
+    JobIdPath,
+    describe_state,
+    job_not_found,
+    job_status,
+    parse_job_id,
+)
 from api.problems import ProblemError, problem_responses
 from api.runtime import ApiRuntime
 from db.blobs import results_key, video_key
 from db.jobs import job_cancel, job_delete, job_get, job_list
 from schema import JobState
-from schema.api import JobList, JobStatus
+from schema.api import FieldError, JobList, JobStatus
 
 __all__ = ["JobsController"]
+
+_LIST_PARAMS = ("status", "limit", "cursor")
 
 
 class JobsController(Controller):
@@ -34,8 +42,9 @@ class JobsController(Controller):
         summary="The tenant's jobs, newest first, one page at a time",
         responses=problem_responses(401, 422, 503),
     )
-    async def list_jobs(
+    async def list_jobs(  # noqa: PLR0917 - Litestar injects each parameter by name
         self,
+        request: Request[Any, Any, Any],
         db_conn: NamedDependency[AsyncConnection[Any]],
         tenant: NamedDependency[str],
         status: Annotated[
@@ -46,7 +55,20 @@ class JobsController(Controller):
             str | None, QueryParameter(description="next_cursor of the previous page")
         ] = None,
     ) -> JobList:
-        """One page; follow ``next_cursor`` until it is null."""
+        """One page; follow ``next_cursor`` until it is null.
+
+        An unknown parameter is a 422, not silently ignored: a misspelt ``staus=failed`` would
+        otherwise list every job (found by schemathesis).
+        """
+        unknown = sorted(set(request.query_params) - set(_LIST_PARAMS))
+        if unknown:
+            allowed = ", ".join(_LIST_PARAMS)
+            raise ProblemError(
+                422,
+                "invalid-input",
+                f"unknown query parameter {', '.join(map(repr, unknown))}; allowed: {allowed}",
+                errors=[FieldError(field=n, message="unknown parameter") for n in unknown],
+            )
         page = await job_list(db_conn, tenant=tenant, state=status, limit=limit, cursor=cursor)
         return JobList(jobs=[job_status(j) for j in page.jobs], next_cursor=page.next_cursor)
 
@@ -59,7 +81,7 @@ class JobsController(Controller):
     )
     async def cancel(
         self,
-        job_id: FromPath[str],
+        job_id: JobIdPath,
         db_conn: NamedDependency[AsyncConnection[Any]],
         tenant: NamedDependency[str],
     ) -> JobStatus:
@@ -86,7 +108,7 @@ class JobsController(Controller):
     )
     async def delete_job(
         self,
-        job_id: FromPath[str],
+        job_id: JobIdPath,
         db_conn: NamedDependency[AsyncConnection[Any]],
         tenant: NamedDependency[str],
         rt: NamedDependency[ApiRuntime],

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
+
+from litestar.params import PathParameter
 
 from api.problems import ProblemError
 from schema import Job, JobState
 from schema.api import FieldError, JobError, JobStatus
 
-__all__ = ["describe_state", "job_not_found", "job_status", "parse_job_id"]
+__all__ = ["JobIdPath", "describe_state", "job_not_found", "job_status", "parse_job_id"]
+
+JobIdPath = Annotated[
+    str,
+    PathParameter(format="uuid", description="the job id returned by POST /video/submit"),
+]
+"""A ``{job_id}`` path parameter: documented as a UUID (so clients and schemathesis know what
+is valid), parsed by :func:`parse_job_id` so a non-UUID gets our 422, not a framework error."""
 
 
 def parse_job_id(raw: str) -> uuid.UUID:
