@@ -52,6 +52,7 @@ class _SubmitOperation(Operation):
         form = Schema(
             type=OpenAPIType.OBJECT,
             required=[FILE_FIELD],
+            additional_properties=False,  # any other field is a 422
             properties={
                 "pipeline": Schema(type=_STRING, enum=list(PIPELINES), default=PIPELINES[0]),
                 "sample_fps": Schema(
