@@ -120,15 +120,16 @@ async def api_key_job_get(
     (another tenant's job is indistinguishable from a missing one).
     """
     digest = hash_key(plaintext)
-    cur = await conn.execute(_Q["api_key_job_get"], {"key_hash": digest, "job_id": job_id})
-    row = await cur.fetchone()
+    # dict_row reads column names straight from the result: building ``cursor.description``
+    # (a Column object per column) would cost more than the rest of this function.
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_Q["api_key_job_get"], {"key_hash": digest, "job_id": job_id})
+        row = await cur.fetchone()
     if row is None:
         return None, None
-    names = [d.name for d in cur.description or ()]
-    values = dict(zip(names, row, strict=True))
-    tenant = str(values["key_tenant"])
-    if values.get("job_id") is None:
+    tenant = str(row["key_tenant"])
+    if row.get("job_id") is None:
         return tenant, None
-    fields = {n: v for n, v in values.items() if n in _JOB_FIELDS}
+    fields = {n: v for n, v in row.items() if n in _JOB_FIELDS}
     fields["state"] = JobState(fields["state"])
     return tenant, Job(**fields)
