@@ -64,6 +64,12 @@ async def open_pool(settings: DatabaseSettings) -> psycopg_pool.AsyncConnectionP
         kwargs={"autocommit": True, "connect_timeout": max(1, round(settings.connect_timeout_s))},
         check=psycopg_pool.AsyncConnectionPool.check_connection,
         timeout=settings.connect_timeout_s,
+        # psycopg_pool retries a failed connect with a doubling delay (1, 2, 4, 8 s ...) for
+        # reconnect_timeout (default 5 min), and no new attempt starts meanwhile. After an
+        # outage of N seconds the pool then stayed empty for up to ~N more seconds after
+        # Postgres was back (measured: 13 s after a 15 s restart). Giving up early lets the
+        # next request start a fresh attempt at once, so recovery takes about a second.
+        reconnect_timeout=settings.connect_timeout_s,
         open=False,
     )
     try:

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -189,6 +190,38 @@ def start_api(procs: Procs, database_url: str, blobs: BlobSettings) -> str:
     return base
 
 
+#: An ``ftyp`` box and filler: enough for the API's header check; noop jobs never decode it.
+MP4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + bytes(range(256)) * 16
+
+
+def submit(api: httpx.Client, name: str) -> httpx.Response:
+    """``POST /video/submit`` of a small noop job, as a client would."""
+    return api.post(
+        "/video/submit",
+        files={"file": (f"{name}.mp4", MP4, "video/mp4")},
+        data={"pipeline": "noop"},
+        timeout=30,
+    )
+
+
+def stored_keys(blobs: BlobSettings) -> set[str]:
+    """Every object key in the bucket, read with a plain SDK client (not the code under test)."""
+    from minio import Minio
+
+    client = Minio(
+        blobs.s3_endpoint,
+        access_key=blobs.s3_access_key,
+        secret_key=blobs.s3_secret_key,
+        secure=blobs.s3_secure,
+        region=blobs.s3_region,
+    )
+    return {
+        o.object_name
+        for o in client.list_objects(blobs.s3_bucket, recursive=True)
+        if o.object_name is not None
+    }
+
+
 # --- waiting and measuring ---------------------------------------------------------------------
 
 
@@ -272,11 +305,17 @@ class RestartablePostgres:
 
 
 @pytest.fixture
-def restartable_pg(tmp_path: Path) -> Iterator[RestartablePostgres]:
-    """A Postgres this test may stop and start (``durable=True``: fsync on, like production)."""
+def restartable_pg() -> Iterator[RestartablePostgres]:
+    """A Postgres this test may stop and start (``durable=True``: fsync on, like production).
+
+    Its data lives in a directory of its own under the system temp dir, not pytest's
+    ``tmp_path``: every pytest session (others may run at once) resets ``pytest-of-<user>``
+    to mode 0700, which locks out the unprivileged user the server runs as.
+    """
     from db.migrate import migrate
 
-    server = EmbeddedPostgres(tmp_path / "pg", durable=True)
+    tmp = tempfile.TemporaryDirectory(prefix="vidjobs-chaos-pg-")
+    server = EmbeddedPostgres(Path(tmp.name) / "data", durable=True)
     server.start()
     try:
         sql(server.url, "CREATE DATABASE vidjobs")
@@ -284,7 +323,10 @@ def restartable_pg(tmp_path: Path) -> Iterator[RestartablePostgres]:
         migrate(url)
         yield RestartablePostgres(server, url)
     finally:
-        server.stop("immediate")
+        try:
+            server.stop("immediate")
+        finally:
+            tmp.cleanup()
 
 
 @pytest.fixture
