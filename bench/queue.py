@@ -301,8 +301,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1000, help="jobs per job_insert_many")
     ap.add_argument("--drains", default=env.get("PEERS_DRAINS", "1x1,8x1,8x2"),
                     help="comma list of CONCURRENCYxPROCESSES")  # fmt: skip
-    ap.add_argument("--batch-size", type=int, default=WorkerSettings().batch_size,
-                    help="worker claim/completion batch size")  # fmt: skip
+    ap.add_argument("--batch-size", type=int, default=200,
+                    help="worker claim/completion batch size (no-op jobs: large)")  # fmt: skip
     ap.add_argument(
         "--prefetch",
         type=int,

@@ -49,5 +49,9 @@ class ThreadAnalyze:
         )
 
     async def close(self) -> None:
-        """Let running analyses end (they were asked to stop) and free the threads."""
-        await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
+        """Free the threads without waiting: a job still analysing was already handed back.
+
+        The thread of such a job ends at its next frame (its stop flag is set); the process
+        exit does not wait for it (``worker.main.exit_now_if_threads_linger``).
+        """
+        self._pool.shutdown(wait=False, cancel_futures=True)

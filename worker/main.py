@@ -12,6 +12,8 @@ import dataclasses
 import logging
 import os
 import signal
+import threading
+import time
 from collections.abc import Awaitable, Callable
 
 from db.notify import JobNotifier
@@ -20,7 +22,7 @@ from worker.pipelines import PipelineRegistry
 from worker.runner import Worker, WorkerStats
 from worker.settings import WorkerSettings
 
-__all__ = ["run_worker"]
+__all__ = ["exit_now_if_threads_linger", "run_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -102,3 +104,26 @@ def _remove_signals() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(sig)
+
+
+def exit_now_if_threads_linger(code: int, wait_s: float = 5.0) -> None:
+    """Exit with ``code`` now if an analysis thread is still busy after ``wait_s``.
+
+    Its job was already handed back (or completed); waiting for the thread would only hold
+    up the exit that SIGTERM asked for, so the process leaves without it.
+    """
+    deadline = time.monotonic() + wait_s
+    for t in threading.enumerate():
+        if t is threading.main_thread() or t.daemon:
+            continue
+        t.join(max(0.0, deadline - time.monotonic()))
+    if any(
+        t.is_alive() and not t.daemon
+        for t in threading.enumerate()
+        if t is not threading.main_thread()
+    ):
+        log.warning(
+            "exiting without waiting for busy analysis threads (their jobs were handed back)"
+        )
+        logging.shutdown()
+        os._exit(code)

@@ -175,3 +175,30 @@ async def test_cancel_stops_a_running_analysis_within_a_heartbeat(
         took = time.monotonic() - t0
     assert took < 0.5 + 1.0, f"analysis stopped {took:.2f}s after the cancel"
     assert (await job_now(conn, job_id)).state is JobState.CANCELLED
+
+
+async def test_stop_hands_back_a_running_analysis_after_the_grace(
+    conn: Conn,
+    database_url: str,
+    local_blob_settings: BlobSettings,
+    store: BlobStore,
+    tmp_path: Path,
+) -> None:
+    long = tmp_path / "long.mp4"
+    make_sample_video(long, seconds=30.0, fps=10.0, seed=2)
+    job_id = await _submit_video(conn, store, long.read_bytes(), sample_fps=10.0)
+    settings = fast_settings(grace_seconds=0.5, progress_interval_s=0.2)
+    registry = default_registry(local_blob_settings, PipelineSettings.fixture(), concurrency=1)
+    async with running_worker(database_url, settings, registry) as rw:
+
+        async def analysing() -> bool:
+            return (await job_now(conn, job_id)).frames_done > 0
+
+        await wait_for(analysing, within=120)
+        t0 = time.monotonic()
+        stats = await rw.stop()
+        took = time.monotonic() - t0
+    assert stats.released == 1
+    assert took < 0.5 + 2.0, f"stop took {took:.2f}s"
+    back = await job_now(conn, job_id)
+    assert (back.state, back.attempts) == (JobState.PENDING, 0)

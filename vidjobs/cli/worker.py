@@ -205,7 +205,7 @@ def worker(
         raise click.UsageError(str(exc)) from exc
 
     from db.errors import DatabaseUnavailable
-    from worker.main import run_worker
+    from worker.main import exit_now_if_threads_linger, run_worker
     from worker.registry import default_registry
 
     try:
@@ -218,6 +218,7 @@ def worker(
     except DatabaseUnavailable as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    exit_now_if_threads_linger(0)
 
 
 def _pool_env() -> dict[str, str]:
