@@ -1,0 +1,173 @@
+"""Scenario 3: the S3 server stops mid-run and comes back on the same port and data.
+
+While it is down, submits get 503 and leave nothing half-written (no row without its blob, no
+blob without its row), status polls still answer (they need only Postgres), and workers fail
+the attempts that cannot upload their results; those jobs come back after their backoff and
+complete once the store is back.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from db.blobs import BlobSettings, open_blob_store
+from db.embedded import EmbeddedS3
+from tests.chaos.conftest import (
+    Procs,
+    audit,
+    create_api_key,
+    insert_noop_jobs,
+    record,
+    result_mismatches,
+    service_env,
+    sql,
+    start_api,
+    states,
+    stored_keys,
+    submit,
+    wait_for,
+    worker_args,
+)
+
+pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(300)]
+
+JOBS = 80
+SUBMITS = 5
+SLEEP_S = 0.3
+LEASE_S = 3.0
+DOWN_S = 8.0
+BACKOFF_BASE_S = 5.0  # the worker's job_fail default: retry k waits 2.5·2^(k-1) s at least
+
+
+def test_blob_store_outage_mid_run(
+    database_url: str, restartable_s3: tuple[EmbeddedS3, BlobSettings], procs: Procs
+) -> None:
+    s3, blobs = restartable_s3
+    store = open_blob_store(blobs)
+    store.ensure_ready()
+    store.close()
+    key = create_api_key(database_url, "chaos")
+    base = start_api(procs, database_url, blobs)
+    env = service_env(database_url, blobs)
+    workers = [
+        procs.start(f"chaos-s3-w{i}", worker_args(LEASE_S, worker_id=f"chaos-s3-w{i}"), env)
+        for i in range(2)
+    ]
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as api:
+        before = [submit(api, f"before-{i}") for i in range(SUBMITS)]
+        assert [r.status_code for r in before] == [202] * SUBMITS, [r.text for r in before]
+        job_ids = [uuid.UUID(r.json()["job_id"]) for r in before]
+        job_ids += insert_noop_jobs(database_url, JOBS, sleep_s=SLEEP_S)
+        wait_for(lambda: states(database_url).get("completed", 0) >= 20, 120, "20 completed")
+
+        s3.stop()
+        down_at = time.time()
+        calls = {
+            "submit": lambda: submit(api, "during-outage"),
+            "status": lambda: api.get(f"/video/status/{job_ids[0]}", timeout=30),
+            "ready": lambda: api.get("/ready", timeout=30),
+        }
+
+        def hammer(what: str) -> list[int]:
+            seen: list[int] = []
+            while not seen or time.time() - down_at < DOWN_S:
+                seen.append(calls[what]().status_code)
+                time.sleep(0.2)
+            return seen
+
+        with ThreadPoolExecutor(len(calls)) as pool:
+            codes = dict(zip(calls, pool.map(hammer, calls), strict=True))
+        failed_while_down = sql(
+            database_url,
+            "SELECT count(*) FROM vidjobs.job_events WHERE error_kind = 'blob_unavailable'",
+        )[0][0]
+        s3.start()
+        up_at = time.time()
+        api_recovery_s = wait_for(
+            lambda: submit(api, "after-outage").status_code == 202, 60, "submits work again"
+        )
+        job_ids += [
+            uuid.UUID(r[0])
+            for r in sql(
+                database_url,
+                "SELECT job_id::text FROM vidjobs.jobs WHERE pipeline = 'noop'"
+                " AND input_key IS NOT NULL AND job_id <> ALL(%s)",
+                job_ids,
+            )
+        ]
+
+    total = len(job_ids)
+    assert total == JOBS + SUBMITS + 1  # every accepted submit, nothing from the refused ones
+    wait_for(
+        lambda: states(database_url).get("completed", 0) == total, 180, f"all {total} completed"
+    )
+    for proc in workers:
+        assert proc.alive(), proc.text()[-3000:]
+    assert set(codes["submit"]) == {503}, codes
+    assert set(codes["ready"]) == {503}, codes
+    assert set(codes["status"]) == {200}, codes  # polling needs only Postgres
+
+    a = audit(database_url)
+    assert a.states == {"completed": total}, a.states
+    assert a.violations == [], a.violations[:20]
+    assert result_mismatches(database_url, blobs, a) == []
+    # Nothing half-written: each row has its video and each video its row.
+    videos = {k for k in stored_keys(blobs) if k.endswith(".mp4")}
+    rows = {
+        k for (k,) in sql(database_url, "SELECT input_key FROM vidjobs.jobs WHERE input_key > ''")
+    }
+    assert videos == rows, videos ^ rows
+    # The workers' failed uploads were retried with backoff: each retry waited at least the
+    # lower bound of its jittered delay (run_after is enforced by the claim, so no timing race).
+    retries = sql(
+        database_url,
+        "SELECT f.attempt, extract(epoch FROM c.at - f.at) FROM vidjobs.job_events f"
+        " JOIN vidjobs.job_events c ON c.job_id = f.job_id AND c.to_state = 'running'"
+        "  AND c.attempt = f.attempt + 1"
+        " WHERE f.error_kind = 'blob_unavailable' AND f.to_state = 'pending'",
+    )
+    assert retries, "no worker upload failed during the outage"
+    for attempt, waited in retries:
+        assert float(waited) >= BACKOFF_BASE_S * 2 ** (attempt - 1) / 2 - 0.01, (attempt, waited)
+    first_done = sql(
+        database_url,
+        "SELECT extract(epoch FROM min(at)) FROM vidjobs.job_events"
+        " WHERE to_state = 'completed' AND at > to_timestamp(%s)",
+        up_at,
+    )[0][0]
+    all_done = sql(
+        database_url,
+        "SELECT extract(epoch FROM max(at)) FROM vidjobs.job_events WHERE to_state = 'completed'",
+    )[0][0]
+    for proc in workers:
+        procs.stop(proc)
+    record(
+        "blob_outage",
+        {
+            "jobs": total,
+            "workers": len(workers),
+            "down_s": round(up_at - down_at, 1),
+            "api_submit_503": len(codes["submit"]),
+            "api_ready_503": len(codes["ready"]),
+            "api_status_200_while_down": len(codes["status"]),
+            "api_submit_ok_after_start_s": round(api_recovery_s, 2),
+            "attempts_failed_blob_unavailable": len(retries),
+            "attempts_failed_while_down": failed_while_down,
+            "retry_wait_s_min": round(min(float(w) for _, w in retries), 2),
+            "retry_wait_s_max": round(max(float(w) for _, w in retries), 2),
+            "first_completion_after_start_s": round(float(first_done) - up_at, 2),
+            "all_completed_after_start_s": round(float(all_done) - up_at, 2),
+            "repeated_attempts": a.attempts_total - total,
+            "most_attempts_one_job": max(
+                n for (n,) in sql(database_url, "SELECT attempts FROM vidjobs.jobs")
+            ),
+            "lost": total - a.states.get("completed", 0),
+            "rows_without_blob": len(rows - videos),
+            "blobs_without_row": len(videos - rows),
+        },
+    )
