@@ -202,3 +202,58 @@ def test_oversize_chunked_upload_is_cut_off_with_413_and_leaves_nothing(
     time.sleep(0.5)
     assert count_jobs(database_url) == 0
     assert stored_blobs(s3_settings, s3_server) == []
+
+
+def test_concurrent_idempotent_repeats_keep_one_job_and_one_blob(
+    server: str, database_url: str, s3_settings: BlobSettings, s3_server: S3Server
+) -> None:
+    """Both repeats pass the look-up before either inserts: the insert race decides."""
+    import concurrent.futures
+
+    _, key = _create_key(database_url, s3_settings, "acme")
+    video = mp4_bytes(LIMIT // 2)
+
+    def submit() -> httpx.Response:
+        return httpx.post(
+            f"{server}/video/submit",
+            data={"pipeline": "noop"},
+            files={"file": ("clip.mp4", video, "video/mp4")},
+            headers={"Authorization": f"Bearer {key}", "Idempotency-Key": "same-upload"},
+            timeout=30,
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: submit(), range(4)))
+    assert all(a.status_code in (200, 202) for a in answers), [a.text for a in answers]
+    assert [a.status_code for a in answers].count(202) == 1
+    assert len({a.json()["job_id"] for a in answers}) == 1
+    assert count_jobs(database_url) == 1
+    assert stored_blobs(s3_settings, s3_server) == [f"video_jobs/{answers[0].json()['job_id']}.mp4"]
+
+
+def test_client_disconnect_mid_upload_leaves_nothing(
+    server: str, database_url: str, s3_settings: BlobSettings, s3_server: S3Server
+) -> None:
+    _, key = _create_key(database_url, s3_settings, "acme")
+    boundary = "vidjobs-test-boundary"
+    port = int(server.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        body_len = LIMIT  # announced, never sent in full
+        sock.sendall(
+            (
+                "POST /video/submit HTTP/1.1\r\nHost: test\r\n"
+                f"Authorization: Bearer {key}\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                f"Content-Length: {body_len}\r\n\r\n"
+            ).encode()
+            + _multipart_head(boundary)
+            + mp4_bytes(200_000)
+        )
+        time.sleep(0.5)  # the upload is streaming into the store now
+    deadline = time.monotonic() + 10
+    while stored_blobs(s3_settings, s3_server) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert stored_blobs(s3_settings, s3_server) == []
+    assert count_jobs(database_url) == 0
+    # The server is fine afterwards.
+    assert httpx.get(f"{server}/health").status_code == 200
