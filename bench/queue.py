@@ -158,7 +158,7 @@ def _worker_settings(args: argparse.Namespace, concurrency: int) -> WorkerSettin
         batch_size=args.batch_size,
         prefetch=args.prefetch if args.prefetch >= 0 else args.batch_size,
         worker_id=f"bench-{os.getpid()}",
-        durable_claims=args.durable_claims,
+        durable_claims=not args.fast_claims,
     )
 
 
@@ -309,8 +309,8 @@ def main() -> None:
         default=-1,
         help="worker prefetch (default: the batch size; no-op jobs are short)",
     )
-    ap.add_argument("--durable-claims", action="store_true",
-                    help="claims wait for the WAL flush too")  # fmt: skip
+    ap.add_argument("--fast-claims", action="store_true",
+                    help="claims skip the WAL flush (the worker's --fast-claims)")  # fmt: skip
     ap.add_argument("--lat-n", type=int, default=50)
     ap.add_argument("--lat-gap", type=float, default=0.1)
     ap.add_argument("--lat-timeout", type=float, default=15.0)
@@ -331,7 +331,7 @@ def main() -> None:
             "n_single": args.n_single, "analyze": args.analyze, "sync_commit": args.sync_commit,
             "worker": {"batch_size": args.batch_size,
                        "prefetch": _worker_settings(args, 1).prefetch,
-                       "durable_claims": args.durable_claims},
+                       "durable_claims": not args.fast_claims},
             "t_wall": time.time(),
         }  # fmt: skip
         if "single" in phases:

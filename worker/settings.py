@@ -41,10 +41,11 @@ class WorkerSettings:
             fallback that also finds jobs whose retry backoff ran out).
         idle_backoff_max_s: idle waits double up to this while the queue stays empty.
         worker_id: recorded on every job this process claims.
-        durable_claims: wait for the WAL flush on every claim. Off by default: a claim lost
-            in a server crash only puts the job back to pending (as if this worker had died
-            right after claiming), while skipping the flush takes an fsync off the wake-up
-            path. Completions, failures and submits are always durable.
+        durable_claims: wait for the WAL flush on every claim (the default). False runs the
+            claim connection with ``synchronous_commit=off``: safe, since a claim lost in a
+            server crash only puts the job back to pending (as if this worker had died right
+            after claiming), and it takes an fsync off the wake-up path. Completions,
+            failures and submits are always durable.
     """
 
     concurrency: int = 1
@@ -57,7 +58,7 @@ class WorkerSettings:
     poll_interval_s: float = 0.5
     idle_backoff_max_s: float = 5.0
     worker_id: str = field(default_factory=default_worker_id)
-    durable_claims: bool = False
+    durable_claims: bool = True
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:

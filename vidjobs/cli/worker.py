@@ -112,7 +112,8 @@ def _default(name: str) -> Any:
     envvar="VIDJOBS_WORKER_DURABLE_CLAIMS",
     show_envvar=True,
     default=_default("durable_claims"),
-    help="Make each claim wait for the WAL flush (a claim lost in a crash only re-queues the job).",
+    help="Claims wait for the WAL flush; --fast-claims skips it (a claim lost in a crash "
+    "only re-queues the job).",
 )
 @click.option(
     "--drain",
