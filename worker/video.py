@@ -26,7 +26,7 @@ from db.blobs import (
 )
 from worker.pipelines import JobContext, JobFailure, JobStopped
 
-__all__ = ["Analyze", "VideoPipeline"]
+__all__ = ["Analyze", "VideoPipeline", "blob_failure", "pipeline_failure"]
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class Analyze(Protocol):
         ...
 
 
-def _blob_failure(what: str, exc: BlobStoreError) -> JobFailure:
+def blob_failure(what: str, exc: BlobStoreError) -> JobFailure:
     if isinstance(exc, BlobNotFound):
         return JobFailure("input_missing", f"{what}: no blob at {exc.key}", permanent=True)
     if isinstance(exc, BlobStoreUnavailable):
@@ -90,7 +90,7 @@ class VideoPipeline:
                     self._store.get_to_tempfile, key, suffix=".mp4", directory=work
                 )
             except BlobStoreError as exc:
-                raise _blob_failure("downloading the video", exc) from exc
+                raise blob_failure("downloading the video", exc) from exc
             if ctx.should_stop():
                 raise JobStopped(ctx.stop_reason or "stopped")
             try:
@@ -109,7 +109,7 @@ class VideoPipeline:
                     self._store.put_bytes, out, document, content_type="application/json"
                 )
             except BlobStoreError as exc:
-                raise _blob_failure("uploading the results", exc) from exc
+                raise blob_failure("uploading the results", exc) from exc
             return out
         finally:
             shutil.rmtree(work, ignore_errors=True)
