@@ -409,3 +409,31 @@ def test_defaults_are_stored_with_the_job(
         f"video_jobs/{resp.json()['job_id']}.mp4",
         "pending",
     )
+
+
+def test_end_to_end_on_the_local_directory_store_with_stand_in_worker(
+    database_url: str, local_blob_settings: BlobSettings, keys: Keys
+) -> None:
+    """The same flow on the single-machine backend: upload, oversize cut, results."""
+
+    from api.app import create_app
+    from db.pool import DatabaseSettings
+
+    settings = ApiSettings(
+        database=DatabaseSettings(url=database_url, pool_max_size=2),
+        blobs=local_blob_settings,
+        max_upload_bytes=MAX_UPLOAD,
+    )
+    with TestClient(create_app(settings)) as c:
+        too_big = _submit(c, keys.acme, content=mp4_bytes(MAX_UPLOAD + 1))
+        _assert_problem(too_big, 413, "upload-too-large")
+        assert stored_blobs(local_blob_settings) == []
+        resp = _submit(c, keys.acme, data={"pipeline": "noop"}, content=mp4_bytes(9000))
+        assert resp.status_code == 202, resp.text
+        job_id = resp.json()["job_id"]
+        assert stored_blobs(local_blob_settings) == [f"video_jobs/{job_id}.mp4"]
+        claimed = stand_in_worker_claims(database_url, frames_done=1, frames_total=2)
+        stand_in_worker_completes(database_url, local_blob_settings, claimed, {"n": 1})
+        results = c.get(f"/video/results/{job_id}", headers=Keys.auth(keys.acme))
+        assert results.status_code == 200, results.text
+        assert results.json()["results"] == {"n": 1}
