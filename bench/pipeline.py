@@ -10,7 +10,8 @@ this one process, runs
 and scores both against the ground truth: OCR recall is the share of (sampled frame, visible
 caption) pairs whose caption was read (case and spaces ignored); detection recall the share of
 (sampled frame, visible shape) pairs matched by a detection of the same label with IoU >= 0.5.
-Model loading is excluded from both timings. The last line printed is one JSON object.
+Model loading is excluded from both timings; the two sides alternate (A B B A) so load from
+other processes on a shared CPU falls on both. The last line printed is one JSON object.
 
 Usage::
 
@@ -74,50 +75,47 @@ def recall(truth: GroundTruth, frames: list[Frame]) -> tuple[float, float]:
     return text_hits / max(1, text_total), det_hits / max(1, det_total)
 
 
-def run_baseline(video: Path, weights: str, sample_fps: float) -> tuple[list[Frame], float]:
-    """The naive pipeline; returns its frames and the seconds it took (models preloaded)."""
-    from rapidocr import RapidOCR
-    from ultralytics.models import YOLO
+class Baseline:
+    """The naive pipeline: Ultralytics ``predict`` + RapidOCR defaults, frame by frame."""
 
-    model = YOLO(weights, task="detect")
-    ocr = RapidOCR(params={"Global.log_level": "error"})  # defaults, minus the chatter
-    cap = cv2.VideoCapture(str(video))
-    ok, first = cap.read()
-    cap.release()
-    if not ok:
-        raise SystemExit(f"cannot read {video}")
-    model.predict(first, verbose=False)
-    ocr(first)
+    def __init__(self, weights: str) -> None:
+        from rapidocr import RapidOCR
+        from ultralytics.models import YOLO
 
-    frames: list[Frame] = []
-    step_ms = 1000.0 / sample_fps
-    start = time.perf_counter()
-    cap = cv2.VideoCapture(str(video))
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    while True:
-        ok, image = cap.read()
-        if not ok:
-            break
-        t = cap.get(cv2.CAP_PROP_POS_MSEC)
-        if t + 500.0 / fps <= len(frames) * step_ms:
-            continue
-        result = model.predict(image, verbose=False)[0]
-        dets = [
-            (result.names[int(c)], tuple(float(v) for v in box))
-            for box, c in zip(result.boxes.xyxy.tolist(), result.boxes.cls.tolist(), strict=True)
-        ]
-        out = ocr(image)
-        texts = list(out.txts or ())
-        frames.append({"t_ms": round(t), "texts": texts, "detections": dets})
-    cap.release()
-    return frames, time.perf_counter() - start
+        self.model = YOLO(weights, task="detect")
+        self.ocr = RapidOCR(params={"Global.log_level": "error"})  # defaults, minus the chatter
+
+    def run(self, video: Path, sample_fps: float) -> tuple[list[Frame], float]:
+        """Analyse the video; return its frames and the seconds it took."""
+        frames: list[Frame] = []
+        step_ms = 1000.0 / sample_fps
+        start = time.perf_counter()
+        cap = cv2.VideoCapture(str(video))
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        while True:
+            ok, image = cap.read()
+            if not ok:
+                break
+            t = cap.get(cv2.CAP_PROP_POS_MSEC)
+            if t + 500.0 / fps <= len(frames) * step_ms:
+                continue
+            result = self.model.predict(image, verbose=False)[0]
+            dets = [
+                (result.names[int(c)], tuple(float(v) for v in box))
+                for box, c in zip(
+                    result.boxes.xyxy.tolist(), result.boxes.cls.tolist(), strict=True
+                )
+            ]
+            out = self.ocr(image)
+            frames.append({"t_ms": round(t), "texts": list(out.txts or ()), "detections": dets})
+        cap.release()
+        return frames, time.perf_counter() - start
 
 
 def run_analyzer(
-    video: Path, settings: PipelineSettings, sample_fps: float
+    analyzer: VideoAnalyzer, video: Path, sample_fps: float
 ) -> tuple[list[Frame], float]:
-    """``VideoAnalyzer`` as the worker runs it; returns its frames and seconds (loaded first)."""
-    analyzer = VideoAnalyzer(settings)
+    """``VideoAnalyzer`` as the worker runs it; returns its frames and the seconds it took."""
     start = time.perf_counter()
     data = analyzer.analyze(video, {"sample_fps": sample_fps}, lambda _d, _t: None, lambda: False)
     elapsed = time.perf_counter() - start
@@ -133,6 +131,22 @@ def run_analyzer(
     return frames, elapsed
 
 
+def unchanged_frames(video: Path, sample_fps: float) -> int:
+    """How many sampled frames the analyzer's unchanged-frame check lets it skip."""
+    from worker.pipeline.analyzer import _UNCHANGED_BELOW, _thumbnail
+    from worker.pipeline.decode import VideoSource
+
+    count = 0
+    previous = None
+    with VideoSource(video) as source:
+        for sampled in source.sample(sample_fps):
+            thumb = _thumbnail(sampled.image)
+            if previous is not None and float(abs(thumb - previous).max()) < _UNCHANGED_BELOW:
+                count += 1
+            previous = thumb
+    return count
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0, help="video length")
@@ -146,6 +160,12 @@ def main() -> int:
     ap.add_argument("--imgsz", type=int, default=FIXTURE_IMGSZ)
     ap.add_argument("--codec", choices=["h264", "mp4v"], default="h264")
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds (A B, B A, ...)")
+    ap.add_argument(
+        "--no-skip-unchanged",
+        action="store_true",
+        help="analyse every sampled frame, even unchanged ones (measures that lever alone)",
+    )
     args = ap.parse_args()
 
     os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -154,33 +174,53 @@ def main() -> int:
         video = Path(tmp) / "bench.mp4"
         truth = make_sample_video(video, args.seconds, codec=args.codec, seed=7)
         settings = PipelineSettings(
-            detector_weights=args.tuned_weights or args.weights, detector_imgsz=args.imgsz
+            detector_weights=args.tuned_weights or args.weights,
+            detector_imgsz=args.imgsz,
+            skip_unchanged=not args.no_skip_unchanged,
         )
-        frames, secs = run_analyzer(video, settings, args.sample_fps)
+        analyzer = VideoAnalyzer(settings)
+        baseline = None if args.skip_baseline else Baseline(args.weights)
+        # A B B A: the CPU is shared, so alternate to spread load drift over both sides.
+        secs = b_secs = 0.0
+        frames: list[Frame] = []
+        b_frames: list[Frame] = []
+        for i in range(args.rounds):
+            order = ("a", "b") if i % 2 == 0 else ("b", "a")
+            for side in order:
+                if side == "a":
+                    frames, s = run_analyzer(analyzer, video, args.sample_fps)
+                    secs += s
+                    print(f"analyzer: {len(frames)} frames in {s:.1f}s", file=sys.stderr)
+                elif baseline is not None:
+                    b_frames, s = baseline.run(video, args.sample_fps)
+                    b_secs += s
+                    print(f"baseline: {len(b_frames)} frames in {s:.1f}s", file=sys.stderr)
         ocr_r, det_r = recall(truth, frames)
         line: dict[str, Any] = {
             "frames": len(frames),
-            "fps": round(len(frames) / secs, 3),
+            "fps": round(args.rounds * len(frames) / secs, 3),
             "ocr_recall": round(ocr_r, 4),
             "det_recall": round(det_r, 4),
         }
-        print(f"analyzer: {len(frames)} frames in {secs:.1f}s", file=sys.stderr)
-        if not args.skip_baseline:
-            b_frames, b_secs = run_baseline(video, args.weights, args.sample_fps)
+        if baseline is not None:
             b_ocr, b_det = recall(truth, b_frames)
             line |= {
-                "baseline_fps": round(len(b_frames) / b_secs, 3),
+                "baseline_fps": round(args.rounds * len(b_frames) / b_secs, 3),
                 "baseline_ocr_recall": round(b_ocr, 4),
                 "baseline_det_recall": round(b_det, 4),
                 "speedup": round((len(frames) / secs) / (len(b_frames) / b_secs), 2),
             }
-            print(f"baseline: {len(b_frames)} frames in {b_secs:.1f}s", file=sys.stderr)
+        if settings.skip_unchanged:
+            line["unchanged_frames_reused"] = unchanged_frames(video, args.sample_fps)
         line |= {
             "seconds": args.seconds,
             "sample_fps": args.sample_fps,
             "weights": Path(settings.detector_weights).name,
             "imgsz": args.imgsz,
             "codec": args.codec,
+            "skip_unchanged": settings.skip_unchanged,
+            "rounds": args.rounds,
+            "load_avg_1m": round(os.getloadavg()[0], 2),
         }
         print(json.dumps(line), flush=True)
     return 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,8 @@ from worker.pipeline.results import build_document, encode_document
 from worker.pipeline.settings import PipelineSettings
 
 __all__ = ["ProgressFn", "StopFn", "VideoAnalyzer"]
+
+log = logging.getLogger(__name__)
 
 #: ``progress(frames_done, frames_total)``, called after every analysed frame.
 ProgressFn = Callable[[int, int], None]
@@ -82,6 +86,8 @@ class VideoAnalyzer:
             raise InvalidParams(str(exc)) from exc
         used = ResultsParams(sample_fps=p["sample_fps"], min_confidence=p["min_confidence"])
         frames: list[FrameResult] = []
+        reused = 0
+        started = time.monotonic()
         with VideoSource(path) as source:
             total = planned_samples(source.info, used.sample_fps)
             previous: tuple[npt.NDArray[np.float32], FrameResult] | None = None
@@ -95,6 +101,7 @@ class VideoAnalyzer:
                     and float(np.max(np.abs(thumb - previous[0]))) < _UNCHANGED_BELOW
                 ):
                     detections, text = previous[1].detections, previous[1].text
+                    reused += 1
                 else:
                     detections, text = self._analyse_frame(sampled.image, used.min_confidence)
                 result = FrameResult(
@@ -108,6 +115,13 @@ class VideoAnalyzer:
                     previous = (thumb, result)
                 progress(len(frames), total)
             info = source.info
+        log.info(
+            "analysed %s: %d frames (%d unchanged, results reused) in %.1fs",
+            path.name,
+            len(frames),
+            reused,
+            time.monotonic() - started,
+        )
         doc = build_document(info, self._detector.identity, self._reader.identity, used, frames)
         return encode_document(doc)
 
