@@ -75,7 +75,7 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, every: floa
 def sql(url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
     """One statement on its own connection (tests may read the tables directly)."""
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
-        cur = conn.execute(query, params)  # type: ignore[arg-type]
+        cur = conn.execute(query, params)
         return cur.fetchall() if cur.description else []
 
 
