@@ -23,14 +23,32 @@ from typing import Any
 import httpx
 import psycopg
 
+from db.blobs import BlobSettings, open_blob_store, results_key
 from db.embedded import free_port
+from db.jobs import job_claim, job_complete, job_fail
 from db.keys import api_key_create, api_key_revoke
 from worker.pipeline.settings import FIXTURE_IMGSZ, FIXTURE_WEIGHTS
 
-__all__ = ["LiveStack", "Service", "create_key", "revoke_key", "sql", "wait_until"]
+__all__ = [
+    "MP4_HEAD",
+    "TERMINAL",
+    "VIDJOBS",
+    "LiveStack",
+    "Service",
+    "auth",
+    "create_key",
+    "jobs_in_every_state",
+    "revoke_key",
+    "run_db",
+    "sql",
+    "submit_noop",
+    "wait_until",
+]
 
 VIDJOBS = str(Path(sys.executable).with_name("vidjobs"))
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
+MP4_HEAD = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
+"""An ``ftyp`` box: passes the API's header check (the worker would fail what follows)."""
 
 
 @dataclass(eq=False)
@@ -210,3 +228,65 @@ class LiveStack:
             for p in self.blob_dir.rglob("*")
             if p.is_file() and not p.name.startswith(".")
         )
+
+
+def auth(key: str) -> dict[str, str]:
+    """The header that presents ``key``."""
+    return {"Authorization": f"Bearer {key}"}
+
+
+def submit_noop(client: httpx.Client, key: str, filename: str = "v.mp4") -> str:
+    """Upload an ``ftyp`` header and 2 KiB of noise as a ``noop`` job; its id."""
+    resp = client.post(
+        "/video/submit",
+        headers=auth(key),
+        data={"pipeline": "noop"},
+        files={"file": (filename, MP4_HEAD + os.urandom(2048), "video/mp4")},
+    )
+    assert resp.status_code == 202, resp.text
+    return str(resp.json()["job_id"])
+
+
+def run_db(url: str, coro_fn: Any) -> Any:
+    """Await ``coro_fn(conn)`` on a fresh autocommit connection."""
+
+    async def go() -> Any:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            return await coro_fn(conn)
+
+    return asyncio.run(go())
+
+
+def jobs_in_every_state(live: LiveStack, client: httpx.Client, key: str) -> dict[str, str]:
+    """Job ids of ``key``'s tenant in each state, made one at a time (a stand-in worker)."""
+    url = live.database_url
+    store = open_blob_store(BlobSettings(backend="local", directory=live.blob_dir))
+    jobs: dict[str, str] = {}
+    for state in ("running", "completed", "failed", "cancelled", "pending"):
+        job_id = submit_noop(client, key)
+        jobs[state] = job_id
+        if state in ("running", "completed", "failed"):
+            (job,) = run_db(
+                url, lambda c: job_claim(c, worker_id="w", batch_size=1, lease_seconds=600)
+            )
+            assert str(job.job_id) == job_id
+            token = job.lease_token
+            if state == "completed":
+                out = results_key(job.job_id)
+                store.put_bytes(out, b'{"frames": []}', content_type="application/json")
+                run_db(
+                    url,
+                    lambda c, j=job, t=token, o=out: job_complete(c, j.job_id, t, output_key=o),
+                )
+            elif state == "failed":
+                run_db(
+                    url,
+                    lambda c, j=job, t=token: job_fail(
+                        c, j.job_id, t, error_kind="invalid_video", error_message="bad",
+                        permanent=True,
+                    ),
+                )  # fmt: skip
+        elif state == "cancelled":
+            assert client.post(f"/video/jobs/{job_id}/cancel", headers=auth(key)).is_success
+    store.close()
+    return jobs

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import os
@@ -28,39 +27,27 @@ import httpx
 import psycopg
 import pytest
 
-from db.blobs import BlobSettings, open_blob_store, results_key
-from db.jobs import job_claim, job_complete, job_fail
 from db.keys import api_key_authenticate
 from db.queries import load_queries
-from tests.robustness.live import VIDJOBS, LiveStack, create_key, revoke_key, sql
+from tests.robustness.live import (
+    MP4_HEAD,
+    VIDJOBS,
+    LiveStack,
+    create_key,
+    jobs_in_every_state,
+    revoke_key,
+    run_db,
+    sql,
+    submit_noop,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.acceptance]
 
-MP4_HEAD = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
 MIB = 1024 * 1024
 
 
 def _auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
-
-
-def _submit(client: httpx.Client, key: str, filename: str = "v.mp4") -> str:
-    resp = client.post(
-        "/video/submit",
-        headers=_auth(key),
-        data={"pipeline": "noop"},
-        files={"file": (filename, MP4_HEAD + os.urandom(2048), "video/mp4")},
-    )
-    assert resp.status_code == 202, resp.text
-    return str(resp.json()["job_id"])
-
-
-def _db(url: str, coro_fn: Any) -> Any:
-    async def go() -> Any:
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            return await coro_fn(conn)
-
-    return asyncio.run(go())
 
 
 @pytest.fixture
@@ -69,41 +56,6 @@ def api(live: LiveStack) -> Iterator[tuple[LiveStack, httpx.Client]]:
     live.start_api()
     with httpx.Client(base_url=live.base_url, timeout=30) as client:
         yield live, client
-
-
-def _jobs_in_every_state(live: LiveStack, client: httpx.Client, key: str) -> dict[str, str]:
-    """Job ids of ``key``'s tenant in each state, made one at a time (a stand-in worker)."""
-    url = live.database_url
-    store = open_blob_store(BlobSettings(backend="local", directory=live.blob_dir))
-    jobs: dict[str, str] = {}
-    for state in ("running", "completed", "failed", "cancelled", "pending"):
-        job_id = _submit(client, key)
-        jobs[state] = job_id
-        if state in ("running", "completed", "failed"):
-            (job,) = _db(
-                url, lambda c: job_claim(c, worker_id="w", batch_size=1, lease_seconds=600)
-            )
-            assert str(job.job_id) == job_id
-            token = job.lease_token
-            if state == "completed":
-                out = results_key(job.job_id)
-                store.put_bytes(out, b'{"frames": []}', content_type="application/json")
-                _db(
-                    url,
-                    lambda c, j=job, t=token, o=out: job_complete(c, j.job_id, t, output_key=o),
-                )
-            elif state == "failed":
-                _db(
-                    url,
-                    lambda c, j=job, t=token: job_fail(
-                        c, j.job_id, t, error_kind="invalid_video", error_message="bad",
-                        permanent=True,
-                    ),
-                )  # fmt: skip
-        elif state == "cancelled":
-            assert client.post(f"/video/jobs/{job_id}/cancel", headers=_auth(key)).is_success
-    store.close()
-    return jobs
 
 
 _ROUTES = (
@@ -131,7 +83,7 @@ def test_another_tenants_job_is_indistinguishable_from_a_missing_one(
     live, client = api
     _, acme = create_key(live.database_url, "acme")
     _, globex = create_key(live.database_url, "globex")
-    jobs = _jobs_in_every_state(live, client, acme)
+    jobs = jobs_in_every_state(live, client, acme)
     before = sql(
         live.database_url, "SELECT job_id::text, state::text, updated_at FROM vidjobs.jobs"
     )
@@ -227,11 +179,11 @@ def test_key_check_is_a_hash_lookup_and_a_constant_time_compare(
         return real(a, b)
 
     monkeypatch.setattr(hmac, "compare_digest", spy)
-    assert _db(url, lambda c: api_key_authenticate(c, key)) == "acme"
+    assert run_db(url, lambda c: api_key_authenticate(c, key)) == "acme"
     assert calls == [(hashlib.sha256(key.encode()).digest(),) * 2]
     # 3. Near misses (one character off at the start or the end) are refused like nonsense.
     for wrong in (key[:-1] + ("A" if key[-1] != "A" else "B"), "x" + key[1:], "vj_nonsense"):
-        assert _db(url, lambda c, w=wrong: api_key_authenticate(c, w)) is None
+        assert run_db(url, lambda c, w=wrong: api_key_authenticate(c, w)) is None
 
 
 def _multipart_head(boundary: str, filename: str = "big.mp4") -> bytes:
@@ -348,7 +300,7 @@ def test_client_filenames_never_reach_a_key_or_path(
 ) -> None:
     live, client = api
     _, key = create_key(live.database_url, "acme")
-    job_id = _submit(client, key, filename=filename)
+    job_id = submit_noop(client, key, filename=filename)
     assert live.stored_keys() == [f"video_jobs/{job_id}.mp4"]
     rows = sql(live.database_url, "SELECT input_key, row_to_json(j)::text FROM vidjobs.jobs j")
     assert rows[0][0] == f"video_jobs/{job_id}.mp4"
