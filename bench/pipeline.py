@@ -99,14 +99,14 @@ class Baseline:
             t = cap.get(cv2.CAP_PROP_POS_MSEC)
             if t + 500.0 / fps <= len(frames) * step_ms:
                 continue
-            result = self.model.predict(image, verbose=False)[0]
+            result: Any = self.model.predict(image, verbose=False)[0]  # type: ignore[index]
             dets = [
                 (result.names[int(c)], tuple(float(v) for v in box))
                 for box, c in zip(
                     result.boxes.xyxy.tolist(), result.boxes.cls.tolist(), strict=True
                 )
             ]
-            out = self.ocr(image)
+            out: Any = self.ocr(image)
             frames.append({"t_ms": round(t), "texts": list(out.txts or ()), "detections": dets})
         cap.release()
         return frames, time.perf_counter() - start
