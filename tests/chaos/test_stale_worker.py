@@ -30,7 +30,9 @@ from tests.chaos.conftest import (
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(240)]
 
-SLEEP_S = 6.0  # ten 0.6 s steps
+# Ten steps of sleep_s / 10. Paused "in the last step", the test must see progress 0.9 (written
+# at most one progress interval, 0.5 s, after the step began) before the job ends: 1 s steps.
+SLEEP_S = {"early": 6.0, "last-step": 10.0}
 LEASE_S = 2.0
 # What the stale worker may log about a write refused for the job (any one proves fencing).
 REFUSED = re.compile(
@@ -48,14 +50,14 @@ def _job_row(url: str, job_id: uuid.UUID) -> tuple[str, str | None, float, int]:
     return state, worker_id, float(progress), attempts
 
 
-@pytest.mark.parametrize("pause_at", [0.2, 0.9], ids=["early", "last-step"])
+@pytest.mark.parametrize(("when", "pause_at"), [("early", 0.2), ("last-step", 0.9)])
 def test_paused_worker_is_fenced_out_and_the_result_is_the_new_holders(
-    pause_at: float, database_url: str, s3_settings: BlobSettings, procs: Procs
+    when: str, pause_at: float, database_url: str, s3_settings: BlobSettings, procs: Procs
 ) -> None:
     store = open_blob_store(s3_settings)
     store.ensure_ready()
     store.close()
-    (job_id,) = insert_noop_jobs(database_url, 1, sleep_s=SLEEP_S, max_attempts=5)
+    (job_id,) = insert_noop_jobs(database_url, 1, sleep_s=SLEEP_S[when], max_attempts=5)
     env = service_env(database_url, s3_settings)
     stale = procs.start("stale", worker_args(LEASE_S, worker_id="chaos-stale"), env)
 
@@ -110,10 +112,10 @@ def test_paused_worker_is_fenced_out_and_the_result_is_the_new_holders(
     for proc in (stale, fresh):
         procs.stop(proc)
     record(
-        f"stale_worker_{'early' if pause_at < 0.5 else 'last_step'}",
+        f"stale_worker_{when}",
         {
             "lease_s": LEASE_S,
-            "job_sleep_s": SLEEP_S,
+            "job_sleep_s": SLEEP_S[when],
             "paused_at_progress": round(paused_progress, 2),
             "paused_s": round(resumed_at - paused_at, 1),
             "new_holder_completed_after_pause_s": round(completed_at - paused_at, 1),
