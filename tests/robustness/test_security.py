@@ -111,10 +111,50 @@ def test_another_tenants_job_is_indistinguishable_from_a_missing_one(
         want = set(jobs.values()) if status is None else {jobs[status]}
         assert {j["job_id"] for j in own["jobs"]} == want
 
+    # acme's page cursor shows globex nothing of acme's either.
+    acme_cursor = client.get("/video/jobs", headers=_auth(acme), params={"limit": 1}).json()
+    assert acme_cursor["next_cursor"]
+    listed = client.get(
+        "/video/jobs", headers=_auth(globex), params={"cursor": acme_cursor["next_cursor"]}
+    )
+    assert listed.status_code == 200
+    assert listed.json() == {"jobs": [], "next_cursor": None}
+
     # globex's cancels and deletes changed nothing of acme's.
     after = sql(live.database_url, "SELECT job_id::text, state::text, updated_at FROM vidjobs.jobs")
     assert sorted(after) == sorted(before)
     assert live.stored_keys() == blobs_before
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"",
+        b"Bearer",
+        b"Bearer ",
+        b"bearer vj_nonsense",
+        b"Basic dXNlcjpwYXNz",
+        b"Bearer vj_\xff\xfe\xfd",
+        b"Bearer \xc3\xa9\xc3\xa9",
+        b"Bearer " + b"A" * 8000,
+        b"Bearer vj_x vj_y",
+        b"Bearer vj_%00",
+    ],
+)
+def test_malformed_keys_are_refused_never_a_500(
+    api: tuple[LiveStack, httpx.Client], header: bytes
+) -> None:
+    live, _ = api
+    netloc = urlsplit(live.base_url).netloc
+    host, port = netloc.split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"GET /video/jobs HTTP/1.1\r\nHost: " + netloc.encode() + b"\r\n"
+            b"Authorization: " + header + b"\r\nConnection: close\r\n\r\n"
+        )
+        response = _read_response(sock, b"")
+    status = int(response.split(b" ", 2)[1])
+    assert status in (400, 401), response[:400]
 
 
 def test_only_key_hashes_are_stored(live: LiveStack) -> None:
