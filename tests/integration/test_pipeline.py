@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -120,6 +122,31 @@ def test_results_are_byte_identical_across_runs_and_mp4v_decodes(
     read = {_norm(t.text) for f in doc.frames for t in f.text}
     assert {_norm(t.text) for t in truth.texts} <= read
     assert list(json.loads(first)) == sorted(json.loads(first))
+
+
+_ANALYZE_IN_CHILD = """
+import sys
+from pathlib import Path
+from worker.pipeline import PipelineSettings, VideoAnalyzer
+analyzer = VideoAnalyzer(PipelineSettings.fixture())
+data = analyzer.analyze(Path(sys.argv[1]), {"sample_fps": 2.5}, lambda d, t: None, lambda: False)
+sys.stdout.buffer.write(data)
+"""
+
+
+def test_results_are_byte_identical_in_another_process(
+    analyzer: VideoAnalyzer, sample: tuple[Path, GroundTruth]
+) -> None:
+    path, _ = sample
+    _, here, _ = _run(analyzer, path, sample_fps=2.5)
+    child = subprocess.run(
+        [sys.executable, "-c", _ANALYZE_IN_CHILD, str(path)],
+        capture_output=True,
+        check=True,
+        timeout=240,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert child.stdout == here
 
 
 def test_should_stop_cancels_between_frames(
