@@ -161,6 +161,19 @@ def test_should_stop_cancels_between_frames(
     assert calls == [(1, 8), (2, 8)]
 
 
+def test_a_slightly_short_video_completes_and_progress_closes(
+    analyzer: VideoAnalyzer, sample: tuple[Path, GroundTruth], tmp_path: Path
+) -> None:
+    data = sample[0].read_bytes()
+    short = tmp_path / "short.mp4"
+    short.write_bytes(data[: int(len(data) * 0.97)])  # loses the last few frames only
+    doc, _, calls = _run(analyzer, short, sample_fps=5.0)
+    assert 15 <= len(doc.frames) < 20
+    assert calls[-1] == (len(doc.frames), len(doc.frames))
+    fractions = [done / total for done, total in calls]
+    assert fractions == sorted(fractions)
+
+
 def test_bad_params_are_refused(analyzer: VideoAnalyzer, sample: tuple[Path, GroundTruth]) -> None:
     with pytest.raises(InvalidParams, match="sample_fps"):
         _run(analyzer, sample[0], sample_fps=0.0)

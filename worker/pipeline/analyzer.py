@@ -115,6 +115,10 @@ class VideoAnalyzer:
                     previous = (thumb, result)
                 progress(len(frames), total)
             info = source.info
+        if len(frames) < total:
+            # The container announced a few more frames than it holds (but not so many that
+            # decode called it truncated): finish the progress bar on what there was.
+            progress(len(frames), len(frames))
         log.info(
             "analysed %s: %d frames (%d unchanged, results reused) in %.1fs",
             path.name,
