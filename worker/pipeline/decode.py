@@ -19,10 +19,14 @@ import numpy.typing as npt
 from schema.results import VideoInfo
 from worker.pipeline.errors import InvalidVideo
 
-__all__ = ["SampledFrame", "VideoSource", "planned_samples"]
+__all__ = ["MAX_FRAME_PIXELS", "SampledFrame", "VideoSource", "planned_samples"]
 
 #: A video that ends before this share of the frames its header announces is truncated.
 _TRUNCATED_BELOW = 0.9
+
+#: Largest frame decoded (8K UHD). A few hundred KB of H.264 can declare 8192x8192 frames that
+#: take 2 GB of worker memory to analyse (measured); such a file is refused before decoding.
+MAX_FRAME_PIXELS = 7680 * 4320
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,12 @@ class VideoSource:
         if width <= 0 or height <= 0:
             cap.release()
             raise InvalidVideo("the file has no video stream (audio only or unknown streams)")
+        if width * height > MAX_FRAME_PIXELS:
+            cap.release()
+            raise InvalidVideo(
+                f"the video is {width}x{height}: larger than 8K ({MAX_FRAME_PIXELS} pixels "
+                "per frame), which is the largest analysed; scale it down first"
+            )
         if frames <= 0:
             cap.release()
             raise InvalidVideo("the video stream has no frames")

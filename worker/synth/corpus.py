@@ -149,6 +149,15 @@ def _mov(path: Path, source: Path) -> bytes:
     return path.read_bytes()
 
 
+def _resolution_bomb(path: Path) -> bytes:
+    """Two black 8192x8192 frames: ~200 KB of H.264 that would decode to 2 GB of work."""
+    cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i"]
+    cmd += ["color=black:s=8192x8192:r=1", "-frames:v", "2", "-c:v", "libx264"]
+    cmd += ["-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return path.read_bytes()
+
+
 def _good_videos(workdir: Path) -> tuple[bytes, bytes, bytes, bytes]:
     h264, mp4v, audio = workdir / "good.mp4", workdir / "good_mp4v.mp4", workdir / "audio.mp4"
     make_sample_video(h264, seconds=1.0, fps=10, width=320, height=192, seed=1)
@@ -373,6 +382,13 @@ def build_corpus(workdir: Path | None = None) -> list[BadInput]:
         lambda: _foreign(h264, audio),
     ]
     corpus = [entry for make in makers for entry in make()]
+    corpus.append(
+        BadInput(
+            "resolution_bomb_8192",
+            "a valid H.264 MP4 of two 8192x8192 frames (~200 KB declaring 2 GB of pixels)",
+            _resolution_bomb(workdir / "bomb.mp4"),
+        )
+    )
     names = [e.name for e in corpus]
     assert len(names) == len(set(names)), "corpus names must be unique"
     return corpus
