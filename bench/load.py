@@ -333,7 +333,7 @@ def report(
     return {
         "seconds": round(elapsed, 1),
         "users": args.users,
-        "workers": args.workers,
+        "workers": None if args.api_url else args.workers,  # unknown behind --api-url
         "requests": total,
         "rps": round(total / elapsed, 1),
         "errors_5xx": five,
