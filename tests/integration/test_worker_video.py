@@ -76,8 +76,9 @@ async def _submit_video(conn: Conn, store: BlobStore, data: bytes, **params: flo
     return job.job_id
 
 
-def _leftover_temp_dirs() -> list[str]:
-    return glob.glob(str(Path(tempfile.gettempdir()) / "vidjobs-*-*"))
+def _leftover_temp_dirs(job_ids: list[uuid.UUID]) -> list[str]:
+    tmp = Path(tempfile.gettempdir())
+    return [d for job_id in job_ids for d in glob.glob(str(tmp / f"vidjobs-{job_id}-*"))]
 
 
 async def test_malformed_videos_fail_readably_and_the_worker_goes_on(
@@ -87,7 +88,6 @@ async def test_malformed_videos_fail_readably_and_the_worker_goes_on(
     store: BlobStore,
     videos: dict[str, bytes],
 ) -> None:
-    before = set(_leftover_temp_dirs())
     ids = {kind: await _submit_video(conn, store, data) for kind, data in videos.items()}
     registry = default_registry(local_blob_settings, PipelineSettings.fixture(), concurrency=2)
     async with running_worker(database_url, fast_settings(), registry, drain=True) as rw:
@@ -109,7 +109,7 @@ async def test_malformed_videos_fail_readably_and_the_worker_goes_on(
             ), kind
             assert job.error_message
             assert "Traceback" not in job.error_message
-    assert set(_leftover_temp_dirs()) <= before, "temporary files must be removed"
+    assert _leftover_temp_dirs(list(ids.values())) == [], "temporary files must be removed"
 
 
 async def test_missing_input_and_missing_model_fail_for_good(

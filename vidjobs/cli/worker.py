@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from worker.settings import WorkerSettings, default_worker_id
+
+if TYPE_CHECKING:
+    from worker.pipeline.settings import PipelineSettings
 
 __all__ = ["worker"]
 
@@ -175,18 +178,17 @@ def worker(
     )
     from db.blobs import BlobSettings, BlobStoreError
     from db.pool import DatabaseSettings
-    from worker.pipeline.settings import PipelineSettings
 
     try:
         db = DatabaseSettings.from_env({"DATABASE_URL": database_url, **_pool_env()})
-        blobs = BlobSettings.from_env()
-        video = PipelineSettings.from_env()
+        blobs = None if no_video else BlobSettings.from_env()
+        video = None if no_video else _video_settings()
     except (ValueError, BlobStoreError) as exc:
         raise click.UsageError(str(exc)) from exc
     if check:
         from worker.health import check_worker
 
-        ok = asyncio.run(check_worker(db, None if no_video else blobs, None if no_video else video))
+        ok = asyncio.run(check_worker(db, blobs, video))
         sys.exit(0 if ok else 1)
     try:
         settings = WorkerSettings(
@@ -210,16 +212,19 @@ def worker(
     from worker.registry import default_registry
 
     try:
-        registry = (
-            default_registry()
-            if no_video
-            else default_registry(blobs, video, concurrency=settings.concurrency)
-        )
+        registry = default_registry(blobs, video, concurrency=settings.concurrency)
         asyncio.run(run_worker(db, settings, registry, drain=drain))
     except DatabaseUnavailable as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     exit_now_if_threads_linger(0)
+
+
+def _video_settings() -> PipelineSettings:
+    # Imported here: the pipeline package pulls in OpenCV, which --no-video workers never need.
+    from worker.pipeline.settings import PipelineSettings
+
+    return PipelineSettings.from_env()
 
 
 def _pool_env() -> dict[str, str]:
