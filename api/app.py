@@ -1,8 +1,11 @@
 """The Litestar app factory: ``create_app(settings)``.
 
-Postgres pool and blob store are opened in the lifespan (so a process that cannot reach them
-fails at start, loudly) and closed at shutdown. uvicorn builds the app through
-:func:`app_from_env` (``--factory``), so every worker reads its settings from the environment.
+Postgres pool and blob store are opened in the lifespan and closed at shutdown. The API starts
+even while Postgres is down (an orchestrator restarting both must not need an order): until it
+answers, ``/ready`` and every database route answer 503, and the pool connects by itself once
+it is back. A blob store that cannot be reached at start still fails the start, loudly.
+uvicorn builds the app through :func:`app_from_env` (``--factory``), so every worker reads its
+settings from the environment.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ def create_app(settings: ApiSettings) -> Litestar:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = await open_pool(settings.database)
+        pool = await open_pool(settings.database, wait=False)
         store = open_blob_store(settings.blobs)
         try:
             await anyio.to_thread.run_sync(store.ensure_ready)

@@ -21,7 +21,7 @@ from api.runtime import ApiRuntime, runtime
 from api.submit import FILE_FIELD, submit_video
 from db.blobs import results_key
 from db.jobs import job_get
-from db.pool import acquire
+from db.pool import run_read
 from schema import JobState
 from schema.api import (
     PIPELINES,
@@ -131,16 +131,18 @@ class VideoController(Controller):
         """The job's status; 404 for unknown ids and other tenants' jobs.
 
         The hot polling path: the key is checked and the job read in one statement, on a
-        connection borrowed directly (no dependency resolution per request).
+        connection borrowed directly (no dependency resolution per request). A read, so a
+        connection lost under it is retried once on another (``run_read``).
         """
         rt = runtime(state)
-        async with acquire(rt.pool) as conn:
-            try:
-                jid = parse_job_id(job_id)
-            except ProblemError:
-                await authenticate(request, conn, rt.auth_cache)  # 401 before 422
-                raise
-            _tenant, job = await authenticate_job(request, conn, rt.auth_cache, jid)
+        try:
+            jid = parse_job_id(job_id)
+        except ProblemError:
+            await run_read(rt.pool, lambda conn: authenticate(request, conn, rt.auth_cache))
+            raise  # 401 before 422
+        _tenant, job = await run_read(
+            rt.pool, lambda conn: authenticate_job(request, conn, rt.auth_cache, jid)
+        )
         if job is None:
             raise job_not_found(jid)
         return job_status(job)

@@ -3,6 +3,11 @@
 Pool connections are in autocommit mode: every db/jobs.py call is one statement, hence one
 transaction with one durable commit and one round trip. A caller needing several calls to
 commit together wraps them in ``async with conn.transaction():``.
+
+Dead connections (Postgres restarted, a backend terminated) are kept from callers without a
+round trip per checkout: a server that ends a session sends its last message and closes the
+socket, so an idle connection whose socket has nothing to read is still open, and only one
+that has something to read is checked with a query before it is lent (see :class:`_Pool`).
 """
 
 from __future__ import annotations
@@ -10,15 +15,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import AsyncIterator
-from typing import Any
+import select
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import psycopg
 import psycopg_pool
 
 from db.errors import DatabaseUnavailable
 
-__all__ = ["DatabaseSettings", "acquire", "open_pool"]
+__all__ = ["DatabaseSettings", "acquire", "open_pool", "run_read"]
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -48,21 +57,75 @@ class DatabaseSettings:
         )
 
 
-async def open_pool(settings: DatabaseSettings) -> psycopg_pool.AsyncConnectionPool[Any]:
+def _has_input(fd: int) -> bool:
+    """Whether the socket has something to read (or is closed): one poll(2), no round trip."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+async def _usable(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether an idle pooled connection may be lent.
+
+    An idle autocommit session receives nothing unasked, except when the server ends it (a
+    FATAL message, then EOF) or, rarely, a notice or parameter change. So a silent socket
+    means open, and only a socket with input costs a query to tell which it is.
+    """
+    if conn.closed:
+        return False
+    try:
+        if not _has_input(conn.pgconn.socket):
+            return True
+        await psycopg_pool.AsyncConnectionPool.check_connection(conn)
+    except psycopg.Error:
+        return False
+    return True
+
+
+class _Pool(psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]]):
+    """A pool that never lends a connection it can tell is dead.
+
+    psycopg_pool's own ``check`` costs a round trip on every checkout (a third of the status
+    route's time), and after a failed check it sleeps 1, 2, 4 s before trying the next
+    connection, so after a restart a request met several dead connections in a row and timed
+    out. Here a dead connection is returned at once (the pool discards it and opens a
+    replacement) and the next one is tried without waiting. ``pool.connection()`` uses this
+    too, so the worker's connections get the same care.
+    """
+
+    async def getconn(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109 - psycopg_pool's signature
+    ) -> psycopg.AsyncConnection[Any]:
+        """A connection that looks alive, within ``timeout`` (default: the pool's)."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            conn = await super().getconn(max(0.0, deadline - time.monotonic()))
+            if await _usable(conn):
+                return conn
+            await self.putconn(conn)  # closed: discarded, a replacement is being made
+
+
+async def open_pool(
+    settings: DatabaseSettings, *, wait: bool = True
+) -> psycopg_pool.AsyncConnectionPool[Any]:
     """An opened pool of autocommit connections; the caller closes it.
 
-    ``check`` tests a connection before lending it, so connections killed by a Postgres restart
-    are replaced instead of failing the first request after it.
+    Args:
+        settings: where Postgres is and how many connections to keep.
+        wait: wait for the first connections (and fail if there are none). ``False`` returns
+            at once even while Postgres is down: checkouts then fail with
+            ``DatabaseUnavailable`` until it is back, and the pool recovers by itself (the
+            API starts and answers 503 meanwhile).
 
     Raises:
-        DatabaseUnavailable: the first connections could not be made within the timeout.
+        DatabaseUnavailable: ``wait`` and no connection within ``connect_timeout_s``.
     """
-    pool: psycopg_pool.AsyncConnectionPool[Any] = psycopg_pool.AsyncConnectionPool(
+    pool = _Pool(
         settings.url,
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
         kwargs={"autocommit": True, "connect_timeout": max(1, round(settings.connect_timeout_s))},
-        check=psycopg_pool.AsyncConnectionPool.check_connection,
         timeout=settings.connect_timeout_s,
         # psycopg_pool retries a failed connect with a doubling delay (1, 2, 4, 8 s ...) for
         # reconnect_timeout (default 5 min), and no new attempt starts meanwhile. After an
@@ -73,7 +136,7 @@ async def open_pool(settings: DatabaseSettings) -> psycopg_pool.AsyncConnectionP
         open=False,
     )
     try:
-        await pool.open(wait=True, timeout=settings.connect_timeout_s)
+        await pool.open(wait=wait, timeout=settings.connect_timeout_s)
     except (psycopg_pool.PoolTimeout, psycopg.OperationalError) as exc:
         await pool.close()
         raise DatabaseUnavailable(f"cannot connect to Postgres: {exc}") from exc
@@ -84,9 +147,48 @@ async def open_pool(settings: DatabaseSettings) -> psycopg_pool.AsyncConnectionP
 async def acquire(
     pool: psycopg_pool.AsyncConnectionPool[Any],
 ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-    """Borrow a connection; connection failures surface as ``DatabaseUnavailable``."""
+    """Borrow a connection; connection failures surface as ``DatabaseUnavailable``.
+
+    ``getconn``/``putconn`` rather than ``pool.connection()``: that one also enters the
+    connection's own context, a commit (under the connection lock) that an autocommit
+    connection never needs; ``putconn`` still rolls back anything left open.
+    """
+    conn = await _getconn(pool)
     try:
-        async with pool.connection() as conn:
-            yield conn
-    except (psycopg_pool.PoolTimeout, psycopg.OperationalError) as exc:
+        yield conn
+    except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(f"Postgres unavailable: {exc}") from exc
+    finally:
+        await pool.putconn(conn)
+
+
+async def _getconn(pool: psycopg_pool.AsyncConnectionPool[Any]) -> psycopg.AsyncConnection[Any]:
+    try:
+        conn: psycopg.AsyncConnection[Any] = await pool.getconn()
+    except psycopg.OperationalError as exc:  # PoolTimeout is one
+        raise DatabaseUnavailable(f"Postgres unavailable: {exc}") from exc
+    return conn
+
+
+async def run_read(
+    pool: psycopg_pool.AsyncConnectionPool[Any],
+    read: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]],
+) -> T:
+    """``await read(conn)`` on a pooled connection, once more on another if the first was lost.
+
+    For statements that change nothing: repeating one is harmless, so a connection that died
+    under it (a restart racing the checkout) costs a retry, not a 503. A second loss, or
+    any other error, propagates (connection failures as ``DatabaseUnavailable``). No context
+    managers: this is the status route's path, polled by every client.
+    """
+    retry = True
+    while True:
+        conn = await _getconn(pool)
+        try:
+            return await read(conn)
+        except psycopg.OperationalError as exc:
+            if not (retry and conn.closed):  # Postgres answered (e.g. a timeout), or again
+                raise DatabaseUnavailable(f"Postgres unavailable: {exc}") from exc
+            retry = False
+        finally:
+            await pool.putconn(conn)

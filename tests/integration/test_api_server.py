@@ -257,3 +257,79 @@ def test_client_disconnect_mid_upload_leaves_nothing(
     assert count_jobs(database_url) == 0
     # The server is fine afterwards.
     assert httpx.get(f"{server}/health").status_code == 200
+
+
+def test_api_starts_while_postgres_is_down_and_recovers_when_it_is_up(
+    s3_settings: BlobSettings, tmp_path: Path
+) -> None:
+    """Start order must not matter: the API comes up, answers 503 until Postgres does, then 200.
+
+    A Postgres of this test alone, started only after the API, on the port the API was given.
+    """
+    import tempfile
+    import uuid
+
+    import psycopg
+
+    from db.embedded import EmbeddedPostgres
+    from db.migrate import migrate
+
+    port = _free_port()
+    url = f"postgresql://postgres@127.0.0.1:{port}/vidjobs"
+    api_port = _free_port()
+    log = (tmp_path / "api.log").open("wb")
+    proc = subprocess.Popen(
+        [VIDJOBS, "api", "--port", str(api_port), "--log-level", "warning"],
+        env=_env(url, s3_settings),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{api_port}"
+    job = f"/video/status/{uuid.uuid4()}"
+    # Outside pytest's tmp_path, which is 0700: the server runs as an unprivileged user.
+    data = tempfile.TemporaryDirectory(prefix="vidjobs-late-pg-")
+    pg = EmbeddedPostgres(Path(data.name) / "data", port=port, durable=False)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, (tmp_path / "api.log").read_text()
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "vidjobs api did not start without Postgres"
+            time.sleep(0.2)
+        ready = httpx.get(f"{base}/ready", timeout=30)
+        assert ready.status_code == 503, ready.text
+        assert ready.json()["database"].startswith("unavailable")
+        down = httpx.get(f"{base}{job}", headers={"Authorization": "Bearer vj_x"}, timeout=30)
+        assert down.status_code == 503, down.text
+        assert down.headers["content-type"].startswith("application/problem+json")
+        assert down.json()["type"].endswith("database-unavailable")
+        assert down.headers["retry-after"]
+
+        pg.start()
+        with psycopg.connect(pg.url, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE vidjobs")
+        migrate(url)
+        _, key = _create_key(url, s3_settings, "acme")
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{base}/ready", timeout=30).status_code != 200:
+            assert time.monotonic() < deadline, "the API did not see Postgres come back"
+            time.sleep(0.2)
+        up = httpx.get(f"{base}{job}", headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        assert up.status_code == 404, up.text  # answered from the database: no such job
+        assert proc.poll() is None  # the same process throughout
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        try:
+            pg.stop("immediate")
+        finally:
+            data.cleanup()
