@@ -46,6 +46,7 @@ __all__ = [
     "job_progress",
     "job_prune",
     "job_release",
+    "job_retry_later",
 ]
 
 _Q = load_queries()
@@ -361,6 +362,38 @@ async def job_release(
 ) -> None:
     """Hand a held job back (graceful shutdown): pending, attempt not counted. Raises LeaseLost."""
     await _fenced(conn, "job_release", job_id, {"lease_token": lease_token, "now": now})
+
+
+async def job_retry_later(
+    conn: _Conn,
+    job_id: uuid.UUID,
+    lease_token: uuid.UUID,
+    *,
+    error_kind: str,
+    error_message: str,
+    backoff_base_s: float = 1.0,
+    backoff_max_s: float = 60.0,
+    max_infra_retries: int = 100,
+    now: datetime | None = None,
+) -> Job:
+    """Hand a held job back after an infrastructure error (fenced); returns the job as it now is.
+
+    For errors of the blob store or the database, not of the job: pending again with
+    ``run_after`` = now + d/2 + random * d/2, d = min(backoff_max_s, backoff_base_s * 2^n) where
+    n counts the job's earlier hand-backs (column ``infra_retries``), and the attempt is not
+    counted, so an outage cannot use up ``max_attempts``. Once ``max_infra_retries`` hand-backs
+    were made, a further one counts the attempt (failed for good on the last one), so a job
+    cannot wait forever. The error stays on the row and in the event. Raises LeaseLost.
+    """
+    args = {
+        "job_id": job_id, "lease_token": lease_token, "error_kind": error_kind,
+        "error_message": error_message, "backoff_base_s": backoff_base_s,
+        "backoff_max_s": backoff_max_s, "max_infra_retries": max_infra_retries, "now": now,
+    }  # fmt: skip
+    found = await _jobs(conn, "job_retry_later", args)
+    if not found:
+        raise LeaseLost(job_id)
+    return found[0]
 
 
 async def job_cancel(

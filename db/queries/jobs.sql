@@ -261,7 +261,7 @@ WITH failed AS (
             THEN j.run_after
             ELSE coalesce(%(now)s::timestamptz, now()) + make_interval(secs =>
                 least(%(backoff_max_s)s::double precision,
-                      %(backoff_base_s)s::double precision * power(2, j.attempts - 1))
+                      %(backoff_base_s)s::double precision * power(2, least(j.attempts - 1, 30)))
                 * (0.5 + random() / 2))
         END,
         -- The token is kept on a final failure (history), cleared when the job is pending again.
@@ -305,6 +305,56 @@ wake AS (
     SELECT pg_notify('vidjobs_jobs', '') AS woke
 )
 SELECT job_id FROM released CROSS JOIN wake;
+
+-- name: job_retry_later
+-- Hand a held job back after an infrastructure error (fenced): pending after a growing delay, the attempt not counted, within a limit.
+-- The blob store or the database failed, not the job: an outage must not use up max_attempts.
+-- Past max_infra_retries hand-backs the attempt counts after all (as job_fail's transient
+-- failure), so a job cannot wait forever. One UPDATE decides from the row's own counters.
+WITH retried AS (
+    UPDATE vidjobs.jobs AS j
+    SET state = CASE WHEN j.infra_retries >= %(max_infra_retries)s::integer
+                          AND j.attempts >= j.max_attempts
+                     THEN 'failed' ELSE 'pending' END::vidjobs.job_state,
+        -- Within the limit the claim's attempt is given back, as job_release does.
+        attempts = CASE WHEN j.infra_retries < %(max_infra_retries)s::integer
+                        THEN j.attempts - 1 ELSE j.attempts END,
+        infra_retries = j.infra_retries + 1,
+        -- d = min(cap, base * 2^infra_retries), "equal jitter" d/2 + random * d/2: the workers'
+        -- retries of many jobs spread out over the outage, and each waits longer than the last.
+        -- The exponent is clamped so a long-lived job cannot overflow power().
+        run_after = CASE WHEN j.infra_retries >= %(max_infra_retries)s::integer
+                               AND j.attempts >= j.max_attempts
+            THEN j.run_after
+            ELSE coalesce(%(now)s::timestamptz, now()) + make_interval(secs =>
+                least(%(backoff_max_s)s::double precision,
+                      %(backoff_base_s)s::double precision * power(2, least(j.infra_retries, 30)))
+                * (0.5 + random() / 2))
+        END,
+        -- As in job_fail: the token stays on a final failure (history), cleared when pending.
+        lease_token = CASE WHEN j.infra_retries >= %(max_infra_retries)s::integer
+                                AND j.attempts >= j.max_attempts
+                           THEN j.lease_token END,
+        finished_at = CASE WHEN j.infra_retries >= %(max_infra_retries)s::integer
+                                AND j.attempts >= j.max_attempts
+                           THEN coalesce(%(now)s::timestamptz, now()) END,
+        lease_expires_at = NULL,
+        -- Kept on the row and in the trail, so a DBA sees why the job waits.
+        error_kind = %(error_kind)s, error_message = %(error_message)s,
+        updated_at = coalesce(%(now)s::timestamptz, now())
+    WHERE j.job_id = %(job_id)s AND j.lease_token = %(lease_token)s AND j.state = 'running'
+    RETURNING j.*
+),
+-- Same statement, as every transition. No NOTIFY: the job is not due before run_after, and the
+-- workers' idle poll finds it then.
+events AS (
+    INSERT INTO vidjobs.job_events (
+        job_id, at, actor, from_state, to_state, attempt, error_kind, error_message
+    )
+    SELECT job_id, updated_at, worker_id, 'running', state, attempts, error_kind, error_message
+    FROM retried
+)
+SELECT * FROM retried;
 
 -- name: job_cancel
 -- Cancel a pending or running job (a terminal one is returned unchanged); a running holder learns it at its next heartbeat.
