@@ -48,9 +48,34 @@ _key_option = click.option(
 )
 
 
+class _Failure(click.ClickException):
+    """One readable line on stderr and an ``ExitCode``.
+
+    Raised rather than exiting on the spot so that an open progress bar closes its line first.
+    """
+
+    def __init__(self, code: ExitCode, message: str) -> None:
+        super().__init__(message)
+        self.exit_code = int(code)  # type: ignore[misc]  # click reads it off the instance
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        """Print ``error: <message>`` on stderr."""
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
 def _die(code: ExitCode, message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(int(code))
+    raise _Failure(code, message)
+
+
+def _progressbar(length: int, label: str) -> Any:
+    """A progress bar on stderr, drawn only on a terminal (logs and pipes get no label lines)."""
+    return click.progressbar(
+        length=length,
+        label=label,
+        show_eta=False,
+        file=sys.stderr,
+        hidden=not sys.stderr.isatty(),
+    )
 
 
 def _client(api_url: str, api_key: str | None) -> httpx.Client:
@@ -114,7 +139,7 @@ def _print_status(body: dict[str, Any]) -> None:
 
 def _wait(client: httpx.Client, job_id: str, interval: float) -> dict[str, Any]:
     """Poll status until the job is finished, drawing a progress bar; return the last status."""
-    with click.progressbar(length=1000, label="processing", show_eta=False, file=sys.stderr) as bar:
+    with _progressbar(1000, "processing") as bar:
         shown = 0
         while True:
             body: dict[str, Any] = _request(client, "GET", f"/video/status/{job_id}").json()
@@ -163,7 +188,7 @@ def submit(
         size = file.stat().st_size
         with (
             file.open("rb") as fh,
-            click.progressbar(length=size, label="uploading", file=sys.stderr) as bar,
+            _progressbar(size, "uploading") as bar,
         ):
             reader = _ProgressReader(fh, bar)
             resp = _request(
