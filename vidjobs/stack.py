@@ -14,10 +14,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 
 import httpx
 import psycopg
@@ -26,7 +28,11 @@ from db.embedded import EmbeddedPostgres, free_port
 from db.keys import api_key_create
 from db.migrate import migrate
 
-__all__ = ["LocalStack", "StackSettings", "default_weights"]
+__all__ = ["LocalStack", "StackSettings", "StackStartError", "default_weights"]
+
+
+class StackStartError(RuntimeError):
+    """The stack did not come up (everything it had started is stopped again)."""
 
 
 def default_weights() -> Path:
@@ -50,6 +56,8 @@ class StackSettings:
         weights: detector weights for the worker (our fixture detector by default).
         concurrency: jobs in flight in the one worker.
         tenant: tenant of the API key the stack creates.
+        grace_seconds: how long the worker may finish a running job when the stack stops; short,
+            because a person pressing Ctrl+C wants the prompt back.
     """
 
     data_dir: Path
@@ -57,6 +65,31 @@ class StackSettings:
     weights: str = field(default_factory=lambda: str(default_weights()))
     concurrency: int = 1
     tenant: str = "demo"
+    grace_seconds: float = 5.0
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def _signals(
+    handler: Callable[[int, FrameType | None], None] | signal.Handlers,
+    names: tuple[signal.Signals, ...],
+) -> Iterator[None]:
+    """Set ``handler`` for ``names`` in the main thread, restoring the old ones afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.signal(sig, handler) for sig in names}
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
 
 
 class LocalStack:
@@ -70,6 +103,7 @@ class LocalStack:
         self.api_url = ""
         self.api_key = ""
         self.logs = settings.data_dir / "logs"
+        self._handlers = contextlib.ExitStack()
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -100,14 +134,25 @@ class LocalStack:
         """Bring everything up; returns once the API answers /ready."""
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.database_url:
-            self.pg = EmbeddedPostgres(self.settings.data_dir / "pgdata").start()
+            # Kept before it starts: an interrupt during start must still stop the server.
+            self.pg = EmbeddedPostgres(self.settings.data_dir / "pgdata")
+            self.pg.start()
             self.database_url = self.pg.url
         migrate(self.database_url)
         self.api_key = asyncio.run(self._create_key())
         port = self.settings.api_port or free_port()
         self.api_url = f"http://127.0.0.1:{port}"
         self._spawn("api", ["api", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"])
-        self._spawn("worker", ["worker", "--concurrency", str(self.settings.concurrency)])
+        self._spawn(
+            "worker",
+            [
+                "worker",
+                "--concurrency",
+                str(self.settings.concurrency),
+                "--grace-seconds",
+                str(self.settings.grace_seconds),
+            ],
+        )
         self._wait_ready(timeout=120)
         return self
 
@@ -131,29 +176,47 @@ class LocalStack:
             time.sleep(0.2)
         raise TimeoutError(f"the API did not become ready in {timeout:.0f}s; see {self.logs}")
 
-    def stop(self) -> None:
-        """Stop the worker (graceful), the API, then Postgres; each by its PID."""
-        for name in ("worker", "api"):
-            proc = self.procs.pop(name, None)
-            if proc is None or proc.poll() is not None:
-                continue
+    def _stop_child(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(self.settings.grace_seconds + 15)
+        except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
+                os.killpg(proc.pid, signal.SIGKILL)  # its own group: helpers it started too
+            proc.wait(10)
+
+    def stop(self) -> None:
+        """Stop the worker (graceful), the API, then Postgres; each by its PID.
+
+        Signals are ignored meanwhile: a second Ctrl+C must not leave half of it running. Every
+        step is bounded in time, and a failing step does not skip the ones after it.
+        """
+        with _signals(signal.SIG_IGN, _STOP_SIGNALS):
             try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
-        if self.pg is not None:
-            self.pg.stop()
-            self.pg = None
+                self._stop_child("worker")
+            finally:
+                try:
+                    self._stop_child("api")
+                finally:
+                    if self.pg is not None:
+                        pg, self.pg = self.pg, None
+                        pg.stop()
 
     def __enter__(self) -> LocalStack:
+        # SIGTERM (a supervisor, `kill`) and SIGHUP (the terminal closed) end the stack like Ctrl+C:
+        # by default they would kill this process and leave every child running.
+        self._handlers.enter_context(_signals(_raise_interrupt, (signal.SIGTERM, signal.SIGHUP)))
         try:
             return self.start()
-        except BaseException:
-            self.stop()
+        except BaseException as exc:
+            self.__exit__(None, None, None)
+            if isinstance(exc, Exception):
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise StackStartError(f"{first} (logs in {self.logs})") from exc
             raise
 
     def __exit__(
@@ -162,4 +225,7 @@ class LocalStack:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.stop()
+        try:
+            self.stop()
+        finally:
+            self._handlers.close()

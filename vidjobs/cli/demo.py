@@ -13,7 +13,7 @@ from typing import Any
 import click
 import httpx
 
-from vidjobs.stack import LocalStack, StackSettings, default_weights
+from vidjobs.stack import LocalStack, StackSettings, StackStartError, default_weights
 
 __all__ = ["demo", "dev"]
 
@@ -115,6 +115,8 @@ def demo(weights: str | None, keep: bool) -> None:
             _step(f"generated sample video {video}", started)
             _run_demo(stack, video, out, started)
         _step("stopped everything the demo started", started)
+    except StackStartError as exc:
+        raise click.ClickException(f"the demo stack did not start: {exc}") from exc
     except KeyboardInterrupt:
         click.echo("\ninterrupted; stopped everything the demo started", err=True)
         sys.exit(130)
@@ -162,16 +164,27 @@ def dev(weights: str | None, data_dir: Path, port: int, concurrency: int) -> Non
         concurrency=concurrency,
         weights=weights or str(default_weights()),
     )
+    try:
+        _serve(settings)
+    except StackStartError as exc:
+        raise click.ClickException(f"the dev stack did not start: {exc}") from exc
+    click.echo("stopped everything the dev stack started")
+
+
+def _serve(settings: StackSettings) -> None:
     with LocalStack(settings) as stack:
         click.echo(f"API:      {stack.api_url}   (OpenAPI at {stack.api_url}/schema)")
         click.echo(f"API key:  {stack.api_key}   (tenant {settings.tenant})")
         click.echo(f"Postgres: {stack.database_url}")
         click.echo(f"logs:     {stack.logs}")
-        click.echo("try:      VIDJOBS_API_URL=... VIDJOBS_API_KEY=... vidjobs submit FILE --wait")
+        click.echo(
+            f"try:      VIDJOBS_API_URL={stack.api_url} VIDJOBS_API_KEY={stack.api_key} "
+            "vidjobs submit FILE --wait"
+        )
         click.echo("Ctrl+C stops everything.")
         try:
             while all(p.poll() is None for p in stack.procs.values()):
                 time.sleep(0.5)
-            click.echo("a process of the stack exited; stopping (see the logs)", err=True)
+            raise click.ClickException(f"a process of the stack exited; see {stack.logs}")
         except KeyboardInterrupt:
             click.echo("\nstopping ...")

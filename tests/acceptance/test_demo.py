@@ -1,0 +1,92 @@
+"""``vidjobs demo`` as a new user runs it: no services, no settings, one command.
+
+It must finish with a readable summary and the results JSON it names, and leave nothing running,
+also when interrupted (Ctrl+C, or SIGTERM from a supervisor) half-way.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.acceptance.local_stack import StackRun, marked_processes
+
+pytestmark = [pytest.mark.acceptance, pytest.mark.ml]
+
+_LABELS = {"circle", "square", "triangle", "star"}
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[StackRun]:
+    """``vidjobs demo`` in ``tmp_path``; killed with all it started if the test fails."""
+    run = StackRun(["demo"], cwd=tmp_path, log=tmp_path / "demo.out")
+    try:
+        yield run
+    finally:
+        run.kill_leftovers()
+
+
+def test_demo_summarises_and_stops_everything(demo: StackRun, tmp_path: Path) -> None:
+    t0 = time.monotonic()
+    rc = demo.start().wait(240)
+    took = time.monotonic() - t0
+    out = demo.output()
+    assert rc == 0, out
+    assert "Traceback" not in out
+    assert took < 120, f"the demo took {took:.0f}s (issue 5: under two minutes)\n{out}"
+
+    # objects per label, from the project's fixture detector
+    block = out.split("objects (detections per label):\n", 1)[1].split("text (", 1)[0]
+    counts = dict(re.findall(r"^\s+(\w+)\s+(\d+)$", block, re.MULTILINE))
+    assert counts, out
+    assert set(counts) <= _LABELS, counts
+    assert all(int(n) > 0 for n in counts.values())
+    # texts with first/last-seen timestamps
+    texts = re.findall(r"^\s+(\d+\.\d)s -\s+(\d+\.\d)s  '(.+)'$", out, re.MULTILINE)
+    assert texts, out
+    assert all(float(a) <= float(b) for a, b, _ in texts)
+
+    (path,) = re.findall(r"^full results JSON: (.+)$", out, re.MULTILINE)
+    assert Path(path) == tmp_path / "vidjobs-demo-results.json"
+    doc = json.loads(Path(path).read_text())
+    assert doc["summary"]["label_counts"] == {k: int(v) for k, v in counts.items()}
+    assert [t["text"] for t in doc["summary"]["texts"]] == [t for _, _, t in texts]
+
+    assert demo.leftovers() == []
+
+
+@pytest.mark.parametrize(
+    ("sig", "when"),
+    [
+        (signal.SIGINT, "starting"),  # Postgres up, API/worker not yet ready
+        (signal.SIGINT, "running"),  # the job is being processed
+        (signal.SIGTERM, "running"),
+    ],
+)
+def test_demo_interrupted_stops_everything(demo: StackRun, sig: signal.Signals, when: str) -> None:
+    demo.start()
+    if when == "starting":
+        demo.wait_for(lambda: _pg_up(demo), 120, "embedded Postgres")
+        assert "API ready" not in demo.output()
+    else:
+        demo.wait_for_line(r"^\[.*\] running ", 180)
+    t0 = time.monotonic()
+    demo.interrupt(sig)
+    rc = demo.wait(45)
+    took = time.monotonic() - t0
+    out = demo.output()
+    assert rc != 0, out
+    assert "Traceback" not in out, out
+    assert "stopped everything" in out, out
+    assert demo.leftovers() == []
+    assert took < 30, f"{took:.0f}s to stop after {sig.name}\n{out}"
+
+
+def _pg_up(run: StackRun) -> bool:
+    return any("bin/postgres -D" in p for p in marked_processes(run.mark))
