@@ -39,13 +39,19 @@ class JobFailure(Exception):
         kind: short machine-readable class of error, e.g. ``invalid_video``.
         message: what a person should read in ``error_message``.
         permanent: True fails the job at once; False counts an attempt and retries with backoff.
+        infrastructure: the blob store or the database failed, not the job: the job is handed
+            back after a growing delay without counting an attempt (``job_retry_later``), so
+            an outage cannot use up ``max_attempts``. Implies not permanent.
     """
 
-    def __init__(self, kind: str, message: str, *, permanent: bool) -> None:
+    def __init__(
+        self, kind: str, message: str, *, permanent: bool, infrastructure: bool = False
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
-        self.permanent = permanent
+        self.permanent = permanent and not infrastructure
+        self.infrastructure = infrastructure
 
 
 class JobStopped(Exception):
@@ -98,7 +104,7 @@ class JobContext:
 
         Raises:
             JobStopped: the job was cancelled or taken back by another worker.
-            DatabaseUnavailable: the lease could not be confirmed (retried as a failure).
+            DatabaseUnavailable: the lease could not be confirmed (the job is handed back).
         """
         if self.renew is not None and not await self.renew():
             self.request_stop(self.stop_reason or "lease_lost")
@@ -138,7 +144,7 @@ class NoopPipeline:
     exercised without the video stack. With ``params["results"]`` and a blob store it uploads
     a tiny results document naming the attempt that wrote it (job id, attempt, lease token,
     worker), so the chaos suite can check that every stored result belongs to the attempt
-    that completed the job; a blob-store outage then fails the attempt, as for a video.
+    that completed the job; a blob-store outage then hands the job back, as for a video.
 
     Args:
         store: where ``results`` documents go; None (benchmarks) never writes one.
@@ -173,7 +179,7 @@ class NoopPipeline:
 
 
 async def _write_noop_results(store: BlobStore, job: Job) -> str:
-    """Upload the noop results document; an outage is a transient failure of the attempt."""
+    """Upload the noop results document; an outage hands the job back (attempt not counted)."""
     doc = {
         "job_id": str(job.job_id),
         "pipeline": job.pipeline,
@@ -194,6 +200,7 @@ async def _write_noop_results(store: BlobStore, job: Job) -> str:
             "blob_unavailable",
             f"uploading the results: blob store unavailable: {exc}",
             permanent=False,
+            infrastructure=True,
         ) from exc
     except BlobStoreError as exc:
         raise JobFailure("blob_error", f"uploading the results: {exc}", permanent=False) from exc

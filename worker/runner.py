@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from psycopg_pool import AsyncConnectionPool
 
 from db.errors import DatabaseUnavailable, LeaseLost
-from db.jobs import job_claim, job_fail, job_release
+from db.jobs import job_claim, job_fail, job_release, job_retry_later
 from schema import Job
 from worker.completions import Completer
 from worker.dbconn import ASYNC_COMMIT_OPTIONS, DedicatedConnection, pooled
@@ -63,6 +63,7 @@ class _Result:
     error_kind: str = ""
     error_message: str = ""
     permanent: bool = False
+    infrastructure: bool = False  # handed back for later, the attempt not counted
 
 
 @dataclass
@@ -72,6 +73,7 @@ class WorkerStats:
     claimed: int = 0
     completed: int = 0
     failed: int = 0
+    retried_later: int = 0  # handed back after a blob-store/database error, attempt not counted
     released: int = 0
     stopped: int = 0
     lease_lost: int = 0
@@ -277,29 +279,44 @@ class Worker:
                 self.stats.lease_lost += 1
                 log.warning("job %s finished after its lease was lost; result dropped", job_id)
         elif result.outcome is _Outcome.FAILED:
-            level = logging.INFO if result.permanent else logging.WARNING
-            log.log(
-                level, "job %s failed (%s): %s", job_id, result.error_kind, result.error_message
-            )
-
-            async def fail(conn_job_id: uuid.UUID = job_id) -> None:
-                async with pooled(self._pool) as conn:
-                    await job_fail(
-                        conn,
-                        conn_job_id,
-                        token,
-                        error_kind=result.error_kind,
-                        error_message=result.error_message,
-                        permanent=result.permanent,
-                    )
-
-            if await self._fenced(job_id, "fail", fail):
-                self.stats.failed += 1
+            await self._fail(job_id, token, result)
         elif ctx.stop_reason == "shutdown":
             await self.release(job_id, token)
         else:
             self.stats.stopped += 1
             log.info("job %s stopped (%s)", job_id, ctx.stop_reason)
+
+    async def _fail(self, job_id: uuid.UUID, token: uuid.UUID, result: _Result) -> None:
+        """Write a failed attempt: counted (``job_fail``) or, for the infrastructure's fault, not.
+
+        A blob-store or database outage is not the job's fault and must not use up its
+        attempts: such a job is handed back with a growing delay (``job_retry_later``, which
+        bounds how often).
+        """
+        infra = result.infrastructure
+        if infra:
+            log.warning("job %s: %s (%s); handed back for a later try, attempt not counted",
+                        job_id, result.error_kind, result.error_message)  # fmt: skip
+        else:
+            log.log(logging.INFO if result.permanent else logging.WARNING,
+                    "job %s failed (%s): %s", job_id, result.error_kind,
+                    result.error_message)  # fmt: skip
+
+        async def write() -> None:
+            kind, message = result.error_kind, result.error_message
+            async with pooled(self._pool) as conn:
+                if infra:
+                    await job_retry_later(conn, job_id, token, error_kind=kind,
+                                          error_message=message)  # fmt: skip
+                else:
+                    await job_fail(conn, job_id, token, error_kind=kind, error_message=message,
+                                   permanent=result.permanent)  # fmt: skip
+
+        if await self._fenced(job_id, "hand-back" if infra else "fail", write):
+            if infra:
+                self.stats.retried_later += 1
+            else:
+                self.stats.failed += 1
 
     async def release(self, job_id: uuid.UUID, token: uuid.UUID) -> None:
         """Hand a held job back (pending, attempt not counted), e.g. at shutdown."""
@@ -361,18 +378,23 @@ class Worker:
 
 
 def _classify(ctx: JobContext, exc: Exception) -> _Result:
-    """Map what a pipeline raised to the job's outcome: stop, permanent or transient failure."""
+    """Map what a pipeline raised to the job's outcome: stop, or which kind of failure."""
     if isinstance(exc, JobStopped):
         return _Result(_Outcome.STOPPED)
     if isinstance(exc, JobFailure):
         return _Result(
-            _Outcome.FAILED, error_kind=exc.kind, error_message=exc.message, permanent=exc.permanent
+            _Outcome.FAILED,
+            error_kind=exc.kind,
+            error_message=exc.message,
+            permanent=exc.permanent,
+            infrastructure=exc.infrastructure,
         )
     if isinstance(exc, DatabaseUnavailable):
         return _Result(
             _Outcome.FAILED,
             error_kind="database_unavailable",
             error_message=f"the database was unreachable: {exc}",
+            infrastructure=True,
         )
     if ctx.should_stop():
         # Cancelled or shutting down: whatever broke while stopping is not the job's fault.

@@ -3,8 +3,9 @@
 The analysis itself (``worker.pipeline.VideoAnalyzer``) is synchronous and CPU bound; it runs
 in an executor (``worker.executors``) so the event loop stays free for heartbeats. Every
 outcome becomes a job outcome the loop understands: a bad video or missing model fails the
-job for good, a blob-store hiccup fails the attempt (retried with backoff), a stop request
-ends the work. The temporary directory holding the video is removed whatever happens.
+job for good, a blob-store outage hands the job back for later (the attempt not counted), any
+other blob-store error fails the attempt (retried with backoff), a stop request ends the work.
+The temporary directory holding the video is removed whatever happens.
 """
 
 from __future__ import annotations
@@ -44,11 +45,15 @@ class Analyze(Protocol):
 
 
 def blob_failure(what: str, exc: BlobStoreError) -> JobFailure:
+    """Missing input: permanent; store unavailable: infrastructure (not counted); else transient."""
     if isinstance(exc, BlobNotFound):
         return JobFailure("input_missing", f"{what}: no blob at {exc.key}", permanent=True)
     if isinstance(exc, BlobStoreUnavailable):
         return JobFailure(
-            "blob_unavailable", f"{what}: blob store unavailable: {exc}", permanent=False
+            "blob_unavailable",
+            f"{what}: blob store unavailable: {exc}",
+            permanent=False,
+            infrastructure=True,
         )
     return JobFailure("blob_error", f"{what}: {exc}", permanent=False)
 

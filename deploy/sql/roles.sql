@@ -47,7 +47,8 @@ GRANT SELECT ON vidjobs.api_keys TO vidjobs_api;
 GRANT SELECT ON vidjobs.queue_overview TO vidjobs_api;
 
 -- The workers: job_claim (SELECT ... FOR UPDATE SKIP LOCKED needs UPDATE), job_heartbeat,
--- job_progress, job_complete, job_fail, job_release; events are appended, never changed.
+-- job_progress, job_complete, job_fail, job_release, job_retry_later; events are appended,
+-- never changed.
 -- No DELETE and no access to API keys.
 GRANT SELECT, UPDATE ON vidjobs.jobs TO vidjobs_worker;
 GRANT SELECT, INSERT ON vidjobs.job_events TO vidjobs_worker;

@@ -1,9 +1,11 @@
 """Scenario 3: the S3 server stops mid-run and comes back on the same port and data.
 
 While it is down, submits get 503 and leave nothing half-written (no row without its blob, no
-blob without its row), status polls still answer (they need only Postgres), and workers fail
-the attempts that cannot upload their results; those jobs come back after their backoff and
-complete once the store is back.
+blob without its row), status polls still answer (they need only Postgres), and workers hand
+the jobs that cannot upload their results back to the queue (``job_retry_later``: after a
+growing delay, the attempt not counted); those jobs complete once the store is back. The
+second test keeps the store down longer than the default three attempts' backoff lasts, with
+jobs of the default ``max_attempts = 3``: none fails.
 """
 
 from __future__ import annotations
@@ -41,7 +43,14 @@ SUBMITS = 5
 SLEEP_S = 0.3
 LEASE_S = 3.0
 DOWN_S = 8.0
-BACKOFF_BASE_S = 5.0  # the worker's job_fail default: retry k waits 2.5·2^(k-1) s at least
+# job_retry_later's defaults: the k-th hand-back (from 0) of a job waits at least 0.5·2^k s
+# (equal jitter of min(60, 1·2^k)).
+INFRA_BASE_S = 1.0
+INFRA_MAX_S = 60.0
+# Second test: the outage that used to fail every running job with the default 3 attempts
+# (job_fail's backoff of 2.5-5 s, then 5-10 s, used them up within ~8-15 s).
+LONG_DOWN_S = 20.0
+RUNNING_JOBS = 4
 
 
 def test_blob_store_outage_mid_run(
@@ -122,18 +131,13 @@ def test_blob_store_outage_mid_run(
         k for (k,) in sql(database_url, "SELECT input_key FROM vidjobs.jobs WHERE input_key > ''")
     }
     assert videos == rows, videos ^ rows
-    # The workers' failed uploads were retried with backoff: each retry waited at least the
-    # lower bound of its jittered delay (run_after is enforced by the claim, so no timing race).
-    retries = sql(
-        database_url,
-        "SELECT f.attempt, extract(epoch FROM c.at - f.at) FROM vidjobs.job_events f"
-        " JOIN vidjobs.job_events c ON c.job_id = f.job_id AND c.to_state = 'running'"
-        "  AND c.attempt = f.attempt + 1"
-        " WHERE f.error_kind = 'blob_unavailable' AND f.to_state = 'pending'",
-    )
+    # The workers' failed uploads were handed back and retried with backoff: each re-claim
+    # waited at least the lower bound of its jittered delay (run_after is enforced by the
+    # claim, so no timing race).
+    retries = hand_back_waits(database_url)
     assert retries, "no worker upload failed during the outage"
-    for attempt, waited in retries:
-        assert float(waited) >= BACKOFF_BASE_S * 2 ** (attempt - 1) / 2 - 0.01, (attempt, waited)
+    for k, waited in retries:
+        assert waited >= min(INFRA_MAX_S, INFRA_BASE_S * 2**k) / 2 - 0.01, (k, waited)
     first_done = sql(
         database_url,
         "SELECT extract(epoch FROM min(at)) FROM vidjobs.job_events"
@@ -156,10 +160,10 @@ def test_blob_store_outage_mid_run(
             "api_ready_503": len(codes["ready"]),
             "api_status_200_while_down": len(codes["status"]),
             "api_submit_ok_after_start_s": round(api_recovery_s, 2),
-            "attempts_failed_blob_unavailable": len(retries),
+            "hand_backs_blob_unavailable": len(retries),
             "attempts_failed_while_down": failed_while_down,
-            "retry_wait_s_min": round(min(float(w) for _, w in retries), 2),
-            "retry_wait_s_max": round(max(float(w) for _, w in retries), 2),
+            "retry_wait_s_min": round(min(w for _, w in retries), 2),
+            "retry_wait_s_max": round(max(w for _, w in retries), 2),
             "first_completion_after_start_s": round(float(first_done) - up_at, 2),
             "all_completed_after_start_s": round(float(all_done) - up_at, 2),
             "repeated_attempts": a.attempts_total - total,
@@ -169,5 +173,84 @@ def test_blob_store_outage_mid_run(
             "lost": total - a.states.get("completed", 0),
             "rows_without_blob": len(rows - videos),
             "blobs_without_row": len(videos - rows),
+        },
+    )
+
+
+def hand_back_waits(url: str) -> list[tuple[int, float]]:
+    """(k, seconds until re-claimed) of each blob_unavailable hand-back; k counts per job from 0."""
+    rows = sql(
+        url,
+        "SELECT row_number() OVER (PARTITION BY f.job_id ORDER BY f.event_id) - 1,"
+        " extract(epoch FROM (SELECT min(c.at) FROM vidjobs.job_events c"
+        "  WHERE c.job_id = f.job_id AND c.to_state = 'running' AND c.event_id > f.event_id)"
+        "  - f.at)"
+        " FROM vidjobs.job_events f"
+        " WHERE f.error_kind = 'blob_unavailable' AND f.to_state = 'pending'",
+    )
+    return [(int(k), float(w)) for k, w in rows if w is not None]
+
+
+def test_blob_store_outage_does_not_use_up_attempts(
+    database_url: str, restartable_s3: tuple[EmbeddedS3, BlobSettings], procs: Procs
+) -> None:
+    """Jobs with the default 3 attempts, running when S3 stops for 20 s, all complete."""
+    s3, blobs = restartable_s3
+    store = open_blob_store(blobs)
+    store.ensure_ready()
+    store.close()
+    env = service_env(database_url, blobs)
+    workers = [
+        procs.start(f"chaos-s3l-w{i}", worker_args(LEASE_S, worker_id=f"chaos-s3l-w{i}"), env)
+        for i in range(2)
+    ]
+    job_ids = insert_noop_jobs(database_url, RUNNING_JOBS, sleep_s=1.0, max_attempts=3)
+    wait_for(lambda: states(database_url).get("running", 0) == RUNNING_JOBS, 60, "all jobs running")
+    s3.stop()
+    down_at = time.time()
+    time.sleep(LONG_DOWN_S)
+    during = states(database_url)
+    most_attempts_while_down = max(
+        n for (n,) in sql(database_url, "SELECT attempts FROM vidjobs.jobs")
+    )
+    s3.start()
+    up_at = time.time()
+    wait_for(
+        lambda: states(database_url).get("completed", 0) == RUNNING_JOBS,
+        180,
+        f"all {RUNNING_JOBS} completed",
+    )
+    for proc in workers:
+        assert proc.alive(), proc.text()[-3000:]
+    assert "failed" not in during, during
+    a = audit(database_url)
+    assert a.states == {"completed": RUNNING_JOBS}, a.states
+    assert a.violations == [], a.violations[:20]
+    assert result_mismatches(database_url, blobs, a) == []
+    waits = hand_back_waits(database_url)
+    assert waits, "no upload met the outage"
+    for k, waited in waits:
+        assert waited >= min(INFRA_MAX_S, INFRA_BASE_S * 2**k) / 2 - 0.01, (k, waited)
+    all_done = sql(
+        database_url,
+        "SELECT extract(epoch FROM max(at)) FROM vidjobs.job_events WHERE to_state = 'completed'",
+    )[0][0]
+    for proc in workers:
+        procs.stop(proc)
+    record(
+        "blob_outage_attempt_budget",
+        {
+            "jobs": len(job_ids),
+            "max_attempts": 3,
+            "down_s": round(up_at - down_at, 1),
+            "hand_backs_blob_unavailable": len(waits),
+            "most_hand_backs_one_job": 1 + max(k for k, _ in waits),
+            "retry_wait_s_max": round(max(w for _, w in waits), 2),
+            "most_attempts_while_down": most_attempts_while_down,
+            "most_attempts_one_job": max(
+                n for (n,) in sql(database_url, "SELECT attempts FROM vidjobs.jobs")
+            ),
+            "failed": a.states.get("failed", 0),
+            "all_completed_after_start_s": round(float(all_done) - up_at, 2),
         },
     )

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from psycopg import errors, sql
 
-from db.jobs import job_claim, job_complete, job_get, job_insert
+from db.jobs import job_claim, job_complete, job_get, job_insert, job_retry_later
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +68,15 @@ async def _api_submits_and_worker_completes(api_url: str, worker_url: str) -> No
         )  # fmt: skip
         assert result.created
     async with await psycopg.AsyncConnection.connect(worker_url, autocommit=True) as worker:
-        (claimed,) = await job_claim(worker, worker_id="w1", batch_size=1, lease_seconds=30)
+        (first,) = await job_claim(worker, worker_id="w1", batch_size=1, lease_seconds=30)
+        assert first.lease_token is not None
+        # An infrastructure hand-back (blob store down), then the retry once it is due.
+        back = await job_retry_later(
+            worker, job_id, first.lease_token, error_kind="blob_unavailable", error_message="x"
+        )
+        (claimed,) = await job_claim(
+            worker, worker_id="w1", batch_size=1, lease_seconds=30, now=back.run_after
+        )
         assert claimed.job_id == job_id
         assert claimed.lease_token is not None
         await job_complete(

@@ -141,10 +141,12 @@ async def test_blob_store_outage_is_transient(
     )
     registry = default_registry(down, PipelineSettings.fixture(), concurrency=1)
     async with running_worker(database_url, fast_settings(), registry, drain=True) as rw:
-        await asyncio.wait_for(rw.task, 120)
+        stats = await asyncio.wait_for(rw.task, 120)
     now = await job_now(conn, job.job_id)
-    assert (now.state, now.error_kind, now.attempts) == (JobState.PENDING, "blob_unavailable", 1)
+    # The store's fault, not the job's: handed back for later, the attempt not counted.
+    assert (now.state, now.error_kind, now.attempts) == (JobState.PENDING, "blob_unavailable", 0)
     assert now.run_after > now.updated_at, "retried later, with backoff"
+    assert (stats.retried_later, stats.failed) == (1, 0)
 
 
 async def test_cancel_stops_a_running_analysis_within_a_heartbeat(
