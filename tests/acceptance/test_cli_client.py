@@ -165,7 +165,7 @@ def test_cancel_pending_job(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_exit_codes_and_one_line_errors(live: LiveStack, cli: Cli, tmp_path: Path) -> None:
-    """What a script branches on: 3 unknown job, 4 bad key, 5 API down, 6 refused input."""
+    """What a script branches on: 3 unknown job, 4 bad key, 5 API down, 2 bad URL, 6 refused."""
     unknown = str(uuid.uuid4())
     by_id: list[tuple[str, ...]] = [("status", unknown), ("results", unknown), ("cancel", unknown)]
     for args in by_id:
@@ -186,6 +186,10 @@ def test_exit_codes_and_one_line_errors(live: LiveStack, cli: Cli, tmp_path: Pat
         proc = cli(*args, url=down)
         assert proc.returncode == 5, (args, proc.stderr)
         assert down in _one_error_line(proc)
+
+    proc = cli("status", unknown, url="http://256.1.1.1:80")  # not a URL httpx accepts
+    assert proc.returncode == 2, proc.stderr
+    assert "invalid API URL" in _one_error_line(proc)
 
     text = tmp_path / "notes.txt"
     text.write_text("this is not a video\n" * 100)

@@ -62,14 +62,18 @@ def test_demo_summarises_and_stops_everything(demo: StackRun, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(
-    ("sig", "when"),
+    ("sig", "when", "times"),
     [
-        (signal.SIGINT, "starting"),  # Postgres up, API/worker not yet ready
-        (signal.SIGINT, "running"),  # the job is being processed
-        (signal.SIGTERM, "running"),
+        (signal.SIGINT, "starting", 1),  # Postgres up, API/worker not yet ready
+        (signal.SIGINT, "running", 1),  # the job is being processed
+        (signal.SIGINT, "running", 2),  # an impatient second Ctrl+C while it stops
+        (signal.SIGTERM, "running", 1),  # a supervisor, or `kill`
     ],
+    ids=["sigint-starting", "sigint-running", "sigint-twice", "sigterm-running"],
 )
-def test_demo_interrupted_stops_everything(demo: StackRun, sig: signal.Signals, when: str) -> None:
+def test_demo_interrupted_stops_everything(
+    demo: StackRun, sig: signal.Signals, when: str, times: int
+) -> None:
     demo.start()
     if when == "starting":
         demo.wait_for(lambda: _pg_up(demo), 120, "embedded Postgres")
@@ -78,6 +82,9 @@ def test_demo_interrupted_stops_everything(demo: StackRun, sig: signal.Signals, 
         demo.wait_for_line(r"^\[.*\] running ", 180)
     t0 = time.monotonic()
     demo.interrupt(sig)
+    for _ in range(times - 1):
+        time.sleep(0.5)
+        demo.interrupt(sig)
     rc = demo.wait(45)
     took = time.monotonic() - t0
     out = demo.output()

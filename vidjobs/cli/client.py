@@ -80,7 +80,10 @@ def _progressbar(length: int, label: str) -> Any:
 
 def _client(api_url: str, api_key: str | None) -> httpx.Client:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    return httpx.Client(base_url=api_url.rstrip("/"), headers=headers, timeout=30.0)
+    try:
+        return httpx.Client(base_url=api_url.rstrip("/"), headers=headers, timeout=30.0)
+    except httpx.InvalidURL as exc:
+        _die(ExitCode.USAGE, f"invalid API URL {api_url!r}: {exc}")
 
 
 def _problem_text(resp: httpx.Response) -> str:
@@ -100,6 +103,8 @@ def _request(client: httpx.Client, method: str, url: str, **kwargs: Any) -> http
         resp = client.request(method, url, **kwargs)
     except httpx.TransportError as exc:
         _die(ExitCode.UNAVAILABLE, f"cannot reach the API at {client.base_url}: {exc}")
+    except httpx.InvalidURL as exc:
+        _die(ExitCode.USAGE, f"invalid API URL {str(client.base_url)!r}: {exc}")
     if resp.status_code < 400:
         return resp
     text = _problem_text(resp)
