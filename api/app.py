@@ -30,6 +30,7 @@ from api.ops import OpsController
 from api.problems import exception_handlers
 from api.runtime import ApiRuntime
 from api.settings import ApiSettings
+from api.status_reads import StatusReads
 from api.videos import VideoController
 from db.blobs import open_blob_store
 from db.pool import open_pool
@@ -65,6 +66,7 @@ def create_app(settings: ApiSettings) -> Litestar:
                 metrics=metrics,
                 auth_cache=AuthCache(settings.auth_cache_seconds),
                 upload_limiter=CapacityLimiter(_MAX_CONCURRENT_UPLOADS),
+                status_reads=StatusReads(pool),
             ).install(app.state)
             log.info("vidjobs API ready (blobs: %r)", settings.blobs)
             yield

@@ -19,7 +19,7 @@ from db.jobs import job_get
 from db.keys import api_key_authenticate, api_key_job_get, hash_key
 from schema import Job
 
-__all__ = ["AuthCache", "authenticate", "authenticate_job", "bearer_key"]
+__all__ = ["AuthCache", "authenticate", "authenticate_job", "bearer_key", "unauthorized"]
 
 _CACHE_MAX = 10_000
 
@@ -49,7 +49,8 @@ class AuthCache:
         self._entries[digest] = (tenant, time.monotonic() + self._ttl)
 
 
-def _unauthorized(detail: str) -> ProblemError:
+def unauthorized(detail: str) -> ProblemError:
+    """401 with the ``WWW-Authenticate`` challenge."""
     return ProblemError(
         401,
         "unauthorized",
@@ -62,14 +63,14 @@ def bearer_key(request: Request[Any, Any, Any]) -> str:
     """The key of ``Authorization: Bearer <key>``, or a 401 saying what is missing."""
     header = request.headers.get("authorization")
     if not header:
-        raise _unauthorized(
+        raise unauthorized(
             "missing API key: send 'Authorization: Bearer <key>' "
             "(create one with 'vidjobs keys create --tenant NAME')"
         )
     scheme, _, key = header.partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
-        raise _unauthorized("the Authorization header must be 'Bearer <key>'")
+        raise unauthorized("the Authorization header must be 'Bearer <key>'")
     return key
 
 
@@ -83,7 +84,7 @@ async def authenticate(
     if tenant is None:
         tenant = await api_key_authenticate(conn, key)
         if tenant is None:
-            raise _unauthorized("invalid or revoked API key; ask for a new one")
+            raise unauthorized("invalid or revoked API key; ask for a new one")
         cache.put(digest, tenant)
     return tenant
 
@@ -103,6 +104,6 @@ async def authenticate_job(
         return tenant, await job_get(conn, job_id, tenant=tenant)
     found, job = await api_key_job_get(conn, key, job_id)
     if found is None:
-        raise _unauthorized("invalid or revoked API key; ask for a new one")
+        raise unauthorized("invalid or revoked API key; ask for a new one")
     cache.put(digest, found)
     return found, job

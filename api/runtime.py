@@ -12,6 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 from api.auth import AuthCache
 from api.metrics import Metrics
 from api.settings import ApiSettings
+from api.status_reads import StatusReads
 from db.blobs import BlobStore
 
 __all__ = ["ApiRuntime", "runtime"]
@@ -30,6 +31,7 @@ class ApiRuntime:
         metrics: request counters and latencies.
         auth_cache: recently verified API keys.
         upload_limiter: most uploads streaming at once; each holds a worker thread.
+        status_reads: the status route's batched reads.
     """
 
     settings: ApiSettings
@@ -38,6 +40,7 @@ class ApiRuntime:
     metrics: Metrics
     auth_cache: AuthCache
     upload_limiter: CapacityLimiter
+    status_reads: StatusReads
 
     def install(self, state: State) -> None:
         """Make this runtime the app's."""

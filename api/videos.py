@@ -14,13 +14,14 @@ from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Sche
 from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
 from psycopg import AsyncConnection
 
-from api.auth import authenticate, authenticate_job
+from api.auth import authenticate, bearer_key, unauthorized
 from api.presenters import JobIdPath, describe_state, job_not_found, job_status, parse_job_id
 from api.problems import ProblemError, problem_responses
 from api.runtime import ApiRuntime, runtime
 from api.submit import FILE_FIELD, submit_video
 from db.blobs import results_key
 from db.jobs import job_get
+from db.keys import hash_key
 from db.pool import run_read
 from schema import JobState
 from schema.api import (
@@ -130,9 +131,9 @@ class VideoController(Controller):
     ) -> JobStatus:
         """The job's status; 404 for unknown ids and other tenants' jobs.
 
-        The hot polling path: the key is checked and the job read in one statement, on a
-        connection borrowed directly (no dependency resolution per request). A read, so a
-        connection lost under it is retried once on another (``run_read``).
+        The hot polling path: the key is checked and the job read in one statement, shared
+        with the other polls that arrived at the same time (``StatusReads``), on a connection
+        borrowed directly (no dependency resolution per request).
         """
         rt = runtime(state)
         try:
@@ -140,9 +141,9 @@ class VideoController(Controller):
         except ProblemError:
             await run_read(rt.pool, lambda conn: authenticate(request, conn, rt.auth_cache))
             raise  # 401 before 422
-        _tenant, job = await run_read(
-            rt.pool, lambda conn: authenticate_job(request, conn, rt.auth_cache, jid)
-        )
+        tenant, job = await rt.status_reads.get(hash_key(bearer_key(request)), jid)
+        if tenant is None:
+            raise unauthorized("invalid or revoked API key; ask for a new one")
         if job is None:
             raise job_not_found(jid)
         return job_status(job)

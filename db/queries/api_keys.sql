@@ -31,3 +31,12 @@ SELECT k.tenant AS key_tenant, j.*
 FROM vidjobs.api_keys AS k
 LEFT JOIN vidjobs.jobs AS j ON j.job_id = %(job_id)s AND j.tenant = k.tenant
 WHERE k.key_hash = %(key_hash)s AND k.revoked_at IS NULL;
+
+-- name: api_key_job_get_many
+-- api_key_job_get for many (key hash, job id) pairs: one row per pair, in input order (n).
+SELECT r.n, k.tenant AS key_tenant, j.*
+FROM unnest(%(key_hashes)s::bytea[], %(job_ids)s::uuid[])
+     WITH ORDINALITY AS r(key_hash, job_id, n)
+LEFT JOIN vidjobs.api_keys AS k ON k.key_hash = r.key_hash AND k.revoked_at IS NULL
+LEFT JOIN vidjobs.jobs AS j ON j.job_id = r.job_id AND j.tenant = k.tenant
+ORDER BY r.n;
