@@ -58,6 +58,7 @@ class StackRun:
     args: list[str]
     cwd: Path
     log: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
     mark: str = field(default_factory=lambda: uuid.uuid4().hex)
     proc: subprocess.Popen[bytes] | None = None
 
@@ -68,6 +69,7 @@ class StackRun:
             for k, v in os.environ.items()
             if k != "DATABASE_URL" and not k.startswith("VIDJOBS_")
         }
+        env.update(self.extra_env)
         env[_MARK] = self.mark
         env["PYTHONUNBUFFERED"] = "1"
         with self.log.open("wb") as out:

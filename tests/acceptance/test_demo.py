@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,16 +25,28 @@ _LABELS = {"circle", "square", "triangle", "star"}
 
 
 @pytest.fixture
-def demo(tmp_path: Path) -> Iterator[StackRun]:
+def demo_tmp() -> Iterator[Path]:
+    """The demo's TMPDIR, short (Postgres puts its unix socket in its data dir, <= 107 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="vj-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def demo(tmp_path: Path, demo_tmp: Path) -> Iterator[StackRun]:
     """``vidjobs demo`` in ``tmp_path``; killed with all it started if the test fails."""
-    run = StackRun(["demo"], cwd=tmp_path, log=tmp_path / "demo.out")
+    run = StackRun(
+        ["demo"], cwd=tmp_path, log=tmp_path / "demo.out", extra_env={"TMPDIR": str(demo_tmp)}
+    )
     try:
         yield run
     finally:
         run.kill_leftovers()
 
 
-def test_demo_summarises_and_stops_everything(demo: StackRun, tmp_path: Path) -> None:
+def test_demo_summarises_and_stops_everything(
+    demo: StackRun, tmp_path: Path, demo_tmp: Path
+) -> None:
     t0 = time.monotonic()
     rc = demo.start().wait(240)
     took = time.monotonic() - t0
@@ -59,6 +73,7 @@ def test_demo_summarises_and_stops_everything(demo: StackRun, tmp_path: Path) ->
     assert [t["text"] for t in doc["summary"]["texts"]] == [t for _, _, t in texts]
 
     assert demo.leftovers() == []
+    assert list(demo_tmp.glob("vidjobs-demo-*")) == []  # its data folder: Postgres, blobs, logs
 
 
 @pytest.mark.parametrize(
@@ -72,7 +87,7 @@ def test_demo_summarises_and_stops_everything(demo: StackRun, tmp_path: Path) ->
     ids=["sigint-starting", "sigint-running", "sigint-twice", "sigterm-running"],
 )
 def test_demo_interrupted_stops_everything(
-    demo: StackRun, sig: signal.Signals, when: str, times: int
+    demo: StackRun, sig: signal.Signals, when: str, times: int, demo_tmp: Path
 ) -> None:
     demo.start()
     if when == "starting":
@@ -92,6 +107,7 @@ def test_demo_interrupted_stops_everything(
     assert "Traceback" not in out, out
     assert "stopped everything" in out, out
     assert demo.leftovers() == []
+    assert list(demo_tmp.glob("vidjobs-demo-*")) == []
     assert took < 30, f"{took:.0f}s to stop after {sig.name}\n{out}"
 
 
