@@ -176,35 +176,35 @@ class LocalStack:
             time.sleep(0.2)
         raise TimeoutError(f"the API did not become ready in {timeout:.0f}s; see {self.logs}")
 
-    def _stop_child(self, name: str) -> None:
-        proc = self.procs.pop(name, None)
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(self.settings.grace_seconds + 15)
-        except subprocess.TimeoutExpired:
+    def _stop_children(self) -> None:
+        """SIGTERM the worker and the API together, so stopping takes the longer, not the sum."""
+        running = [p for p in self.procs.values() if p.poll() is None]
+        self.procs.clear()
+        for proc in running:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)  # its own group: helpers it started too
-            proc.wait(10)
+                os.kill(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.settings.grace_seconds + 15
+        for proc in running:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)  # its own group: helpers it started too
+                proc.wait(10)
 
     def stop(self) -> None:
-        """Stop the worker (graceful), the API, then Postgres; each by its PID.
+        """Stop the worker (graceful) and the API, then Postgres; each by its PID.
 
         Signals are ignored meanwhile: a second Ctrl+C must not leave half of it running. Every
-        step is bounded in time, and a failing step does not skip the ones after it.
+        step is bounded in time, and a failing step does not skip Postgres.
         """
         with _signals(signal.SIG_IGN, _STOP_SIGNALS):
             try:
-                self._stop_child("worker")
+                self._stop_children()
             finally:
-                try:
-                    self._stop_child("api")
-                finally:
-                    if self.pg is not None:
-                        pg, self.pg = self.pg, None
-                        pg.stop()
+                if self.pg is not None:
+                    pg, self.pg = self.pg, None
+                    pg.stop()
 
     def __enter__(self) -> LocalStack:
         # SIGTERM (a supervisor, `kill`) and SIGHUP (the terminal closed) end the stack like Ctrl+C:

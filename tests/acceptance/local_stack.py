@@ -121,7 +121,10 @@ class StackRun:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"still running after {timeout}s:\n{self.output()}") from None
+            alive = "\n".join(marked_processes(self.mark))
+            raise AssertionError(
+                f"still running after {timeout}s:\n{self.output()}\nits processes:\n{alive}"
+            ) from None
 
     def leftovers(self, settle: float = 5.0) -> list[str]:
         """Processes it started that are still alive ``settle`` seconds after it exited."""
