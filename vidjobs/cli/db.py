@@ -71,3 +71,54 @@ def status(database_url: str) -> None:
         click.echo(f"{'applied' if applied else 'pending':8} {migration_id}")
     if not all(applied for _, applied in rows):
         raise SystemExit(1)
+
+
+@db.command()
+@_database_url
+@click.option(
+    "--older-than-days",
+    envvar="VIDJOBS_RETENTION_DAYS",
+    show_envvar=True,
+    type=click.FloatRange(min=0),
+    default=30.0,
+    help="Delete jobs that finished (completed, failed, cancelled) more than this many days ago.",
+)
+@click.option(
+    "--batch",
+    envvar="VIDJOBS_PRUNE_BATCH",
+    show_envvar=True,
+    type=click.IntRange(min=1),
+    default=1000,
+    help="Jobs deleted per statement.",
+)
+def prune(database_url: str, older_than_days: float, batch: int) -> None:
+    """Delete long-finished jobs: rows, audit events and blobs (blob store from VIDJOBS_BLOB_*).
+
+    Pending and running jobs are never touched. Safe to run from cron on several hosts at once.
+    """
+    import asyncio
+    from datetime import timedelta
+
+    import psycopg
+
+    from db.blobs import BlobSettings, open_blob_store
+    from db.retention import prune_finished
+
+    store = open_blob_store(BlobSettings.from_env())
+
+    async def run() -> None:
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            report = await prune_finished(
+                conn, store, older_than=timedelta(days=older_than_days), batch=batch
+            )
+        click.echo(
+            f"pruned {report.jobs_deleted} job(s), deleted {report.blobs_deleted} blob(s)"
+            + (f", {report.blob_errors} blob deletion(s) failed" if report.blob_errors else "")
+        )
+        if report.blob_errors:
+            raise SystemExit(1)
+
+    try:
+        asyncio.run(run())
+    finally:
+        store.close()

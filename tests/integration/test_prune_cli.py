@@ -1,0 +1,77 @@
+"""`vidjobs db prune` as an operator runs it: old finished jobs lose rows, events and blobs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from db.blobs import BlobSettings, open_blob_store, results_key, video_key
+from db.jobs import job_cancel, job_claim, job_complete, job_event_list, job_get, job_insert
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+Conn = psycopg.AsyncConnection[Any]
+
+
+async def _finished_job(conn: Conn, store: Any, *, at: datetime, completed: bool) -> uuid.UUID:
+    job_id = uuid.uuid4()
+    store.put_bytes(video_key(job_id), b"\x00\x00\x00\x18ftypmp42")
+    await job_insert(conn, job_id=job_id, tenant="acme", pipeline="noop", params={},
+                     input_key=video_key(job_id), now=at)  # fmt: skip
+    if completed:
+        [held] = await job_claim(conn, worker_id="w", batch_size=1, lease_seconds=30, now=at)
+        assert held.job_id == job_id
+        assert held.lease_token is not None
+        store.put_bytes(results_key(job_id), b"{}")
+        await job_complete(conn, job_id, held.lease_token, output_key=results_key(job_id), now=at)
+    else:
+        await job_cancel(conn, job_id, now=at)
+    return job_id
+
+
+async def test_prune_removes_old_finished_jobs_with_their_blobs(
+    database_url: str, tmp_path: Path
+) -> None:
+    blob_dir = tmp_path / "blobs"
+    store = open_blob_store(BlobSettings(backend="local", directory=blob_dir))
+    store.ensure_ready()
+    now = datetime.now(UTC)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        old_done = await _finished_job(conn, store, at=now - timedelta(days=40), completed=True)
+        old_cancelled = await _finished_job(
+            conn, store, at=now - timedelta(days=35), completed=False
+        )
+        recent_done = await _finished_job(conn, store, at=now - timedelta(days=2), completed=True)
+        old_pending = uuid.uuid4()
+        await job_insert(conn, job_id=old_pending, tenant="acme", pipeline="noop", params={},
+                         now=now - timedelta(days=60))  # fmt: skip
+
+        env = {**os.environ, "DATABASE_URL": database_url, "VIDJOBS_BLOB_BACKEND": "local",
+               "VIDJOBS_BLOB_DIR": str(blob_dir)}  # fmt: skip
+        proc = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "vidjobs", "db", "prune", "--older-than-days", "30"],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert "pruned 2 job(s)" in proc.stdout
+
+        for gone in (old_done, old_cancelled):
+            assert await job_get(conn, gone) is None
+            assert await job_event_list(conn, gone) == []
+            assert not store.exists(video_key(gone))
+            assert not store.exists(results_key(gone))
+        assert await job_get(conn, recent_done) is not None
+        assert store.exists(video_key(recent_done))
+        assert store.exists(results_key(recent_done))
+        assert await job_get(conn, old_pending) is not None
+    store.close()
