@@ -184,7 +184,8 @@ async def test_cancel_while_running_stops_within_a_heartbeat(conn: Conn, databas
 
         await wait_for(stopped, within=5, every=0.01)
         took = time.monotonic() - t_cancel
-        assert took < 0.3 + 0.5, f"stopped {took:.2f}s after the cancel"
+        # one heartbeat interval, plus scheduling slack for a loaded 2-core CI box
+        assert took < 0.3 + 1.5, f"stopped {took:.2f}s after the cancel"
         # The slot is free again: the next job runs.
         nxt = await submit(conn)
 

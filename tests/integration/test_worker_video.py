@@ -175,7 +175,8 @@ async def test_cancel_stops_a_running_analysis_within_a_heartbeat(
 
         await wait_for(stopped, within=10, every=0.02)
         took = time.monotonic() - t0
-    assert took < 0.5 + 1.0, f"analysis stopped {took:.2f}s after the cancel"
+    # one heartbeat interval plus the frame in flight (seconds on a loaded 2-core box)
+    assert took < 0.5 + 3.0, f"analysis stopped {took:.2f}s after the cancel"
     assert (await job_now(conn, job_id)).state is JobState.CANCELLED
 
 
@@ -201,6 +202,7 @@ async def test_stop_hands_back_a_running_analysis_after_the_grace(
         stats = await rw.stop()
         took = time.monotonic() - t0
     assert stats.released == 1
-    assert took < 0.5 + 2.0, f"stop took {took:.2f}s"
+    # the grace, plus the frame in flight and the hand-back write
+    assert took < 0.5 + 4.0, f"stop took {took:.2f}s"
     back = await job_now(conn, job_id)
     assert (back.state, back.attempts) == (JobState.PENDING, 0)
