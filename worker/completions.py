@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -20,29 +20,48 @@ from db.errors import DatabaseUnavailable
 from db.jobs import job_complete_many
 from worker.dbconn import DedicatedConnection
 
-__all__ = ["Completer"]
+__all__ = ["Completer", "CompletionNotWritten"]
 
 log = logging.getLogger(__name__)
 
 _Item = tuple[uuid.UUID, uuid.UUID, str | None]
 
+# Retries of a batch while the database is unreachable: first wait, doubling up to the cap
+# (short enough that a completion lands within a second of Postgres answering again).
+_RETRY_FIRST_S = 0.05
+_RETRY_MAX_S = 1.0
+
+
+class CompletionNotWritten(Exception):
+    """The database stayed unreachable until the job's lease surely expired."""
+
 
 class Completer:
     """Writes completions in batches; ``complete()`` resolves once the batch committed.
 
+    While the database is unreachable a batch is retried with backoff, and completions
+    queued meanwhile join it. Each job is retried for as long as its lease may still be
+    valid (``lease_left``, kept alive by the heartbeats): until then nobody else can take
+    the job, so the work is saved once Postgres answers. After that it is given up (its
+    future raises ``CompletionNotWritten``): another worker re-runs the job, and fencing
+    keeps a late write from completing it twice (at-least-once).
+
     Args:
         pool: connections for the flusher.
         batch_size: most jobs per statement.
-        retries: attempts per batch while the database is unavailable; after that the jobs'
-            leases are left to expire and another worker re-runs them (at-least-once).
+        lease_left: seconds the job's lease may still be valid, as the worker knows it.
     """
 
     def __init__(
-        self, pool: AsyncConnectionPool[Any], *, batch_size: int, retries: int = 5
+        self,
+        pool: AsyncConnectionPool[Any],
+        *,
+        batch_size: int,
+        lease_left: Callable[[uuid.UUID], float],
     ) -> None:
         self._conn = DedicatedConnection(pool)
         self._batch_size = batch_size
-        self._retries = retries
+        self._lease_left = lease_left
         self._queue: list[tuple[_Item, asyncio.Future[bool]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -60,14 +79,18 @@ class Completer:
     def submit(
         self, job_id: uuid.UUID, lease_token: uuid.UUID, output_key: str | None
     ) -> asyncio.Future[bool]:
-        """Queue one completion; the future is True if committed, False if the lease was lost."""
+        """Queue one completion; the future is True if committed, False if the lease was lost.
+
+        It raises ``CompletionNotWritten`` when the database stayed unreachable past the
+        lease, or the error of a failed statement.
+        """
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queue.append(((job_id, lease_token, output_key), fut))
         self._wake.set()
         return fut
 
     async def close(self) -> None:
-        """Write everything still queued, then stop the flusher."""
+        """Write everything still queued (retrying at most until the leases ran out), then stop."""
         self._closing = True
         self._wake.set()
         if self._task is not None:
@@ -75,6 +98,7 @@ class Completer:
             self._task = None
 
     async def _flush_loop(self) -> None:
+        delay = _RETRY_FIRST_S
         while True:
             if not self._queue:
                 if self._closing:
@@ -85,37 +109,53 @@ class Completer:
                 continue
             batch = self._queue[: self._batch_size]
             del self._queue[: self._batch_size]
-            await self._flush(batch)
-
-    async def _flush(self, batch: Sequence[tuple[_Item, asyncio.Future[bool]]]) -> None:
-        items = [item for item, _ in batch]
-        delay = 0.05
-        for attempt in range(1, self._retries + 1):
-            try:
-                async with self._conn.use() as conn:
-                    done = await job_complete_many(conn, items)
-            except DatabaseUnavailable as exc:
-                if attempt == self._retries:
-                    log.error(
-                        "giving up on %d completions (leases will expire): %s", len(items), exc
-                    )
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(exc)
-                    return
-                log.warning("completions failed (%s), retrying in %.2fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+            if await self._flush(batch):
+                delay = _RETRY_FIRST_S
                 continue
-            except Exception as exc:
-                # A bug or an unexpected server error: report it to the waiting jobs and keep
-                # the flusher alive for the next batch.
-                log.exception("completing %d jobs failed", len(items))
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                return
-            for (job_id, _, _), fut in batch:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX_S)
+
+    async def _flush(self, batch: Sequence[tuple[_Item, asyncio.Future[bool]]]) -> bool:
+        """Write one batch; False if the database was unreachable (the batch is requeued)."""
+        items = [item for item, _ in batch]
+        try:
+            async with self._conn.use() as conn:
+                done = await job_complete_many(conn, items)
+        except DatabaseUnavailable as exc:
+            self._requeue(batch, exc)
+            return False
+        except Exception as exc:
+            # A bug or an unexpected server error: report it to the waiting jobs and keep
+            # the flusher alive for the next batch.
+            log.exception("completing %d jobs failed", len(items))
+            for _, fut in batch:
                 if not fut.done():
-                    fut.set_result(job_id in done)
-            return
+                    fut.set_exception(exc)
+            return True
+        for (job_id, _, _), fut in batch:
+            if not fut.done():
+                fut.set_result(job_id in done)
+        return True
+
+    def _requeue(
+        self, batch: Sequence[tuple[_Item, asyncio.Future[bool]]], exc: DatabaseUnavailable
+    ) -> None:
+        """Put the batch back in front of the queue, less the jobs whose lease surely expired."""
+        keep = []
+        for entry in batch:
+            (job_id, _, _), fut = entry
+            if fut.done():  # the job's task was cancelled: nobody waits for this completion
+                continue
+            if self._lease_left(job_id) > 0:
+                keep.append(entry)
+                continue
+            log.error(
+                "job %s: completion not written, the database stayed unreachable until the "
+                "lease expired (another worker will run it again): %s",
+                job_id,
+                exc,
+            )
+            fut.set_exception(CompletionNotWritten(str(exc)))
+        if keep:
+            log.warning("completion of %d job(s) not written yet, retrying: %s", len(keep), exc)
+        self._queue[:0] = keep

@@ -3,6 +3,10 @@
 One task for every job (not one per job) because the queue benchmark holds thousands of
 no-op jobs a second that finish long before their first heartbeat is due; this task only
 wakes when some lease is actually due, or every progress interval while jobs run.
+
+Each lease also carries when it expires as far as this worker knows (the start of its last
+successful claim or heartbeat plus ``lease_seconds``): until then no other worker can take
+the job, so a final write that meets an unreachable database is worth retrying until then.
 """
 
 from __future__ import annotations
@@ -33,12 +37,24 @@ _RETRY_S = 1.0
 
 @dataclass(eq=False)
 class Lease:
-    """A job this worker holds: its fencing token and when its lease was last renewed."""
+    """A job this worker holds: its fencing token and when its lease was last renewed.
+
+    Attributes:
+        last_beat: when the next heartbeat is scheduled from (monotonic; moved on a failure
+            to retry sooner, so it is not the renewal time).
+        expires_at: when the lease expires as this worker believes it (monotonic): the start
+            of the last claim or heartbeat the database answered, plus ``lease_seconds``.
+            The server's expiry is no earlier, so before this no one else can take the job.
+        finishing: the pipeline returned and the worker is writing its outcome (completion,
+            failure or hand-back); shutdown lets that write finish instead of releasing.
+    """
 
     ctx: JobContext
     token: uuid.UUID
     last_beat: float
+    expires_at: float
     last_progress: float = 0.0
+    finishing: bool = False
 
     @property
     def job_id(self) -> uuid.UUID:
@@ -73,9 +89,17 @@ class Heartbeater:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
-    def track(self, ctx: JobContext, token: uuid.UUID) -> Lease:
-        """Start renewing the lease of a freshly claimed job."""
-        lease = Lease(ctx=ctx, token=token, last_beat=time.monotonic())
+    def track(self, ctx: JobContext, token: uuid.UUID, *, claimed_at: float | None = None) -> Lease:
+        """Start renewing the lease of a freshly claimed job.
+
+        Args:
+            ctx: the job.
+            token: its lease token.
+            claimed_at: ``time.monotonic()`` taken before the claim statement was sent (the
+                lease runs from the server's ``now()``, which is no earlier); default now.
+        """
+        at = time.monotonic() if claimed_at is None else claimed_at
+        lease = Lease(ctx=ctx, token=token, last_beat=at, expires_at=at + self._lease_s)
         was_empty = not self._leases
         self._leases[ctx.job.job_id] = lease
         if was_empty:
@@ -85,6 +109,11 @@ class Heartbeater:
     def untrack(self, job_id: uuid.UUID) -> None:
         """Stop renewing (the job completed, failed, was released or given up)."""
         self._leases.pop(job_id, None)
+
+    def lease_left(self, job_id: uuid.UUID) -> float:
+        """Seconds until the job's lease surely expired, as this worker knows it (0 if not held)."""
+        lease = self._leases.get(job_id)
+        return 0.0 if lease is None else max(0.0, lease.expires_at - time.monotonic())
 
     @property
     def held(self) -> list[Lease]:
@@ -141,7 +170,7 @@ class Heartbeater:
             lease.last_beat = started - self._interval + _RETRY_S
             return
         lease.last_beat = started
-        self._apply(lease, status)
+        self._renewed(lease, started, status)
 
     async def renew(self, job_id: uuid.UUID) -> bool:
         """Heartbeat one held job now (before a results upload); True if still held.
@@ -156,12 +185,13 @@ class Heartbeater:
         async with pooled(self._pool) as conn:
             status = await job_heartbeat(conn, job_id, lease.token, lease_seconds=self._lease_s)
         lease.last_beat = started
-        self._apply(lease, status)
+        self._renewed(lease, started, status)
         return status is HeartbeatStatus.OK
 
-    @staticmethod
-    def _apply(lease: Lease, status: HeartbeatStatus) -> None:
-        if status is HeartbeatStatus.CANCELLED:
+    def _renewed(self, lease: Lease, started: float, status: HeartbeatStatus) -> None:
+        if status is HeartbeatStatus.OK:
+            lease.expires_at = started + self._lease_s
+        elif status is HeartbeatStatus.CANCELLED:
             log.info("job %s was cancelled; stopping it", lease.job_id)
             lease.ctx.request_stop("cancelled")
         elif status is HeartbeatStatus.LEASE_LOST:

@@ -8,14 +8,21 @@ of each commit, not the work, bounds throughput.
 Shutdown (``stop()``, wired to SIGTERM/SIGINT by ``run_worker``): claiming stops at once;
 running jobs get ``grace_seconds`` to finish; then they are asked to stop and handed back
 with ``job_release`` (pending again, the attempt not counted).
+
+A job's final write (completion, failure, hand-back, release) that meets an unreachable
+database is retried with backoff for as long as the job's lease may still be valid as this
+worker knows it; the heartbeats go on meanwhile, so the lease is renewed as soon as Postgres
+answers again and the finished work is saved instead of redone. Only once the lease surely
+expired is the write given up (another worker then runs the job again; fencing keeps the two
+from both completing it).
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import functools
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,10 +33,11 @@ from psycopg_pool import AsyncConnectionPool
 from db.errors import DatabaseUnavailable, LeaseLost
 from db.jobs import job_claim, job_fail, job_release, job_retry_later
 from schema import Job
-from worker.completions import Completer
+from worker.completions import Completer, CompletionNotWritten
 from worker.dbconn import ASYNC_COMMIT_OPTIONS, DedicatedConnection, pooled
 from worker.heartbeat import Heartbeater
-from worker.pipelines import JobContext, JobFailure, JobStopped, PipelineRegistry
+from worker.outcome import Outcome, Result, classify
+from worker.pipelines import JobContext, PipelineRegistry
 from worker.settings import WorkerSettings
 
 __all__ = ["Notifier", "Worker", "WorkerStats"]
@@ -38,8 +46,10 @@ log = logging.getLogger(__name__)
 
 # After grace ran out and jobs were asked to stop, how long to wait before releasing anyway.
 _STOP_WAIT_S = 2.0
-# Retries of a fenced fail/release while the database is unreachable.
-_WRITE_RETRIES = 5
+# Retries of a fenced fail/release while the database is unreachable: the first wait, doubling
+# up to the cap, for as long as the job's lease may still be valid.
+_WRITE_RETRY_FIRST_S = 0.1
+_WRITE_RETRY_MAX_S = 1.0
 
 
 class Notifier(Protocol):
@@ -48,22 +58,6 @@ class Notifier(Protocol):
     async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109 - the db API's signature
         """True on a notification, False when ``timeout`` seconds passed without one."""
         ...
-
-
-class _Outcome(enum.Enum):
-    DONE = "done"
-    FAILED = "failed"
-    STOPPED = "stopped"
-
-
-@dataclass(frozen=True)
-class _Result:
-    outcome: _Outcome
-    output_key: str | None = None
-    error_kind: str = ""
-    error_message: str = ""
-    permanent: bool = False
-    infrastructure: bool = False  # handed back for later, the attempt not counted
 
 
 @dataclass
@@ -109,11 +103,13 @@ class Worker:
         self._capacity = settings.concurrency + settings.prefetch
         self._low_water = max(1, min(settings.batch_size, self._capacity) // 2)
         self._active = 0  # claimed jobs whose pipeline has not returned yet
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], uuid.UUID] = {}  # running job tasks -> job id
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._heartbeat = Heartbeater(pool, settings)
-        self._completer = Completer(pool, batch_size=settings.batch_size)
+        self._completer = Completer(
+            pool, batch_size=settings.batch_size, lease_left=self._heartbeat.lease_left
+        )
         self._claim_conn = DedicatedConnection(
             pool, options=None if settings.durable_claims else ASYNC_COMMIT_OPTIONS
         )
@@ -152,6 +148,7 @@ class Worker:
                 await self._wait_slot()
                 continue
             try:
+                claimed_at = time.monotonic()  # the leases run from no earlier than this
                 async with self._claim_conn.use() as conn:
                     jobs = await job_claim(
                         conn,
@@ -174,7 +171,7 @@ class Worker:
             if jobs:
                 idle_wait = self.settings.poll_interval_s
                 for job in jobs:
-                    self._start(job)
+                    self._start(job, claimed_at)
                 continue
             if self._drain:
                 if self._active == 0:
@@ -216,18 +213,18 @@ class Worker:
 
     # -- running one job ------------------------------------------------------------------
 
-    def _start(self, job: Job) -> None:
+    def _start(self, job: Job, claimed_at: float) -> None:
         self.stats.claimed += 1
         self._active += 1
-        task = asyncio.create_task(self._run_job(job), name=f"job-{job.job_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task = asyncio.create_task(self._run_job(job, claimed_at), name=f"job-{job.job_id}")
+        self._tasks[task] = job.job_id
+        task.add_done_callback(lambda t: self._tasks.pop(t, None))
 
-    async def _run_job(self, job: Job) -> None:
+    async def _run_job(self, job: Job, claimed_at: float) -> None:
         assert job.lease_token is not None, "a claimed job always carries its lease token"
         token = job.lease_token
         ctx = JobContext(job, renew=functools.partial(self._heartbeat.renew, job.job_id))
-        self._heartbeat.track(ctx, token)
+        lease = self._heartbeat.track(ctx, token, claimed_at=claimed_at)
         try:
             try:
                 async with self._sem:
@@ -235,24 +232,26 @@ class Worker:
                         # Claimed ahead (prefetch) but never started: hand it straight back.
                         ctx.request_stop("shutdown")
                     result = (
-                        _Result(_Outcome.STOPPED) if ctx.should_stop() else await self._execute(ctx)
+                        Result(Outcome.STOPPED) if ctx.should_stop() else await self._execute(ctx)
                     )
             finally:
                 self._active -= 1
                 self._slot_freed.set()
+            # The slot is free; the heartbeats keep the lease while the outcome is written.
+            lease.finishing = True
             await self._finish(ctx, token, result)
         finally:
             self._heartbeat.untrack(job.job_id)
 
-    async def _execute(self, ctx: JobContext) -> _Result:
+    async def _execute(self, ctx: JobContext) -> Result:
         job = ctx.job
         try:
             pipeline = await self._registry.get(job.pipeline)
         except Exception as exc:  # e.g. the models cannot be loaded: JobFailure
-            return _classify(ctx, exc)
+            return classify(ctx, exc)
         if pipeline is None:
-            return _Result(
-                _Outcome.FAILED,
+            return Result(
+                Outcome.FAILED,
                 error_kind="unknown_pipeline",
                 error_message=(
                     f"this worker has no pipeline {job.pipeline!r} "
@@ -261,15 +260,17 @@ class Worker:
                 permanent=True,
             )
         try:
-            return _Result(_Outcome.DONE, output_key=await pipeline.run(ctx))
+            return Result(Outcome.DONE, output_key=await pipeline.run(ctx))
         except Exception as exc:
-            return _classify(ctx, exc)
+            return classify(ctx, exc)
 
-    async def _finish(self, ctx: JobContext, token: uuid.UUID, result: _Result) -> None:
+    async def _finish(self, ctx: JobContext, token: uuid.UUID, result: Result) -> None:
         job_id = ctx.job.job_id
-        if result.outcome is _Outcome.DONE:
+        if result.outcome is Outcome.DONE:
             try:
                 ok = await self._completer.submit(job_id, token, result.output_key)
+            except CompletionNotWritten:
+                return  # logged by the completer
             except Exception as exc:
                 log.error("job %s finished but its completion was not written: %s", job_id, exc)
                 return
@@ -278,7 +279,7 @@ class Worker:
             else:
                 self.stats.lease_lost += 1
                 log.warning("job %s finished after its lease was lost; result dropped", job_id)
-        elif result.outcome is _Outcome.FAILED:
+        elif result.outcome is Outcome.FAILED:
             await self._fail(job_id, token, result)
         elif ctx.stop_reason == "shutdown":
             await self.release(job_id, token)
@@ -286,7 +287,7 @@ class Worker:
             self.stats.stopped += 1
             log.info("job %s stopped (%s)", job_id, ctx.stop_reason)
 
-    async def _fail(self, job_id: uuid.UUID, token: uuid.UUID, result: _Result) -> None:
+    async def _fail(self, job_id: uuid.UUID, token: uuid.UUID, result: Result) -> None:
         """Write a failed attempt: counted (``job_fail``) or, for the infrastructure's fault, not.
 
         A blob-store or database outage is not the job's fault and must not use up its
@@ -332,9 +333,17 @@ class Worker:
     async def _fenced(
         self, job_id: uuid.UUID, what: str, op: Callable[[], Awaitable[None]]
     ) -> bool:
-        """Run a fenced write, retrying while the database is unreachable; False if not written."""
-        delay = 0.1
-        for attempt in range(1, _WRITE_RETRIES + 1):
+        """Run a fenced write; False if not written.
+
+        While the database is unreachable the write is retried with backoff for as long as
+        the job's lease may still be valid (the heartbeats renew it meanwhile, so it stays
+        valid once Postgres answers again). After that another worker may have taken the job
+        and will run it again, so the write is given up.
+        """
+        delay = _WRITE_RETRY_FIRST_S
+        tries = 0
+        while True:
+            tries += 1
             try:
                 await op()
             except LeaseLost:
@@ -342,14 +351,21 @@ class Worker:
                 log.warning("job %s: %s not written, the lease was lost", job_id, what)
                 return False
             except DatabaseUnavailable as exc:
-                if attempt == _WRITE_RETRIES:
-                    log.error("job %s: %s not written (lease will expire): %s", job_id, what, exc)
+                left = self._heartbeat.lease_left(job_id)
+                if left <= 0:
+                    log.error("job %s: %s not written after %d tries, the database stayed "
+                              "unreachable until the lease expired (another worker will run "
+                              "the job again): %s", job_id, what, tries, exc)  # fmt: skip
                     return False
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                if tries == 1:
+                    log.warning("job %s: %s not written yet, retrying for up to %.1fs (the "
+                                "lease): %s", job_id, what, left, exc)  # fmt: skip
+                await asyncio.sleep(min(delay, left))
+                delay = min(delay * 2, _WRITE_RETRY_MAX_S)
             else:
+                if tries > 1:
+                    log.info("job %s: %s written after %d tries", job_id, what, tries)
                 return True
-        return False
 
     # -- shutdown -------------------------------------------------------------------------
 
@@ -362,45 +378,21 @@ class Worker:
         if pending:
             log.warning("grace period over: stopping %d job(s) and handing them back", len(pending))
             for lease in self._heartbeat.held:
-                lease.ctx.request_stop("shutdown")
+                if not lease.finishing:
+                    lease.ctx.request_stop("shutdown")
             _, pending = await asyncio.wait(pending, timeout=_STOP_WAIT_S)
         if pending:
             # The pipeline did not notice the stop request in time: hand the jobs back anyway.
-            # Its late result is fenced out (the release changed the job's lease).
-            for lease in self._heartbeat.held:
-                await self.release(lease.job_id, lease.token)
+            # Its late result is fenced out (the release changed the job's lease). A job that
+            # is already writing its outcome (retrying while the database is unreachable)
+            # keeps at it: that ends by the time its lease surely expired.
+            running = [x for x in self._heartbeat.held if not x.finishing]
+            await asyncio.gather(*(self.release(x.job_id, x.token) for x in running))
+            stuck = {x.job_id for x in running}
             for task in pending:
-                task.cancel()
+                if self._tasks.get(task) in stuck:
+                    task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         await self._completer.close()
         await self._heartbeat.close()
         await self._claim_conn.close()
-
-
-def _classify(ctx: JobContext, exc: Exception) -> _Result:
-    """Map what a pipeline raised to the job's outcome: stop, or which kind of failure."""
-    if isinstance(exc, JobStopped):
-        return _Result(_Outcome.STOPPED)
-    if isinstance(exc, JobFailure):
-        return _Result(
-            _Outcome.FAILED,
-            error_kind=exc.kind,
-            error_message=exc.message,
-            permanent=exc.permanent,
-            infrastructure=exc.infrastructure,
-        )
-    if isinstance(exc, DatabaseUnavailable):
-        return _Result(
-            _Outcome.FAILED,
-            error_kind="database_unavailable",
-            error_message=f"the database was unreachable: {exc}",
-            infrastructure=True,
-        )
-    if ctx.should_stop():
-        # Cancelled or shutting down: whatever broke while stopping is not the job's fault.
-        return _Result(_Outcome.STOPPED)
-    job = ctx.job
-    log.error("job %s (%s) raised", job.job_id, job.pipeline, exc_info=exc)
-    return _Result(
-        _Outcome.FAILED, error_kind="unexpected_error", error_message=f"{type(exc).__name__}: {exc}"
-    )

@@ -10,9 +10,9 @@ import pytest
 from db.blobs import BlobNotFound, BlobStoreError, BlobStoreUnavailable
 from db.errors import DatabaseUnavailable
 from schema import Job, JobState
+from worker.outcome import classify
 from worker.pipeline.errors import Cancelled, InvalidParams, InvalidVideo, ModelUnavailable
 from worker.pipelines import JobContext, JobFailure, JobStopped
-from worker.runner import _classify
 from worker.video import blob_failure, pipeline_failure
 
 
@@ -62,12 +62,12 @@ def _ctx() -> JobContext:
 
 
 def test_infrastructure_errors_are_handed_back_not_counted() -> None:
-    db = _classify(_ctx(), DatabaseUnavailable("connection refused"))
+    db = classify(_ctx(), DatabaseUnavailable("connection refused"))
     assert (db.error_kind, db.permanent, db.infrastructure) == ("database_unavailable", False, True)
-    blob = _classify(_ctx(), blob_failure("uploading", BlobStoreUnavailable("refused")))
+    blob = classify(_ctx(), blob_failure("uploading", BlobStoreUnavailable("refused")))
     assert (blob.error_kind, blob.infrastructure) == ("blob_unavailable", True)
     # A genuine failure of the job still counts its attempt.
-    unexpected = _classify(_ctx(), ValueError("bad frame"))
+    unexpected = classify(_ctx(), ValueError("bad frame"))
     assert (unexpected.error_kind, unexpected.infrastructure) == ("unexpected_error", False)
     assert unexpected.error_message == "ValueError: bad frame"
     # Infrastructure is never permanent: the job must get its chance once the store is back.
