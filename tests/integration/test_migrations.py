@@ -127,3 +127,22 @@ def test_db_cli_migrate_status_rollback(empty_database_url: str) -> None:
     assert everything.exit_code == 0, everything.output
     assert "rolled back 0001_schema" in everything.output
     assert not _schema_exists(empty_database_url)
+
+
+def test_db_cli_says_what_failed_in_one_line() -> None:
+    import subprocess
+    import sys
+
+    from db.embedded import free_port
+
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing_listens"
+    for args in (["migrate"], ["status"], ["rollback"], ["prune"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "vidjobs", "db", *args, "--database-url", url],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 1, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, proc.stderr
+        assert lines[0].startswith("Error: database: connection failed"), lines[0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 __all__ = ["db"]
@@ -15,7 +17,24 @@ _database_url = click.option(
 )
 
 
-@click.group()
+class _OneLineErrors(click.Group):
+    """Database and blob-store failures end a ``vidjobs db`` command with one readable line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        import psycopg
+
+        from db.blobs import BlobStoreError
+
+        try:
+            return super().invoke(ctx)
+        except psycopg.Error as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise click.ClickException(f"database: {first}") from exc
+        except BlobStoreError as exc:
+            raise click.ClickException(f"blob store: {exc}") from exc
+
+
+@click.group(cls=_OneLineErrors)
 def db() -> None:
     """Manage the vidjobs database schema (migrations in db/migrations/)."""
 
