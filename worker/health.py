@@ -1,85 +1,112 @@
-"""``vidjobs worker --check``: could a worker run here? For container health checks."""
+"""``vidjobs worker --check``: could a worker run here? For container health checks.
+
+The default check is light (well under a second, ~60 MB): it runs every few seconds beside a
+worker that holds its own models, so it must not load a second copy of them. It asks the
+database, the blob store and the weights file. ``--check-models`` also loads the models, as a
+job would, for a one-off diagnosis (seconds and ~1 GB).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from db.errors import DatabaseUnavailable
-from db.migrate import status as migration_status
-from db.pool import DatabaseSettings, open_pool
+from db.health import SchemaNotReady, check_worker_schema
 
 if TYPE_CHECKING:
     from db.blobs import BlobSettings
+    from db.pool import DatabaseSettings
     from worker.pipeline import PipelineSettings
 
-__all__ = ["check_worker"]
+__all__ = ["CheckResult", "check_worker"]
 
-log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check: what was checked, whether it passed, and one line for the operator."""
+
+    name: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        """``ok database: ...`` or ``FAILED database: ...`` on one line."""
+        detail = " ".join(self.detail.split())
+        return f"{'ok' if self.ok else 'FAILED'} {self.name}: {detail}"
 
 
 async def check_worker(
     db: DatabaseSettings,
     blobs: BlobSettings | None = None,
     video: PipelineSettings | None = None,
-) -> bool:
-    """True when everything a worker needs answers; each failure is logged with what to fix.
+    *,
+    load_models: bool = False,
+) -> list[CheckResult]:
+    """Run every check that applies, at once, and return their results in a fixed order.
 
-    Checks the database (reachable, every migration applied), then, when given, the blob
-    store (reachable, bucket or directory present) and the models (loadable).
+    Always the database (reachable, the worker's tables and grants, every migration where
+    yoyo's table is readable); with ``blobs`` the blob store; with ``video`` the detector
+    weights file, and with ``load_models`` the detector and OCR engine themselves.
     """
-    checks = [_check_database(db)]
+    checks = [asyncio.to_thread(_check_database, db)]
     if blobs is not None:
         checks.append(asyncio.to_thread(_check_blobs, blobs))
     if video is not None:
-        checks.append(asyncio.to_thread(_check_models, video))
-    results = await asyncio.gather(*checks)
-    return all(results)
+        checks.append(asyncio.to_thread(_check_weights, video))
+    results = list(await asyncio.gather(*checks))
+    weights_ok = all(r.ok for r in results if r.name == "detector weights")
+    if video is not None and load_models and weights_ok:
+        results.append(await asyncio.to_thread(_check_models, video))
+    return results
 
 
-async def _check_database(db: DatabaseSettings) -> bool:
+def _check_database(db: DatabaseSettings) -> CheckResult:
+    name = "database"
     try:
-        pool = await open_pool(db)
-        await pool.close()
+        schema = check_worker_schema(db.url, db.connect_timeout_s)
     except DatabaseUnavailable as exc:
-        log.error("database: unreachable (check DATABASE_URL): %s", exc)
-        return False
-    try:
-        applied = await asyncio.to_thread(migration_status, db.url)
-    except Exception as exc:
-        log.error("database: cannot read the migration status: %s", exc)
-        return False
-    pending = [mid for mid, done in applied if not done]
-    if pending:
-        log.error("database: migrations not applied (run `vidjobs db migrate`): %s", pending)
-        return False
-    log.info("database: ok")
-    return True
+        return CheckResult(name, False, f"cannot connect (check DATABASE_URL): {exc}")
+    except SchemaNotReady as exc:
+        return CheckResult(name, False, f"{exc} (DATABASE_URL names the database)")
+    if schema.migrations_applied is None:
+        return CheckResult(name, True, "reachable; worker tables and grants present")
+    return CheckResult(
+        name, True, f"reachable; {schema.migrations_applied} migrations applied, none pending"
+    )
 
 
-def _check_blobs(blobs: BlobSettings) -> bool:
+def _check_blobs(blobs: BlobSettings) -> CheckResult:
     from db.blobs import BlobStoreError, open_blob_store
 
-    store = open_blob_store(blobs)
+    name = f"blob store ({blobs.backend})"
+    where = "VIDJOBS_BLOB_DIR" if blobs.backend == "local" else "VIDJOBS_S3_*"
     try:
-        store.ping()
+        store = open_blob_store(blobs)
+        try:
+            store.ping()
+        finally:
+            store.close()
     except BlobStoreError as exc:
-        log.error("blob store (%s): %s (check VIDJOBS_BLOB_* / VIDJOBS_S3_*)", blobs.backend, exc)
-        return False
-    finally:
-        store.close()
-    log.info("blob store (%s): ok", blobs.backend)
-    return True
+        return CheckResult(name, False, f"{exc} (check {where})")
+    target = blobs.directory if blobs.backend == "local" else blobs.s3_bucket
+    return CheckResult(name, True, f"reachable ({target})")
 
 
-def _check_models(video: PipelineSettings) -> bool:
+def _check_weights(video: PipelineSettings) -> CheckResult:
+    from worker.pipeline.weights import check_weights
+
+    found = check_weights(video.detector_weights)
+    return CheckResult("detector weights", found.ok, found.detail)
+
+
+def _check_models(video: PipelineSettings) -> CheckResult:
+    name = "models"
     try:
         from worker.pipeline import VideoAnalyzer
 
         VideoAnalyzer(video)
-    except Exception as exc:
-        log.error("models: %s: %s", type(exc).__name__, exc)
-        return False
-    log.info("models: ok (%s)", video.detector_weights)
-    return True
+    except Exception as exc:  # whatever the loader raises, the operator needs its text
+        return CheckResult(name, False, f"{type(exc).__name__}: {exc}")
+    return CheckResult(name, True, f"detector and OCR engine loaded ({video.detector_weights})")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -107,37 +108,155 @@ def _wait_state(url: str, job_id: uuid.UUID, state: str, within: float = 30) -> 
         time.sleep(0.05)
 
 
-def test_check_exits_0_when_database_blobs_and_models_are_ready(
+# --- vidjobs worker --check: light by default (a container probe), --check-models loads them.
+
+_ML_MODULES = ("torch", "ultralytics", "rapidocr", "onnxruntime")
+
+
+def _video_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """What a video worker's container sets: local blobs and the fixture detector."""
+    env = {
+        "VIDJOBS_WORKER_NO_VIDEO": "0",
+        "VIDJOBS_BLOB_BACKEND": "local",
+        "VIDJOBS_BLOB_DIR": str(tmp_path),
+        "VIDJOBS_DETECTOR_WEIGHTS": str(FIXTURE_WEIGHTS),
+    }
+    env.update(extra)
+    return env
+
+
+def _lines(log: str, prefix: str) -> list[str]:
+    return [line for line in log.splitlines() if line.startswith(prefix)]
+
+
+def _as_role(url: str, user: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info["user"] = user
+    info.pop("password", None)
+    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items() if v is not None})
+
+
+def test_check_is_light_and_exits_0_when_database_blobs_and_weights_are_ready(
+    database_url: str, tmp_path: Path
+) -> None:
+    # -X importtime lists every module the real CLI process imports, on stderr.
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "vidjobs", "worker", "--check"],
+        env=_env(database_url, **_video_env(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    imported = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "db.health" in imported, "the importtime scan sees the check's own modules"
+    heavy = sorted(m for m in imported if m.split(".")[0] in _ML_MODULES)
+    assert heavy == [], "the light check imported the ML stack"
+    oks = _lines(proc.stderr, "ok ")
+    assert [line.split(":")[0] for line in oks] == [
+        "ok database",
+        "ok blob store (local)",
+        "ok detector weights",
+    ]
+    assert "migrations applied, none pending" in oks[0]
+    assert _lines(proc.stderr, "FAILED") == []
+
+
+def test_check_exits_1_naming_the_database_when_it_is_unreachable(
     workers: Workers, tmp_path: Path
 ) -> None:
     proc = workers.start(
-        "--check",
-        VIDJOBS_WORKER_NO_VIDEO="0",
-        VIDJOBS_BLOB_BACKEND="local",
-        VIDJOBS_BLOB_DIR=str(tmp_path),
-        VIDJOBS_DETECTOR_WEIGHTS=str(FIXTURE_WEIGHTS),
+        "--check", **_video_env(tmp_path, DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
     )
-    assert proc.wait(120) == 0, workers.log(0)
+    assert proc.wait(60) == 1, workers.log(0)
+    (failed,) = _lines(workers.log(0), "FAILED")
+    assert failed.startswith("FAILED database: cannot connect (check DATABASE_URL)")
+    assert len(_lines(workers.log(0), "ok ")) == 2, "the blob store and weights still answer"
 
 
-def test_check_exits_1_when_the_model_cannot_be_loaded(workers: Workers, tmp_path: Path) -> None:
-    proc = workers.start(
-        "--check",
-        VIDJOBS_WORKER_NO_VIDEO="0",
-        VIDJOBS_BLOB_BACKEND="local",
-        VIDJOBS_BLOB_DIR=str(tmp_path),
-        VIDJOBS_DETECTOR_WEIGHTS="/nonexistent/weights.pt",
-    )
-    assert proc.wait(120) == 1
-    assert "VIDJOBS_DETECTOR_WEIGHTS" in workers.log(0)
-
-
-def test_check_exits_1_when_the_database_is_unreachable(workers: Workers) -> None:
+def test_check_no_video_checks_the_database_only(workers: Workers) -> None:
     proc = workers.start(
         "--check", "--no-video", DATABASE_URL="postgresql://nobody@127.0.0.1:1/none"
     )
     assert proc.wait(60) == 1
+    assert [line.split(":")[0] for line in _lines(workers.log(0), "FAILED")] == ["FAILED database"]
     assert "DATABASE_URL" in workers.log(0)
+
+
+def test_check_exits_1_naming_migrate_on_an_unmigrated_database(
+    workers: Workers, empty_database_url: str
+) -> None:
+    proc = workers.start("--check", "--no-video", DATABASE_URL=empty_database_url)
+    assert proc.wait(60) == 1
+    (failed,) = _lines(workers.log(0), "FAILED")
+    assert "vidjobs db migrate" in failed
+
+
+def test_check_passes_as_the_least_privilege_worker_role(
+    workers: Workers, database_url: str
+) -> None:
+    """The role deploy/sql/roles.sql gives workers cannot read yoyo's tables, yet is ready."""
+    login = f"t_worker_{uuid.uuid4().hex[:8]}"
+    roles_sql = (Path(__file__).resolve().parents[2] / "deploy/sql/roles.sql").read_text()
+    _sql(database_url, roles_sql)
+    _sql(database_url, f'CREATE ROLE "{login}" LOGIN IN ROLE vidjobs_worker')
+    try:
+        proc = workers.start("--check", "--no-video", DATABASE_URL=_as_role(database_url, login))
+        assert proc.wait(60) == 0, workers.log(0)
+        (line,) = _lines(workers.log(0), "ok database")
+        assert "worker tables and grants present" in line
+        # A role without the worker's grants is told to apply roles.sql.
+        bare = f"t_nogrant_{uuid.uuid4().hex[:8]}"
+        _sql(database_url, f'CREATE ROLE "{bare}" LOGIN')
+        try:
+            proc = workers.start("--check", "--no-video", DATABASE_URL=_as_role(database_url, bare))
+            assert proc.wait(60) == 1
+            (failed,) = _lines(workers.log(1), "FAILED")
+            assert "deploy/sql/roles.sql" in failed
+        finally:
+            _sql(database_url, f'DROP ROLE "{bare}"')
+    finally:
+        _sql(database_url, f'DROP ROLE "{login}"')
+
+
+def test_check_exits_1_naming_the_setting_when_the_weights_are_missing(
+    workers: Workers, tmp_path: Path
+) -> None:
+    proc = workers.start(
+        "--check", **_video_env(tmp_path, VIDJOBS_DETECTOR_WEIGHTS="/nonexistent/weights.pt")
+    )
+    assert proc.wait(60) == 1, workers.log(0)
+    (failed,) = _lines(workers.log(0), "FAILED")
+    assert failed.startswith("FAILED detector weights: '/nonexistent/weights.pt' no such file")
+    assert "VIDJOBS_DETECTOR_WEIGHTS" in failed
+
+
+def test_check_models_loads_the_detector_and_ocr(workers: Workers, tmp_path: Path) -> None:
+    proc = workers.start("--check-models", **_video_env(tmp_path))
+    assert proc.wait(120) == 0, workers.log(0)
+    (line,) = _lines(workers.log(0), "ok models")
+    assert "detector and OCR engine loaded" in line
+
+
+def test_check_models_names_the_setting_when_the_weights_cannot_load(
+    workers: Workers, tmp_path: Path
+) -> None:
+    # A file that passes the light check (a zip archive) but is no model: only loading finds it.
+    fake = tmp_path / "not-a-model.pt"
+    with zipfile.ZipFile(fake, "w") as zf:
+        zf.writestr("hello.txt", "not weights")
+    env = _video_env(tmp_path, VIDJOBS_DETECTOR_WEIGHTS=str(fake))
+    assert workers.start("--check", **env).wait(60) == 0, workers.log(0)
+    proc = workers.start("--check-models", **env)
+    assert proc.wait(120) == 1, workers.log(1)
+    (failed,) = _lines(workers.log(1), "FAILED")
+    assert failed.startswith("FAILED models: ModelUnavailable")
+    assert "VIDJOBS_DETECTOR_WEIGHTS" in failed
 
 
 def test_drain_runs_every_job_and_exits_0(workers: Workers, database_url: str) -> None:

@@ -135,7 +135,14 @@ def _default(name: str) -> Any:
 @click.option(
     "--check",
     is_flag=True,
-    help="Check the database, the blob store and the models, then exit 0 (ok) or 1.",
+    help="Health check, then exit 0 (ok) or 1: the database (reachable, migrated, grants), "
+    "the blob store and the detector weights file. Light (no models loaded): for probes.",
+)
+@click.option(
+    "--check-models",
+    is_flag=True,
+    help="--check, and also load the detector and OCR engine as a job would (seconds, ~1 GB: "
+    "a one-off diagnosis, not a probe). No environment variable, so no probe turns it on.",
 )
 @click.option(
     "--log-level",
@@ -161,6 +168,7 @@ def worker(
     drain: bool,
     no_video: bool,
     check: bool,
+    check_models: bool,
     log_level: str,
 ) -> None:
     """Claim jobs from Postgres and run their pipelines until SIGTERM/SIGINT.
@@ -185,11 +193,13 @@ def worker(
         video = None if no_video else _video_settings()
     except (ValueError, BlobStoreError) as exc:
         raise click.UsageError(str(exc)) from exc
-    if check:
+    if check or check_models:
         from worker.health import check_worker
 
-        ok = asyncio.run(check_worker(db, blobs, video))
-        sys.exit(0 if ok else 1)
+        results = asyncio.run(check_worker(db, blobs, video, load_models=check_models))
+        for result in results:
+            click.echo(result.line(), err=True)
+        sys.exit(0 if all(r.ok for r in results) else 1)
     try:
         settings = WorkerSettings(
             concurrency=concurrency,

@@ -17,6 +17,7 @@ import numpy.typing as npt
 from schema.results import Detection, EngineInfo
 from worker.pipeline.errors import ModelUnavailable
 from worker.pipeline.settings import PipelineSettings
+from worker.pipeline.weights import is_model_name
 
 __all__ = ["Detector", "file_sha256"]
 
@@ -44,8 +45,7 @@ class Detector:
     def __init__(self, settings: PipelineSettings) -> None:
         weights = settings.detector_weights
         path = Path(weights).expanduser()
-        looks_like_path = path.suffix not in {".pt", ".onnx"} or len(path.parts) > 1
-        if looks_like_path and not path.is_file():
+        if not is_model_name(weights) and not path.is_file():
             raise _unavailable(weights, "no such file")
         try:
             from ultralytics.models import YOLO

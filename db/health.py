@@ -1,0 +1,99 @@
+"""Is this database ready for a worker? For ``vidjobs worker --check`` (a container probe).
+
+One short connection and two catalog reads. It does not use yoyo: yoyo's status call takes its
+lock table, which the least-privilege worker role (``deploy/sql/roles.sql``) may not touch, so a
+probe through yoyo failed on every correctly deployed worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from db.errors import DatabaseUnavailable
+from db.migrate import MIGRATIONS_DIR
+from db.queries import load_queries
+
+__all__ = ["SchemaNotReady", "WorkerSchema", "check_worker_schema", "known_migration_ids"]
+
+_Q = load_queries()
+
+
+class SchemaNotReady(Exception):
+    """Postgres answers but a worker could not run here; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class WorkerSchema:
+    """What the check found.
+
+    Attributes:
+        migrations_applied: how many migrations yoyo records, or None when this role cannot
+            read yoyo's table (the worker role): then only the tables and grants were checked.
+    """
+
+    migrations_applied: int | None
+
+
+def known_migration_ids() -> list[str]:
+    """The ids of the migrations this release ships (yoyo's id is the file name's stem)."""
+    return sorted(
+        p.name.removesuffix(".sql")
+        for p in MIGRATIONS_DIR.glob("*.sql")
+        if not p.name.endswith(".rollback.sql")
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    return "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+
+
+def _no_grants(user: str, why: str = "") -> SchemaNotReady:
+    because = f" ({why})" if why else ""
+    return SchemaNotReady(
+        f"role {user!r} lacks the worker's grants on vidjobs.jobs and vidjobs.job_events"
+        f"{because}: apply deploy/sql/roles.sql as the schema owner"
+    )
+
+
+def check_worker_schema(url: str, connect_timeout_s: float = 5.0) -> WorkerSchema:
+    """Connect once and check what a worker needs: its tables, its grants, every migration.
+
+    Raises:
+        DatabaseUnavailable: no connection within ``connect_timeout_s``.
+        SchemaNotReady: the tables are missing, the role lacks its grants, or (where yoyo's
+            table is readable) a migration of this release is not applied.
+    """
+    try:
+        conn = psycopg.connect(
+            url, autocommit=True, connect_timeout=max(1, round(connect_timeout_s))
+        )
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(_one_line(exc)) from exc
+    with conn:
+        try:
+            row = conn.execute(_Q["schema_worker_check"]).fetchone()
+            assert row is not None
+            jobs_exists, events_exists, grants, readable = row
+            if not (jobs_exists and events_exists):
+                raise SchemaNotReady(
+                    "the vidjobs tables do not exist: run `vidjobs db migrate` as the schema owner"
+                )
+            if not grants:
+                raise _no_grants(conn.info.user)
+            if not readable:
+                return WorkerSchema(migrations_applied=None)
+            applied = {r[0] for r in conn.execute(_Q["schema_migration_ids"]).fetchall()}
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(_one_line(exc)) from exc
+        except psycopg.errors.InsufficientPrivilege as exc:  # e.g. no USAGE on the schema
+            raise _no_grants(conn.info.user, _one_line(exc)) from exc
+        except psycopg.Error as exc:
+            raise SchemaNotReady(_one_line(exc)) from exc
+    pending = [m for m in known_migration_ids() if m not in applied]
+    if pending:
+        raise SchemaNotReady(
+            f"migrations not applied: {', '.join(pending)} (run `vidjobs db migrate`)"
+        )
+    return WorkerSchema(migrations_applied=len(applied))
