@@ -1,8 +1,8 @@
 """Database settings and the async connection pool.
 
-Pool connections are in autocommit mode: every db/jobs.py call is one statement, hence one
-transaction with one durable commit and one round trip. A caller needing several calls to
-commit together wraps them in ``async with conn.transaction():``.
+Pool connections are in autocommit mode: every db/jobs.py and db/leases.py call is one
+statement, hence one transaction with one durable commit and one round trip. A caller needing
+several calls to commit together wraps them in ``async with conn.transaction():``.
 
 Dead connections (Postgres restarted, a backend terminated) are kept from callers without a
 round trip per checkout: a server that ends a session sends its last message and closes the

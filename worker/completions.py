@@ -17,7 +17,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from db.errors import DatabaseUnavailable
-from db.jobs import job_complete_many
+from db.leases import job_complete_many
 from worker.dbconn import DedicatedConnection
 
 __all__ = ["Completer", "CompletionNotWritten"]

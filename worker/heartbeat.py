@@ -22,7 +22,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from db.errors import DatabaseUnavailable, LeaseLost
-from db.jobs import HeartbeatStatus, job_heartbeat, job_progress
+from db.leases import HeartbeatStatus, job_heartbeat, job_progress
 from worker.dbconn import pooled
 from worker.pipelines import JobContext
 from worker.settings import WorkerSettings

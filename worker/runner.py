@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from psycopg_pool import AsyncConnectionPool
 
 from db.errors import DatabaseUnavailable, LeaseLost
-from db.jobs import job_claim, job_fail, job_release, job_retry_later
+from db.leases import job_claim, job_fail, job_release, job_retry_later
 from schema import Job
 from worker.completions import Completer, CompletionNotWritten
 from worker.dbconn import ASYNC_COMMIT_OPTIONS, DedicatedConnection, pooled
@@ -53,7 +53,7 @@ _WRITE_RETRY_MAX_S = 1.0
 
 
 class Notifier(Protocol):
-    """Wakes an idle worker: ``db.jobs.JobNotifier`` (LISTEN with a poll fallback)."""
+    """Wakes an idle worker: ``db.notify.JobNotifier`` (LISTEN with a poll fallback)."""
 
     async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109 - the db API's signature
         """True on a notification, False when ``timeout`` seconds passed without one."""

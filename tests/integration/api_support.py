@@ -22,8 +22,8 @@ from litestar.testing import TestClient
 from api.app import create_app
 from api.settings import ApiSettings
 from db.blobs import BlobSettings, open_blob_store, results_key
-from db.jobs import job_claim, job_complete, job_progress
 from db.keys import api_key_create, api_key_revoke
+from db.leases import job_claim, job_complete, job_progress
 from db.pool import DatabaseSettings
 from tests.harness.s3 import S3Server
 

@@ -237,7 +237,7 @@ def test_failed_job_shows_its_error(
 
     import psycopg
 
-    from db.jobs import job_fail
+    from db.leases import job_fail
 
     auth = Keys.auth(keys.acme)
     job_id = _submit(client, keys.acme)

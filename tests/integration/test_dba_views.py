@@ -10,7 +10,8 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from db.jobs import job_cancel, job_claim, job_complete, job_fail
+from db.jobs import job_cancel
+from db.leases import job_claim, job_complete, job_fail
 from tests.integration.queue_helpers import submit
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]

@@ -15,7 +15,8 @@ import psycopg
 import pytest
 
 from db.blobs import BlobSettings, open_blob_store, results_key, video_key
-from db.jobs import job_cancel, job_claim, job_complete, job_event_list, job_get, job_insert
+from db.jobs import job_cancel, job_event_list, job_get, job_insert
+from db.leases import job_claim, job_complete
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 

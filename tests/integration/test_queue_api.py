@@ -16,8 +16,6 @@ from db.errors import InvalidCursor
 from db.jobs import (
     NewJob,
     job_cancel,
-    job_claim,
-    job_complete,
     job_count_by_state,
     job_delete,
     job_event_list,
@@ -28,6 +26,7 @@ from db.jobs import (
     job_list,
     job_prune,
 )
+from db.leases import job_claim, job_complete
 from db.notify import JobNotifier
 from schema import JobState
 from tests.integration.queue_helpers import T0, at, submit

@@ -11,7 +11,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from db.jobs import NewJob, job_claim, job_event_list, job_insert_many
+from db.jobs import NewJob, job_event_list, job_insert_many
+from db.leases import job_claim
 from db.queries import load_queries
 from schema import JobState
 from tests.integration.queue_helpers import T0, at, submit

@@ -14,14 +14,8 @@ import psycopg
 import pytest
 
 from db.errors import LeaseLost
-from db.jobs import (
-    job_claim,
-    job_complete,
-    job_event_list,
-    job_fail,
-    job_get,
-    job_retry_later,
-)
+from db.jobs import job_event_list, job_get
+from db.leases import job_claim, job_complete, job_fail, job_retry_later
 from schema import Job, JobState
 from tests.integration.queue_helpers import T0, at, submit
 

@@ -10,15 +10,13 @@ import psycopg
 import pytest
 
 from db.errors import LeaseLost
-from db.jobs import (
+from db.jobs import job_cancel, job_event_list, job_get
+from db.leases import (
     HeartbeatStatus,
-    job_cancel,
     job_claim,
     job_complete,
     job_complete_many,
-    job_event_list,
     job_fail,
-    job_get,
     job_heartbeat,
     job_progress,
     job_release,

@@ -16,7 +16,8 @@ import pytest
 import yaml
 from psycopg import errors, sql
 
-from db.jobs import job_claim, job_complete, job_get, job_insert, job_retry_later
+from db.jobs import job_get, job_insert
+from db.leases import job_claim, job_complete, job_retry_later
 
 pytestmark = pytest.mark.integration
 

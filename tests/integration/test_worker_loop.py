@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 import psycopg
 import pytest
 
-from db.jobs import NewJob, job_cancel, job_claim, job_event_list, job_insert_many
+from db.jobs import NewJob, job_cancel, job_event_list, job_insert_many
+from db.leases import job_claim
 from schema import JobState
 from tests.integration.worker_support import (
     Conn,

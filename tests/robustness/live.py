@@ -25,8 +25,8 @@ import psycopg
 
 from db.blobs import BlobSettings, open_blob_store, results_key
 from db.embedded import free_port
-from db.jobs import job_claim, job_complete, job_fail
 from db.keys import api_key_create, api_key_revoke
+from db.leases import job_claim, job_complete, job_fail
 from worker.pipeline.settings import FIXTURE_IMGSZ, FIXTURE_WEIGHTS
 
 __all__ = [

@@ -8,16 +8,17 @@ from pathlib import Path
 import pytest
 
 import db.jobs
+import db.leases
 from db.queries import load_queries
 
 ROOT = Path(__file__).resolve().parents[2]
 CODE = [p for pkg in ("db", "api", "worker", "vidjobs") for p in (ROOT / pkg).rglob("*.py")]
 # Helpers that take a query name as their second positional argument.
-_NAME_ARG_HELPERS = {"_fetch", "_jobs", "_fenced"}
+_NAME_ARG_HELPERS = {"fetch", "fetch_jobs", "_fenced"}
 
 
 def _used_names(path: Path) -> set[str]:
-    """Query names a module uses: ``<...queries...>["name"]`` or ``_fetch(conn, "name", ...)``."""
+    """Query names a module uses: ``<...queries...>["name"]`` or ``fetch(conn, "name", ...)``."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
@@ -44,14 +45,17 @@ def test_every_query_name_used_in_code_exists() -> None:
     assert missing == []
 
 
-def test_scan_sees_the_jobs_module() -> None:
-    used = _used_names(ROOT / "db" / "jobs.py")
+def test_scan_sees_the_jobs_modules() -> None:
+    used = _used_names(ROOT / "db" / "leases.py")
     assert {"job_claim", "job_complete", "job_fail", "job_heartbeat"} <= used
+    used = _used_names(ROOT / "db" / "jobs.py")
+    assert {"job_insert", "job_get", "job_list", "job_cancel"} <= used
 
 
 def test_every_jobs_function_runs_its_namesake_query() -> None:
     queries = load_queries()
-    functions = [n for n in db.jobs.__all__ if n.startswith("job_")]
+    exported = [*db.jobs.__all__, *db.leases.__all__]
+    functions = [n for n in exported if n.startswith("job_")]
     assert functions
     assert [f for f in functions if f not in queries] == []
 
