@@ -196,6 +196,8 @@ def worker(
     if check or check_models:
         from worker.health import check_worker
 
+        # The S3 client's retry warnings would bury the one FAILED line that says what to fix.
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
         results = asyncio.run(check_worker(db, blobs, video, load_models=check_models))
         for result in results:
             click.echo(result.line(), err=True)
