@@ -36,7 +36,13 @@ class JobNotifier:
 
     async def _connect(self) -> None:
         conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
-        await conn.execute(_LISTEN)
+        try:
+            await conn.execute(_LISTEN)
+        except BaseException:
+            # Failed, or cancelled (a worker stopping while it reconnects after an outage):
+            # close it here, or the connection is left open until garbage collection.
+            await conn.close()
+            raise
         self._conn = conn
 
     async def _drop(self) -> None:
