@@ -46,15 +46,22 @@ async def job_claim(
     worker_id: str,
     batch_size: int,
     lease_seconds: float,
+    pipelines: Sequence[str] | None = None,
     now: datetime | None = None,
 ) -> list[Job]:
     """Claim up to ``batch_size`` jobs (THE claim statement); each is running under a new lease.
 
     Also takes back running jobs whose lease expired (and fails for good those that were on their
     last attempt, ``error_kind='lease_expired'``).
+
+    Args:
+        pipelines: take only jobs of these pipelines (pending and expired alike), so a worker
+            never claims a job it cannot run and others can; None takes every pipeline.
     """
-    args = {"worker_id": worker_id, "batch_size": batch_size,
-            "lease_seconds": lease_seconds, "now": now}  # fmt: skip
+    if isinstance(pipelines, str):
+        raise TypeError("pipelines is a sequence of names, not one name")
+    args = {"worker_id": worker_id, "batch_size": batch_size, "lease_seconds": lease_seconds,
+            "pipelines": None if pipelines is None else list(pipelines), "now": now}  # fmt: skip
     return await fetch_jobs(conn, "job_claim", args)
 
 

@@ -155,6 +155,7 @@ class Worker:
                         worker_id=self.settings.worker_id,
                         batch_size=min(free, self.settings.batch_size),
                         lease_seconds=self.settings.lease_seconds,
+                        pipelines=self._registry.names,  # only jobs this worker can run
                     )
             except Exception as exc:
                 # Unreachable database, or a server-side error: the worker outlives both.
@@ -249,7 +250,7 @@ class Worker:
             pipeline = await self._registry.get(job.pipeline)
         except Exception as exc:  # e.g. the models cannot be loaded: JobFailure
             return classify(ctx, exc)
-        if pipeline is None:
+        if pipeline is None:  # the claim filters by pipeline: only if the registry changed since
             return Result(
                 Outcome.FAILED,
                 error_kind="unknown_pipeline",

@@ -89,6 +89,14 @@ LIMIT %(limit)s::integer;
 
 -- name: job_claim
 -- THE claim: up to batch_size jobs for one worker (expired leases first, then due pending jobs by priority, run_after, age).
+-- Only the pipelines this worker can run (parameter pipelines, a text[]; NULL: every pipeline),
+-- in both the take-back and the pending pick: a noop-only worker (`vidjobs worker --no-video`)
+-- leaves yolo_ocr jobs, expired ones included, to workers that run them instead of failing them
+-- with unknown_pipeline. "NULL OR = ANY" keeps ONE claim statement for both uses: a custom plan
+-- folds the NULL test away, a generic plan checks it per row as a cheap filter. The filter does
+-- not change the index scans: rows still come from the head of each partial index in the claim's
+-- order (no sort); rows of other pipelines ahead of this worker's are read and skipped. EXPLAIN
+-- over 100k finished rows, filtered and not, custom and generic plans: test_queue_claim.py.
 WITH
 -- Running jobs whose worker stopped heartbeating (crashed, partitioned, paused). Taken first:
 -- they were due before anything still pending. Served by jobs_running_lease_idx. SKIP LOCKED:
@@ -98,18 +106,21 @@ expired AS (
            lease_expires_at AS old_lease_expires_at
     FROM vidjobs.jobs
     WHERE state = 'running' AND lease_expires_at < coalesce(%(now)s::timestamptz, now())
+      AND (%(pipelines)s::text[] IS NULL OR pipeline = ANY(%(pipelines)s::text[]))
     ORDER BY lease_expires_at
     LIMIT %(batch_size)s::integer
     FOR UPDATE SKIP LOCKED
 ),
 -- Due pending jobs, best first, only as many as the batch still has room for. The WHERE and
 -- ORDER BY are exactly the partial index jobs_claim_pending_idx, so this reads the head of a
--- small index however many finished jobs the table holds; no sort, no heap scan.
+-- small index however many finished jobs the table holds; no sort, no heap scan. The pipeline
+-- test is a filter on the rows read (see above), not an index condition.
 due AS (
     SELECT job_id, state AS from_state, attempts, max_attempts, NULL::text AS old_worker_id,
            NULL::timestamptz AS old_lease_expires_at
     FROM vidjobs.jobs
     WHERE state = 'pending' AND run_after <= coalesce(%(now)s::timestamptz, now())
+      AND (%(pipelines)s::text[] IS NULL OR pipeline = ANY(%(pipelines)s::text[]))
     ORDER BY priority DESC, run_after, created_at
     LIMIT greatest(%(batch_size)s::integer - (SELECT count(*) FROM expired), 0)
     FOR UPDATE SKIP LOCKED

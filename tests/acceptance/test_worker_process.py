@@ -83,12 +83,14 @@ def _sql(url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
         return cur.fetchall() if cur.description else []
 
 
-def _submit(url: str, n: int = 1, params: dict[str, Any] | None = None) -> list[uuid.UUID]:
-    """Submit noop jobs through the db API (one statement, one NOTIFY)."""
+def _submit(
+    url: str, n: int = 1, params: dict[str, Any] | None = None, pipeline: str = "noop"
+) -> list[uuid.UUID]:
+    """Submit jobs (noop unless told) through the db API (one statement, one NOTIFY)."""
 
     async def go() -> list[uuid.UUID]:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as c:
-            job = NewJob(tenant="acme", pipeline="noop", params=params or {})
+            job = NewJob(tenant="acme", pipeline=pipeline, params=params or {})
             return await job_insert_many(c, [job] * n)
 
     return asyncio.run(go())
@@ -266,6 +268,25 @@ def test_drain_runs_every_job_and_exits_0(workers: Workers, database_url: str) -
     assert _sql(database_url, "SELECT state::text, count(*) FROM vidjobs.jobs GROUP BY 1") == [
         ("completed", 300)
     ]
+
+
+def test_no_video_worker_leaves_video_jobs_to_video_workers(
+    workers: Workers, database_url: str
+) -> None:
+    # Submitted first, so a claim that did not filter would take it in the first batch.
+    [video] = _submit(database_url, pipeline="yolo_ocr")
+    noop = _submit(database_url, 50)
+    proc = workers.start("--no-video", "--drain")
+    assert proc.wait(60) == 0, workers.log(0)
+    assert _sql(
+        database_url,
+        "SELECT pipeline, state::text, attempts, count(*) FROM vidjobs.jobs"
+        " GROUP BY 1, 2, 3 ORDER BY 1",
+    ) == [("noop", "completed", 1, len(noop)), ("yolo_ocr", "pending", 0, 1)]
+    assert _sql(
+        database_url, "SELECT count(*) FROM vidjobs.job_events WHERE job_id = %s", video
+    ) == [(1,)], "only its submit: never claimed"
+    assert "unknown_pipeline" not in workers.log(0)
 
 
 def test_sigterm_finishes_a_job_within_the_grace(workers: Workers, database_url: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -10,6 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from db.jobs import NewJob, job_event_list, job_insert_many
 from db.leases import job_claim
@@ -108,7 +110,21 @@ async def test_claim_takes_back_expired_leases_first(conn: Conn) -> None:
     assert [j.job_id for j in batch] == [fresh.job_id]
 
 
-async def test_explain_claim_uses_the_partial_indexes(conn: Conn) -> None:
+def _cte(plan: str, name: str) -> str:
+    """The lines of one CTE's subplan in an EXPLAIN text."""
+    lines = plan.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == f"CTE {name}")
+    depth = len(lines[start]) - len(lines[start].lstrip())
+    end = start + 1
+    while end < len(lines) and len(lines[end]) - len(lines[end].lstrip()) > depth:
+        end += 1
+    return "\n".join(lines[start:end])
+
+
+@pytest.mark.parametrize("pipelines", [None, ["noop"], ["noop", "yolo_ocr"]])
+async def test_explain_claim_uses_the_partial_indexes(
+    conn: Conn, pipelines: list[str] | None
+) -> None:
     await conn.execute(
         """
         INSERT INTO vidjobs.jobs (job_id, tenant, state, pipeline, attempts, lease_token,
@@ -123,18 +139,103 @@ async def test_explain_claim_uses_the_partial_indexes(conn: Conn) -> None:
     await submit(conn)
     await conn.execute("ANALYZE vidjobs.jobs")
     query = load_queries()["job_claim"]
-    args = {"worker_id": "w", "batch_size": 10, "lease_seconds": 30.0, "now": None}
+    args = {"worker_id": "w", "batch_size": 10, "lease_seconds": 30.0, "now": None,
+            "pipelines": pipelines}  # fmt: skip
     cur = await conn.execute("EXPLAIN " + query, args)
     plan = "\n".join(row[0] for row in await cur.fetchall())
     assert "jobs_claim_pending_idx" in plan, plan
     assert "jobs_running_lease_idx" in plan, plan
     assert "Seq Scan on jobs" not in plan, plan
-    # With a generic plan (what a prepared statement runs after 5 uses) too.
+    due = _cte(plan, "due")
+    assert "Index Scan using jobs_claim_pending_idx" in due, plan
+    assert "Sort" not in due, plan  # the index gives the order; no sort of the backlog
+    assert "Index Scan using jobs_running_lease_idx" in _cte(plan, "expired"), plan
+    # A custom plan folds the NULL test away: no filter at all, or just the pipeline list.
+    assert "IS NULL" not in plan, plan
+    assert ("ANY" in plan) is (pipelines is not None), plan
+    # With a generic plan too: what a prepared statement may run after 5 uses (psycopg prepares
+    # the claim after 5 executions). EXPLAIN with bound parameters plans for their values, so
+    # the statement is PREPAREd under its own name and EXPLAIN EXECUTEd with a forced generic plan.
+    names: list[str] = []
+
+    def number(m: re.Match[str]) -> str:
+        if m[1] not in names:
+            names.append(m[1])
+        return f"${names.index(m[1]) + 1}"
+
+    await conn.execute("PREPARE claim AS " + re.sub(r"%\((\w+)\)s", number, query))
     await conn.execute("SET plan_cache_mode = force_generic_plan")
-    cur = await conn.execute("EXPLAIN " + query, args)
+    values = sql.SQL(", ").join(sql.Literal(args[n]) for n in names)
+    cur = await conn.execute(sql.SQL("EXPLAIN EXECUTE claim({})").format(values))
     generic = "\n".join(row[0] for row in await cur.fetchall())
-    assert "jobs_claim_pending_idx" in generic, generic
+    assert "IS NULL" in _cte(generic, "due"), "not a generic plan: " + generic
+    assert "Index Scan using jobs_claim_pending_idx" in _cte(generic, "due"), generic
+    assert "Sort" not in _cte(generic, "due"), generic
+    assert "Index Scan using jobs_running_lease_idx" in _cte(generic, "expired"), generic
     assert "Seq Scan on jobs" not in generic, generic
+
+
+async def test_claim_takes_only_the_pipelines_given(conn: Conn) -> None:
+    video = await job_insert_many(
+        conn, [NewJob(tenant="acme", pipeline="yolo_ocr", priority=9)] * 3, now=T0
+    )
+    noop = await job_insert_many(conn, [NewJob(tenant="acme", pipeline="noop")] * 3, now=T0)
+
+    # The video jobs are first in line, but this worker cannot run them: they stay pending.
+    got = await job_claim(
+        conn, worker_id="n", batch_size=10, lease_seconds=30, pipelines=["noop"], now=at(1)
+    )
+    assert sorted(j.job_id for j in got) == sorted(noop)
+    assert (
+        await job_claim(
+            conn, worker_id="n", batch_size=10, lease_seconds=30, pipelines=["noop"], now=at(2)
+        )
+        == []
+    )
+    cur = await conn.execute(
+        "SELECT state::text, attempts, count(*) FROM vidjobs.jobs WHERE job_id = ANY(%s)"
+        " GROUP BY 1, 2",
+        (video,),
+    )
+    assert await cur.fetchall() == [("pending", 0, 3)]
+    for v in video:  # not even touched: the trail holds only the submit
+        trail = [(e.from_state, e.to_state) for e in await job_event_list(conn, v)]
+        assert trail == [(None, JobState.PENDING)]
+    # No filter (None) takes every pipeline; an empty list takes nothing.
+    assert (
+        await job_claim(
+            conn, worker_id="v", batch_size=10, lease_seconds=30, pipelines=[], now=at(3)
+        )
+        == []
+    )
+    got = await job_claim(conn, worker_id="v", batch_size=10, lease_seconds=30, now=at(3))
+    assert sorted(j.job_id for j in got) == sorted(video)
+
+
+async def test_expired_leases_are_taken_back_only_for_the_pipelines_given(conn: Conn) -> None:
+    [video] = await job_insert_many(conn, [NewJob(tenant="acme", pipeline="yolo_ocr")], now=T0)
+    [noop] = await job_insert_many(conn, [NewJob(tenant="acme", pipeline="noop")], now=T0)
+    held = await job_claim(conn, worker_id="dead", batch_size=2, lease_seconds=30, now=at(0))
+    assert {j.job_id for j in held} == {video, noop}
+
+    # Both leases expired; a noop-only worker takes back only the noop job.
+    got = await job_claim(
+        conn, worker_id="n", batch_size=5, lease_seconds=30, pipelines=["noop"], now=at(60)
+    )
+    assert [(j.job_id, j.attempts, j.worker_id) for j in got] == [(noop, 2, "n")]
+    cur = await conn.execute(
+        "SELECT state::text, worker_id, attempts FROM vidjobs.jobs WHERE job_id = %s", (video,)
+    )
+    assert await cur.fetchone() == ("running", "dead", 1)
+    got = await job_claim(
+        conn, worker_id="v", batch_size=5, lease_seconds=30, pipelines=["yolo_ocr"], now=at(61)
+    )
+    assert [(j.job_id, j.attempts, j.worker_id) for j in got] == [(video, 2, "v")]
+
+
+async def test_pipelines_must_be_a_sequence_of_names(conn: Conn) -> None:
+    with pytest.raises(TypeError, match="sequence of names"):
+        await job_claim(conn, worker_id="w", batch_size=1, lease_seconds=30, pipelines="noop")
 
 
 async def test_claimed_batches_never_overlap_across_workers(database_url: str, conn: Conn) -> None:

@@ -20,7 +20,8 @@ from tests.integration.worker_support import (
     submit,
     wait_for,
 )
-from worker.pipelines import JobContext, NoopPipeline, PipelineRegistry
+from worker.pipelines import JobContext, NoopPipeline, Pipeline, PipelineRegistry
+from worker.registry import default_registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -146,11 +147,17 @@ async def test_permanent_unknown_and_unexpected_failures(conn: Conn, database_ur
         async def close(self) -> None:
             return None
 
-    registry = PipelineRegistry({"noop": NoopPipeline, "explode": Exploding})
+    class Changed(PipelineRegistry):
+        """Offers ``gone`` when the job is claimed, has lost it when the job runs."""
+
+        async def get(self, name: str) -> Pipeline | None:
+            return None if name == "gone" else await super().get(name)
+
+    registry = Changed({"noop": NoopPipeline, "explode": Exploding, "gone": NoopPipeline})
     permanent = await submit(
         conn, params={"fail": "no video stream", "fail_kind": "invalid_video", "permanent": True}
     )
-    unknown = await submit(conn, pipeline="no_such_pipeline")
+    unknown = await submit(conn, pipeline="gone")
     unexpected = await submit(conn, pipeline="explode", params={"name": "x.mp4"}, max_attempts=1)
     good = await submit(conn)
     async with running_worker(database_url, registry=registry, drain=True) as rw:
@@ -161,11 +168,25 @@ async def test_permanent_unknown_and_unexpected_failures(conn: Conn, database_ur
     assert (p.state, p.attempts, p.error_kind) == (JobState.FAILED, 1, "invalid_video")
     u = await job_now(conn, unknown.job_id)
     assert (u.state, u.error_kind) == (JobState.FAILED, "unknown_pipeline")
-    assert "no_such_pipeline" in (u.error_message or "")
+    assert "this worker has no pipeline 'gone'" in (u.error_message or "")
     x = await job_now(conn, unexpected.job_id)
     assert (x.state, x.error_kind) == (JobState.FAILED, "unexpected_error")
     assert x.error_message == "ValueError: bad frame in x.mp4"
     assert (await job_now(conn, good.job_id)).state is JobState.COMPLETED
+
+
+async def test_noop_only_worker_leaves_other_pipelines_pending(
+    conn: Conn, database_url: str
+) -> None:
+    # What `vidjobs worker --no-video` runs: noop only. The video job is first in line.
+    video = await submit(conn, pipeline="yolo_ocr", priority=9)
+    await job_insert_many(conn, [NewJob(tenant="acme", pipeline="noop")] * 20)
+    async with running_worker(database_url, registry=default_registry(), drain=True) as rw:
+        stats = await asyncio.wait_for(rw.task, 20)
+    assert (stats.claimed, stats.completed, stats.failed) == (20, 20, 0)
+    v = await job_now(conn, video.job_id)
+    assert (v.state, v.attempts, v.worker_id, v.error_kind) == (JobState.PENDING, 0, None, None)
+    assert await _states(conn) == {"completed": 20, "pending": 1}
 
 
 async def test_cancel_while_running_stops_within_a_heartbeat(conn: Conn, database_url: str) -> None:
