@@ -130,7 +130,10 @@ def _default(name: str) -> Any:
     is_flag=True,
     envvar="VIDJOBS_WORKER_NO_VIDEO",
     show_envvar=True,
-    help="Run only the noop pipeline: no blob store, no models (queue benchmarks, smoke tests).",
+    help=(
+        "Run and claim only noop jobs: no blob store, no models (queue benchmarks, smoke "
+        "tests); video jobs are left to the other workers."
+    ),
 )
 @click.option(
     "--check",
