@@ -122,15 +122,9 @@ def _check_flags(command: click.Command, args: list[str]) -> None:
         param.type.convert(value, param, ctx)  # raises on a bad value
 
 
-def _pending(argv: list[str]) -> Any:
-    """``vidjobs api`` is being written in parallel; until it is registered its uses xfail."""
-    missing = bool(argv) and argv[0] == "api" and "api" not in main.commands
-    return pytest.mark.xfail(missing, reason="`vidjobs api` is not registered yet", strict=True)
-
-
 @pytest.mark.parametrize(
     "argv",
-    [pytest.param(argv, id=where, marks=_pending(argv)) for where, argv in _invocations()],
+    [pytest.param(argv, id=where) for where, argv in _invocations()],
 )
 def test_every_vidjobs_invocation_is_a_real_command(argv: list[str]) -> None:
     command, args = _resolve(argv)
