@@ -10,6 +10,8 @@ import os
 
 import click
 
+from vidjobs.cli.options import database_url_option
+
 __all__ = ["api"]
 
 
@@ -37,13 +39,7 @@ __all__ = ["api"]
     default=1,
     help="uvicorn worker processes (uploads are I/O bound: one per core is plenty).",
 )
-@click.option(
-    "--database-url",
-    envvar="DATABASE_URL",
-    show_envvar=True,
-    required=True,
-    help="Postgres URL of the vidjobs database.",
-)
+@database_url_option
 @click.option(
     "--max-upload-bytes",
     envvar="VIDJOBS_API_MAX_UPLOAD_BYTES",

@@ -6,15 +6,9 @@ from typing import Any
 
 import click
 
-__all__ = ["db"]
+from vidjobs.cli.options import database_url_option
 
-_database_url = click.option(
-    "--database-url",
-    envvar="DATABASE_URL",
-    show_envvar=True,
-    required=True,
-    help="Postgres URL (or key=value DSN) of the vidjobs database.",
-)
+__all__ = ["db"]
 
 
 class _OneLineErrors(click.Group):
@@ -40,7 +34,7 @@ def db() -> None:
 
 
 @db.command()
-@_database_url
+@database_url_option
 def migrate(database_url: str) -> None:
     """Apply every migration not applied yet (safe to run again)."""
     from db.migrate import migrate as run_migrate
@@ -52,7 +46,7 @@ def migrate(database_url: str) -> None:
 
 
 @db.command()
-@_database_url
+@database_url_option
 @click.option(
     "--steps",
     envvar="VIDJOBS_DB_ROLLBACK_STEPS",
@@ -80,7 +74,7 @@ def rollback(database_url: str, steps: int, all_: bool) -> None:
 
 
 @db.command()
-@_database_url
+@database_url_option
 def status(database_url: str) -> None:
     """List every migration and whether it is applied; exit 1 if any is pending."""
     from db.migrate import status as run_status
@@ -93,7 +87,7 @@ def status(database_url: str) -> None:
 
 
 @db.command()
-@_database_url
+@database_url_option
 @click.option(
     "--older-than-days",
     envvar="VIDJOBS_RETENTION_DAYS",

@@ -9,17 +9,11 @@ from typing import Any, TypeVar
 
 import click
 
+from vidjobs.cli.options import database_url_option
+
 __all__ = ["keys"]
 
 T = TypeVar("T")
-
-_database_url = click.option(
-    "--database-url",
-    envvar="DATABASE_URL",
-    show_envvar=True,
-    required=True,
-    help="Postgres URL of the vidjobs database.",
-)
 
 
 def _run(database_url: str, action: Callable[[Any], Awaitable[T]]) -> T:
@@ -43,7 +37,7 @@ def keys() -> None:
 
 
 @keys.command()
-@_database_url
+@database_url_option
 @click.option(
     "--tenant",
     envvar="VIDJOBS_KEY_TENANT",
@@ -74,7 +68,7 @@ def create(database_url: str, tenant: str, name: str) -> None:
 
 
 @keys.command("list")
-@_database_url
+@database_url_option
 @click.option(
     "--tenant",
     envvar="VIDJOBS_KEY_TENANT",
@@ -97,7 +91,7 @@ def list_keys(database_url: str, tenant: str | None) -> None:
 
 
 @keys.command()
-@_database_url
+@database_url_option
 @click.argument("key_id", type=click.UUID)
 def revoke(database_url: str, key_id: uuid.UUID) -> None:
     """Revoke KEY_ID at once: every later request with it gets 401."""

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from vidjobs.cli.options import database_url_option
 from worker.settings import WorkerSettings, default_worker_id
 
 if TYPE_CHECKING:
@@ -24,13 +25,7 @@ def _default(name: str) -> Any:
 
 
 @click.command()
-@click.option(
-    "--database-url",
-    envvar="DATABASE_URL",
-    show_envvar=True,
-    required=True,
-    help="Postgres URL of the vidjobs database.",
-)
+@database_url_option
 @click.option(
     "--concurrency",
     envvar="VIDJOBS_WORKER_CONCURRENCY",
