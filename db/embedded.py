@@ -54,6 +54,15 @@ def _ensure_os_user(name: str) -> pwd.struct_passwd:
         return pwd.getpwnam(name)
 
 
+def _let_server_user_reach(path: Path) -> None:
+    """Let the unprivileged server user traverse ``path`` and every folder above it (x only)."""
+    for folder in [path, *path.parents]:
+        with contextlib.suppress(PermissionError):
+            mode = folder.stat().st_mode
+            if mode & 0o011 != 0o011:
+                folder.chmod(mode | 0o011)
+
+
 def _wait_for_port(port: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -104,15 +113,15 @@ class EmbeddedPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self._as_root:
             entry = _ensure_os_user(_PG_USER)
-            # The server user must be able to reach its directory through every parent.
-            for parent in [self.data_dir, *self.data_dir.parents]:
-                with contextlib.suppress(PermissionError):
-                    parent.chmod(parent.stat().st_mode | 0o011)
+            _let_server_user_reach(self.data_dir)
             shutil.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
         self.data_dir.chmod(0o700)
 
     def start(self) -> EmbeddedPostgres:
         """Initialise the cluster if needed and start the server; returns self."""
+        if self._as_root:
+            # The binaries live in the venv, possibly under a private folder (mktemp -d is 0700).
+            _let_server_user_reach(_pg_bin().parent)
         if not (self.data_dir / "PG_VERSION").exists():
             self._prepare_dir()
             self._run(
