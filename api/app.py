@@ -22,18 +22,18 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
-from api.auth import AuthCache
-from api.dependencies import dependencies
-from api.jobs import JobsController
-from api.metrics import Metrics
-from api.ops import OpsController
-from api.problems import exception_handlers
-from api.runtime import ApiRuntime
-from api.settings import ApiSettings
-from api.status_reads import StatusReads
-from api.videos import VideoController
-from db.blobs import open_blob_store
-from db.pool import open_pool
+from vidjobs.api.auth import AuthCache
+from vidjobs.api.dependencies import dependencies
+from vidjobs.api.jobs import JobsController
+from vidjobs.api.metrics import Metrics
+from vidjobs.api.ops import OpsController
+from vidjobs.api.problems import exception_handlers
+from vidjobs.api.runtime import ApiRuntime
+from vidjobs.api.settings import ApiSettings
+from vidjobs.api.status_reads import StatusReads
+from vidjobs.api.videos import VideoController
+from vidjobs.blobs import open_blob_store
+from vidjobs.db.pool import open_pool
 
 __all__ = ["app_from_env", "create_app"]
 

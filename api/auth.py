@@ -14,10 +14,10 @@ from typing import Any
 from litestar import Request
 from psycopg import AsyncConnection
 
-from api.problems import ProblemError
-from db.jobs import job_get
-from db.keys import api_key_authenticate, api_key_job_get, hash_key
-from schema import Job
+from vidjobs.api.problems import ProblemError
+from vidjobs.db.api_keys import api_key_authenticate, api_key_job_get, hash_key
+from vidjobs.db.jobs import job_get
+from vidjobs.schema import Job
 
 __all__ = ["AuthCache", "authenticate", "authenticate_job", "bearer_key", "unauthorized"]
 

@@ -10,9 +10,9 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from psycopg import AsyncConnection
 
-from api.auth import authenticate
-from api.runtime import ApiRuntime, runtime
-from db.pool import acquire
+from vidjobs.api.auth import authenticate
+from vidjobs.api.runtime import ApiRuntime, runtime
+from vidjobs.db.pool import acquire
 
 __all__ = ["dependencies", "provide_connection", "provide_tenant"]
 

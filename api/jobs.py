@@ -10,19 +10,19 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 from psycopg import AsyncConnection
 
-from api.presenters import (
+from vidjobs.api.presenters import (
     JobIdPath,
     describe_state,
     job_not_found,
     job_status,
     parse_job_id,
 )
-from api.problems import ProblemError, problem_responses
-from api.runtime import ApiRuntime
-from db.blobs import results_key, video_key
-from db.jobs import job_cancel, job_delete, job_get, job_list
-from schema import JobState
-from schema.api import FieldError, JobList, JobStatus
+from vidjobs.api.problems import ProblemError, problem_responses
+from vidjobs.api.runtime import ApiRuntime
+from vidjobs.blobs import results_key, video_key
+from vidjobs.db.jobs import job_cancel, job_delete, job_get, job_list
+from vidjobs.schema import JobState
+from vidjobs.schema.api import FieldError, JobList, JobStatus
 
 __all__ = ["JobsController"]
 

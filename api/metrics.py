@@ -12,7 +12,7 @@ from collections import defaultdict
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from schema.job import JobState
+from vidjobs.schema.job import JobState
 
 __all__ = ["BUCKETS", "Metrics"]
 

@@ -10,12 +10,12 @@ from litestar import Controller, Response, get
 from litestar.di import NamedDependency
 from psycopg_pool import AsyncConnectionPool
 
-from api.problems import problem_responses
-from api.runtime import ApiRuntime
-from db.jobs import job_count_by_state
-from db.pool import acquire
-from schema import JobState
-from schema.api import Health, Readiness
+from vidjobs.api.problems import problem_responses
+from vidjobs.api.runtime import ApiRuntime
+from vidjobs.db.jobs import job_count_by_state
+from vidjobs.db.pool import acquire
+from vidjobs.schema import JobState
+from vidjobs.schema.api import Health, Readiness
 
 __all__ = ["OpsController"]
 

@@ -7,9 +7,9 @@ from typing import Annotated
 
 from litestar.params import PathParameter
 
-from api.problems import ProblemError
-from schema import Job, JobState
-from schema.api import FieldError, JobError, JobStatus
+from vidjobs.api.problems import ProblemError
+from vidjobs.schema import Job, JobState
+from vidjobs.schema.api import FieldError, JobError, JobStatus
 
 __all__ = ["JobIdPath", "describe_state", "job_not_found", "job_status", "parse_job_id"]
 

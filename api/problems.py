@@ -19,10 +19,10 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
-from db.blobs import BlobNotFound, BlobStoreError, BlobStoreUnavailable
-from db.errors import DatabaseUnavailable, InvalidCursor
-from schema.api import FieldError, Problem
-from schema.job import JobState
+from vidjobs.blobs import BlobNotFound, BlobStoreError, BlobStoreUnavailable
+from vidjobs.db.errors import DatabaseUnavailable, InvalidCursor
+from vidjobs.schema.api import FieldError, Problem
+from vidjobs.schema.job import JobState
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",

@@ -9,11 +9,11 @@ from anyio import CapacityLimiter
 from litestar.datastructures import State
 from psycopg_pool import AsyncConnectionPool
 
-from api.auth import AuthCache
-from api.metrics import Metrics
-from api.settings import ApiSettings
-from api.status_reads import StatusReads
-from db.blobs import BlobStore
+from vidjobs.api.auth import AuthCache
+from vidjobs.api.metrics import Metrics
+from vidjobs.api.settings import ApiSettings
+from vidjobs.api.status_reads import StatusReads
+from vidjobs.blobs import BlobStore
 
 __all__ = ["ApiRuntime", "runtime"]
 

@@ -6,9 +6,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from db.blobs import BlobSettings
-from db.pool import DatabaseSettings
-from schema.api import DEFAULT_PIPELINE, PIPELINES
+from vidjobs.blobs import BlobSettings
+from vidjobs.db.pool import DatabaseSettings
+from vidjobs.schema.api import DEFAULT_PIPELINE, PIPELINES
 
 __all__ = ["ApiSettings"]
 

@@ -16,10 +16,10 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from db.errors import DatabaseUnavailable
-from db.keys import api_key_job_get_many
-from db.pool import run_read
-from schema import Job
+from vidjobs.db.api_keys import api_key_job_get_many
+from vidjobs.db.errors import DatabaseUnavailable
+from vidjobs.db.pool import run_read
+from vidjobs.schema import Job
 
 __all__ = ["StatusReads"]
 

@@ -21,10 +21,10 @@ from typing import Any, BinaryIO, cast
 import anyio.to_thread
 from litestar import Request, Response
 
-from api.auth import authenticate
-from api.problems import ProblemError
-from api.runtime import ApiRuntime
-from api.uploads import (
+from vidjobs.api.auth import authenticate
+from vidjobs.api.problems import ProblemError
+from vidjobs.api.runtime import ApiRuntime
+from vidjobs.api.uploads import (
     BlobFeed,
     FileStart,
     FormField,
@@ -34,12 +34,12 @@ from api.uploads import (
     read_head,
     upload_too_large,
 )
-from db.blobs import BlobStore, video_key
-from db.jobs import job_get_by_idempotency_key, job_insert
-from db.pool import acquire
-from schema import Job
-from schema.api import PIPELINES, PRIORITY_MAX, PRIORITY_MIN, FieldError, SubmitAccepted
-from schema.results import validate_params
+from vidjobs.blobs import BlobStore, video_key
+from vidjobs.db.jobs import job_get_by_idempotency_key, job_insert
+from vidjobs.db.pool import acquire
+from vidjobs.schema import Job
+from vidjobs.schema.api import PIPELINES, PRIORITY_MAX, PRIORITY_MIN, FieldError, SubmitAccepted
+from vidjobs.schema.results import validate_params
 
 __all__ = ["FILE_FIELD", "SubmitSpec", "submit_video"]
 

@@ -19,7 +19,7 @@ from litestar.exceptions import InternalServerException
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from api.problems import ProblemError
+from vidjobs.api.problems import ProblemError
 
 __all__ = [
     "MP4_BRANDS",

@@ -14,17 +14,23 @@ from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Sche
 from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
 from psycopg import AsyncConnection
 
-from api.auth import authenticate, bearer_key, unauthorized
-from api.presenters import JobIdPath, describe_state, job_not_found, job_status, parse_job_id
-from api.problems import ProblemError, problem_responses
-from api.runtime import ApiRuntime, runtime
-from api.submit import FILE_FIELD, submit_video
-from db.blobs import results_key
-from db.jobs import job_get
-from db.keys import hash_key
-from db.pool import run_read
-from schema import JobState
-from schema.api import (
+from vidjobs.api.auth import authenticate, bearer_key, unauthorized
+from vidjobs.api.presenters import (
+    JobIdPath,
+    describe_state,
+    job_not_found,
+    job_status,
+    parse_job_id,
+)
+from vidjobs.api.problems import ProblemError, problem_responses
+from vidjobs.api.runtime import ApiRuntime, runtime
+from vidjobs.api.submit import FILE_FIELD, submit_video
+from vidjobs.blobs import results_key
+from vidjobs.db.api_keys import hash_key
+from vidjobs.db.jobs import job_get
+from vidjobs.db.pool import run_read
+from vidjobs.schema import JobState
+from vidjobs.schema.api import (
     PIPELINES,
     PRIORITY_MAX,
     PRIORITY_MIN,
@@ -32,7 +38,7 @@ from schema.api import (
     JobStatus,
     SubmitAccepted,
 )
-from schema.results import (
+from vidjobs.schema.results import (
     MIN_CONFIDENCE_DEFAULT,
     MIN_CONFIDENCE_MAX,
     MIN_CONFIDENCE_MIN,

@@ -47,10 +47,10 @@ import httpx
 import psycopg
 from psycopg import sql
 
-from db.blobs import BlobSettings, open_blob_store
-from db.jobs import NewJob, job_insert_many
-from db.keys import api_key_create
-from db.migrate import migrate
+from vidjobs.blobs import BlobSettings, open_blob_store
+from vidjobs.db.api_keys import api_key_create
+from vidjobs.db.jobs import NewJob, job_insert_many
+from vidjobs.db.migrate import migrate
 
 MB = 1024 * 1024
 TENANT = "bench"
@@ -78,7 +78,7 @@ def postgres(dsn: str | None, tmp: Path) -> Iterator[str]:
         admin = dsn
         stack: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     else:
-        from db.embedded import EmbeddedPostgres
+        from vidjobs.devstack.embedded import EmbeddedPostgres
 
         pg = EmbeddedPostgres(tmp / "pg", durable=True)
         pg.start()
@@ -127,7 +127,7 @@ def blob_settings(args: argparse.Namespace, tmp: Path) -> Iterator[BlobSettings]
             s3_bucket=bucket,
         )
         return
-    from db.embedded import EmbeddedS3
+    from vidjobs.devstack.embedded import EmbeddedS3
 
     with EmbeddedS3(tmp / "s3") as s3:
         yield BlobSettings(

@@ -29,8 +29,8 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from worker.pipeline import PipelineSettings, VideoAnalyzer  # noqa: E402
-from worker.synth.video import make_sample_video  # noqa: E402
+from vidjobs.devstack.synth.video import make_sample_video  # noqa: E402
+from vidjobs.worker.pipelines.yolo_ocr import PipelineSettings, VideoAnalyzer  # noqa: E402
 
 _ANALYZER: VideoAnalyzer | None = None
 

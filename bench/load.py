@@ -72,7 +72,7 @@ class Stack:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def env(self) -> dict[str, str]:
-        from worker.pipeline.settings import FIXTURE_IMGSZ, FIXTURE_WEIGHTS
+        from vidjobs.worker.pipelines.yolo_ocr.settings import FIXTURE_IMGSZ, FIXTURE_WEIGHTS
 
         env = dict(os.environ)
         env.update(
@@ -122,9 +122,9 @@ class Stack:
 @contextlib.contextmanager
 def embedded_stack(args: argparse.Namespace) -> Iterator[Stack]:
     """Postgres, API and workers on this machine; everything stopped on the way out."""
-    from db.embedded import EmbeddedPostgres, free_port
-    from db.keys import api_key_create
-    from db.migrate import migrate
+    from vidjobs.db.api_keys import api_key_create
+    from vidjobs.db.migrate import migrate
+    from vidjobs.devstack.embedded import EmbeddedPostgres, free_port
 
     with tempfile.TemporaryDirectory(prefix="vidjobs-load-") as tmp_name:
         stack = Stack(Path(tmp_name))
@@ -234,7 +234,7 @@ async def user(
 
 
 def _sample_video(tmp: Path) -> bytes:
-    from worker.synth.video import make_sample_video
+    from vidjobs.devstack.synth.video import make_sample_video
 
     path = tmp / "load.mp4"
     make_sample_video(path, seconds=1.0, fps=10, width=320, height=192, seed=3)

@@ -36,10 +36,10 @@ sys.path[0] = str(REPO)
 
 import cv2  # noqa: E402
 
-from schema.results import decode_results  # noqa: E402
-from worker.pipeline import PipelineSettings, VideoAnalyzer  # noqa: E402
-from worker.pipeline.settings import FIXTURE_IMGSZ, FIXTURE_WEIGHTS  # noqa: E402
-from worker.synth.video import GroundTruth, make_sample_video  # noqa: E402
+from vidjobs.devstack.synth.video import GroundTruth, make_sample_video  # noqa: E402
+from vidjobs.schema.results import decode_results  # noqa: E402
+from vidjobs.worker.pipelines.yolo_ocr import PipelineSettings, VideoAnalyzer  # noqa: E402
+from vidjobs.worker.pipelines.yolo_ocr.settings import FIXTURE_IMGSZ, FIXTURE_WEIGHTS  # noqa: E402
 
 Box = tuple[float, float, float, float]
 Frame = dict[str, Any]  # {"t_ms", "texts": [str], "detections": [(label, box)]}
@@ -133,8 +133,8 @@ def run_analyzer(
 
 def unchanged_frames(video: Path, sample_fps: float) -> int:
     """How many sampled frames the analyzer's unchanged-frame check lets it skip."""
-    from worker.pipeline.analyzer import _UNCHANGED_BELOW, _thumbnail
-    from worker.pipeline.decode import VideoSource
+    from vidjobs.worker.pipelines.yolo_ocr.analyzer import _UNCHANGED_BELOW, _thumbnail
+    from vidjobs.worker.pipelines.yolo_ocr.decode import VideoSource
 
     count = 0
     previous = None

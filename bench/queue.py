@@ -40,13 +40,13 @@ from typing import Any  # noqa: E402
 import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 
-from db.jobs import NewJob, job_insert, job_insert_many  # noqa: E402
-from db.migrate import migrate  # noqa: E402
-from db.pool import DatabaseSettings  # noqa: E402
-from worker.main import run_worker  # noqa: E402
-from worker.pipelines import JobContext, NoopPipeline, PipelineRegistry  # noqa: E402
-from worker.runner import Worker  # noqa: E402
-from worker.settings import WorkerSettings  # noqa: E402
+from vidjobs.db.jobs import NewJob, job_insert, job_insert_many  # noqa: E402
+from vidjobs.db.migrate import migrate  # noqa: E402
+from vidjobs.db.pool import DatabaseSettings  # noqa: E402
+from vidjobs.worker.main import run_worker  # noqa: E402
+from vidjobs.worker.pipelines.contract import JobContext, NoopPipeline, PipelineRegistry  # noqa: E402
+from vidjobs.worker.runner import Worker  # noqa: E402
+from vidjobs.worker.settings import WorkerSettings  # noqa: E402
 
 TENANT = "bench"
 
@@ -109,7 +109,7 @@ def server(dsn: str | None) -> Iterator[str]:
     if dsn:
         yield dsn
         return
-    from db.embedded import EmbeddedPostgres
+    from vidjobs.devstack.embedded import EmbeddedPostgres
 
     with tempfile.TemporaryDirectory(prefix="vidjobs-bench-pg-") as tmp:
         pg = EmbeddedPostgres(Path(tmp) / "data", durable=True)

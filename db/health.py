@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import psycopg
 
-from db.errors import DatabaseUnavailable
-from db.migrate import MIGRATIONS_DIR
-from db.queries import load_queries
+from vidjobs.db.errors import DatabaseUnavailable
+from vidjobs.db.migrate import MIGRATIONS_DIR
+from vidjobs.db.sql import load_queries
 
 __all__ = ["SchemaNotReady", "WorkerSchema", "check_worker_schema", "known_migration_ids"]
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import msgspec
 
-from db.errors import InvalidCursor
-from db.statements import Conn, fetch, fetch_jobs, to_job
-from schema import Job, JobState
+from vidjobs.db.errors import InvalidCursor
+from vidjobs.db.statements import Conn, fetch, fetch_jobs, to_job
+from vidjobs.schema import Job, JobState
 
 __all__ = [
     "InsertResult",

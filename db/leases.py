@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, LiteralString
 
-from db.errors import LeaseLost
-from db.statements import Conn, fetch, fetch_jobs
-from schema import Job
+from vidjobs.db.errors import LeaseLost
+from vidjobs.db.statements import Conn, fetch, fetch_jobs
+from vidjobs.schema import Job
 
 __all__ = [
     "HeartbeatStatus",

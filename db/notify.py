@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from db.queries import load_queries
+from vidjobs.db.sql import load_queries
 
 __all__ = ["JobNotifier"]
 

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import psycopg
 import psycopg_pool
 
-from db.errors import DatabaseUnavailable
+from vidjobs.db.errors import DatabaseUnavailable
 
 __all__ = ["DatabaseSettings", "acquire", "open_pool", "run_read"]
 

@@ -16,8 +16,8 @@ from typing import Any
 import msgspec
 from psycopg import AsyncConnection
 
-from db.blobs import BlobStore, BlobStoreError, results_key, video_key
-from db.jobs import job_prune
+from vidjobs.blobs import BlobStore, BlobStoreError, results_key, video_key
+from vidjobs.db.jobs import job_prune
 
 __all__ = ["PruneReport", "prune_finished"]
 

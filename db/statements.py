@@ -1,4 +1,4 @@
-"""Running the named statements of ``db/queries/*.sql``: one call, one round trip.
+"""Running the named statements of ``db/sql/*.sql``: one call, one round trip.
 
 Shared by the two halves of the jobs API (``db/jobs.py``, ``db/leases.py``) and nothing else:
 the query dictionary, the mapping of a row to ``schema.Job``, and turning a lost connection
@@ -12,9 +12,9 @@ from typing import Any, LiteralString
 
 import psycopg
 
-from db.errors import DatabaseUnavailable
-from db.queries import load_queries
-from schema import Job, JobState
+from vidjobs.db.errors import DatabaseUnavailable
+from vidjobs.db.sql import load_queries
+from vidjobs.schema import Job, JobState
 
 __all__ = ["QUERIES", "Conn", "fetch", "fetch_jobs", "to_job"]
 

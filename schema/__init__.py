@@ -6,8 +6,8 @@ msgspec), so every process can depend on it without pulling in a database or ML 
 
 from __future__ import annotations
 
-from schema.job import TERMINAL_STATES, Job, JobState
-from schema.results import SCHEMA_VERSION, ResultsDocument, canonical_json, decode_results
+from vidjobs.schema.job import TERMINAL_STATES, Job, JobState
+from vidjobs.schema.results import SCHEMA_VERSION, ResultsDocument, canonical_json, decode_results
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from schema.job import JobState
+from vidjobs.schema.job import JobState
 
 PIPELINES: tuple[str, ...] = ("yolo_ocr", "noop")
 """Pipelines a client may name; ``noop`` only exercises the queue (smoke tests, benchmarks).

@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[0] = str(REPO)  # the repo, not scripts/, so no script shadows a stdlib module
 
-from worker.synth.corpus import build_corpus  # noqa: E402
+from vidjobs.devstack.synth.corpus import build_corpus  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

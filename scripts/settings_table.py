@@ -50,11 +50,15 @@ END = "<!-- settings-table:end -->"
 
 #: (section title, module, class) of every settings dataclass, in the order the docs show them.
 SETTINGS: list[tuple[str, str, str]] = [
-    ("Database (API, worker)", "db.pool", "DatabaseSettings"),
-    ("Blob store (API, worker)", "db.blobs.settings", "BlobSettings"),
-    ("API process (`vidjobs api`)", "api.settings", "ApiSettings"),
-    ("Worker process (`vidjobs worker`)", "worker.settings", "WorkerSettings"),
-    ("Video pipeline `yolo_ocr` (worker)", "worker.pipeline.settings", "PipelineSettings"),
+    ("Database (API, worker)", "vidjobs.db.pool", "DatabaseSettings"),
+    ("Blob store (API, worker)", "vidjobs.blobs.settings", "BlobSettings"),
+    ("API process (`vidjobs api`)", "vidjobs.api.settings", "ApiSettings"),
+    ("Worker process (`vidjobs worker`)", "vidjobs.worker.settings", "WorkerSettings"),
+    (
+        "Video pipeline `yolo_ocr` (worker)",
+        "vidjobs.worker.pipelines.yolo_ocr.settings",
+        "PipelineSettings",
+    ),
 ]
 
 _ENV_NAME = re.compile(r"\b(VIDJOBS_[A-Z0-9_]*[A-Z0-9]|DATABASE_URL)\b(?!_?\*)")

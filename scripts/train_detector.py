@@ -1,9 +1,9 @@
 """Train the fixture detector: a small YOLO that finds circles, squares, triangles and stars.
 
 No pretrained weights can be downloaded on our machines, so tests and the offline demo use a
-detector trained here from scratch on synthetic scenes (``worker.synth``). It writes
-``worker/pipeline/assets/shapes-yolo.pt`` and ``shapes-yolo.json`` (classes, imgsz, measured mAP
-on a held-out synthetic set, the command, the date).
+detector trained here from scratch on synthetic scenes (``vidjobs.devstack.synth``). It
+writes ``worker/pipelines/yolo_ocr/assets/shapes-yolo.pt`` and ``shapes-yolo.json`` (classes,
+imgsz, measured mAP on a held-out synthetic set, the command, the date).
 
 Usage::
 
@@ -32,10 +32,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path[0] = str(REPO)  # the repo, not scripts/, so no script shadows a stdlib module
 
-from worker.synth.scenes import random_scene  # noqa: E402
-from worker.synth.shapes import CLASSES  # noqa: E402
+from vidjobs.devstack.synth.scenes import random_scene  # noqa: E402
+from vidjobs.devstack.synth.shapes import CLASSES  # noqa: E402
 
-ASSETS = REPO / "worker" / "pipeline" / "assets"
+ASSETS = REPO / "worker" / "pipelines" / "yolo_ocr" / "assets"
 
 
 def write_split(root: Path, split: str, count: int, seed: int) -> None:

@@ -27,8 +27,8 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="vidjobs-yolo-cfg-"))
 
 if TYPE_CHECKING:
-    from db.blobs import BlobSettings, BlobStore
     from tests.harness.s3 import S3Server
+    from vidjobs.blobs import BlobSettings, BlobStore
 
 _TEMPLATE = f"vidjobs_template_{os.getpid()}"
 
@@ -49,7 +49,7 @@ def pg_server_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def pg_template(pg_server_url: str) -> Iterator[str]:
     """Name of a template database with every migration applied."""
-    from db.migrate import migrate
+    from vidjobs.db.migrate import migrate
 
     url = create_empty_database(pg_server_url, _TEMPLATE)
     migrate(url)
@@ -100,7 +100,7 @@ def s3_settings(s3_server: S3Server) -> Iterator[BlobSettings]:
 @pytest.fixture
 def local_blob_settings(tmp_path: Path) -> BlobSettings:
     """Local-directory ``BlobSettings`` under this test's ``tmp_path``."""
-    from db.blobs import BlobSettings
+    from vidjobs.blobs import BlobSettings
 
     return BlobSettings(backend="local", directory=tmp_path / "blobs")
 
@@ -108,7 +108,7 @@ def local_blob_settings(tmp_path: Path) -> BlobSettings:
 @pytest.fixture(params=["local", "s3"])
 def blob_store(request: pytest.FixtureRequest) -> Iterator[BlobStore]:
     """A ready blob store, once per backend, so one test covers both."""
-    from db.blobs import open_blob_store
+    from vidjobs.blobs import open_blob_store
 
     fixture = "local_blob_settings" if request.param == "local" else "s3_settings"
     store = open_blob_store(request.getfixturevalue(fixture))

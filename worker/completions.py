@@ -16,9 +16,9 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from db.errors import DatabaseUnavailable
-from db.leases import job_complete_many
-from worker.dbconn import DedicatedConnection
+from vidjobs.db.errors import DatabaseUnavailable
+from vidjobs.db.leases import job_complete_many
+from vidjobs.worker.dbconn import DedicatedConnection
 
 __all__ = ["Completer", "CompletionNotWritten"]
 

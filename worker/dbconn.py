@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import psycopg_pool
 
-from db.errors import DatabaseUnavailable
+from vidjobs.db.errors import DatabaseUnavailable
 
 __all__ = ["DedicatedConnection", "pooled"]
 

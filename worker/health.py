@@ -12,13 +12,13 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from db.errors import DatabaseUnavailable
-from db.health import SchemaNotReady, check_worker_schema
+from vidjobs.db.errors import DatabaseUnavailable
+from vidjobs.db.health import SchemaNotReady, check_worker_schema
 
 if TYPE_CHECKING:
-    from db.blobs import BlobSettings
-    from db.pool import DatabaseSettings
-    from worker.pipeline import PipelineSettings
+    from vidjobs.blobs import BlobSettings
+    from vidjobs.db.pool import DatabaseSettings
+    from vidjobs.worker.pipelines.yolo_ocr import PipelineSettings
 
 __all__ = ["CheckResult", "check_worker"]
 
@@ -78,7 +78,7 @@ def _check_database(db: DatabaseSettings) -> CheckResult:
 
 
 def _check_blobs(blobs: BlobSettings) -> CheckResult:
-    from db.blobs import BlobStoreError, open_blob_store
+    from vidjobs.blobs import BlobStoreError, open_blob_store
 
     name = f"blob store ({blobs.backend})"
     where = "VIDJOBS_BLOB_DIR" if blobs.backend == "local" else "VIDJOBS_S3_*"
@@ -95,7 +95,7 @@ def _check_blobs(blobs: BlobSettings) -> CheckResult:
 
 
 def _check_weights(video: PipelineSettings) -> CheckResult:
-    from worker.pipeline.weights import check_weights
+    from vidjobs.worker.pipelines.yolo_ocr.weights import check_weights
 
     found = check_weights(video.detector_weights)
     return CheckResult("detector weights", found.ok, found.detail)
@@ -104,7 +104,7 @@ def _check_weights(video: PipelineSettings) -> CheckResult:
 def _check_models(video: PipelineSettings) -> CheckResult:
     name = "models"
     try:
-        from worker.pipeline import VideoAnalyzer
+        from vidjobs.worker.pipelines.yolo_ocr import VideoAnalyzer
 
         VideoAnalyzer(video)
     except Exception as exc:  # whatever the loader raises, the operator needs its text

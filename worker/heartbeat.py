@@ -21,11 +21,11 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from db.errors import DatabaseUnavailable, LeaseLost
-from db.leases import HeartbeatStatus, job_heartbeat, job_progress
-from worker.dbconn import pooled
-from worker.pipelines import JobContext
-from worker.settings import WorkerSettings
+from vidjobs.db.errors import DatabaseUnavailable, LeaseLost
+from vidjobs.db.leases import HeartbeatStatus, job_heartbeat, job_progress
+from vidjobs.worker.dbconn import pooled
+from vidjobs.worker.pipelines.contract import JobContext
+from vidjobs.worker.settings import WorkerSettings
 
 __all__ = ["Heartbeater", "Lease"]
 

@@ -16,11 +16,11 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 
-from db.notify import JobNotifier
-from db.pool import DatabaseSettings, open_pool
-from worker.pipelines import PipelineRegistry
-from worker.runner import Worker, WorkerStats
-from worker.settings import WorkerSettings
+from vidjobs.db.notify import JobNotifier
+from vidjobs.db.pool import DatabaseSettings, open_pool
+from vidjobs.worker.pipelines.contract import PipelineRegistry
+from vidjobs.worker.runner import Worker, WorkerStats
+from vidjobs.worker.settings import WorkerSettings
 
 __all__ = ["exit_now_if_threads_linger", "run_worker"]
 

@@ -10,8 +10,8 @@ import enum
 import logging
 from dataclasses import dataclass
 
-from db.errors import DatabaseUnavailable
-from worker.pipelines import JobContext, JobFailure, JobStopped
+from vidjobs.db.errors import DatabaseUnavailable
+from vidjobs.worker.pipelines.contract import JobContext, JobFailure, JobStopped
 
 __all__ = ["Outcome", "Result", "classify"]
 

@@ -30,15 +30,15 @@ from typing import Any, Protocol
 
 from psycopg_pool import AsyncConnectionPool
 
-from db.errors import DatabaseUnavailable, LeaseLost
-from db.leases import job_claim, job_fail, job_release, job_retry_later
-from schema import Job
-from worker.completions import Completer, CompletionNotWritten
-from worker.dbconn import ASYNC_COMMIT_OPTIONS, DedicatedConnection, pooled
-from worker.heartbeat import Heartbeater
-from worker.outcome import Outcome, Result, classify
-from worker.pipelines import JobContext, PipelineRegistry
-from worker.settings import WorkerSettings
+from vidjobs.db.errors import DatabaseUnavailable, LeaseLost
+from vidjobs.db.leases import job_claim, job_fail, job_release, job_retry_later
+from vidjobs.schema import Job
+from vidjobs.worker.completions import Completer, CompletionNotWritten
+from vidjobs.worker.dbconn import ASYNC_COMMIT_OPTIONS, DedicatedConnection, pooled
+from vidjobs.worker.heartbeat import Heartbeater
+from vidjobs.worker.outcome import Outcome, Result, classify
+from vidjobs.worker.pipelines.contract import JobContext, PipelineRegistry
+from vidjobs.worker.settings import WorkerSettings
 
 __all__ = ["Notifier", "Worker", "WorkerStats"]
 

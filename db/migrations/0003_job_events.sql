@@ -1,6 +1,6 @@
 -- vidjobs.job_events: the append-only audit trail of every state transition.
 -- Rows are written by the same statement as the transition (a data-modifying CTE in each query
--- of db/queries/jobs.sql), so the trail and the state can never disagree.
+-- of db/sql/jobs.sql), so the trail and the state can never disagree.
 --
 -- No foreign key to jobs on purpose: its per-row referential check would run on the queue's hot
 -- path (three events per job); job_delete and job_prune delete a job's events in the same

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from db.embedded import free_port
 from tests.robustness.live import MP4_HEAD, LiveStack, create_key
-from worker.synth.video import make_sample_video
+from vidjobs.devstack.embedded import free_port
+from vidjobs.devstack.synth.video import make_sample_video
 
 pytestmark = [pytest.mark.acceptance]
 

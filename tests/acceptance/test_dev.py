@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from db.embedded import free_port
 from tests.acceptance.local_stack import StackRun
 from tests.robustness.live import MP4_HEAD
+from vidjobs.devstack.embedded import free_port
 
 pytestmark = [pytest.mark.acceptance]
 

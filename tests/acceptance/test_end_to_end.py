@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from db.blobs import BlobSettings
-from worker.pipeline.settings import FIXTURE_WEIGHTS
-from worker.synth.video import GroundTruth, make_sample_video
+from vidjobs.blobs import BlobSettings
+from vidjobs.devstack.synth.video import GroundTruth, make_sample_video
+from vidjobs.worker.pipelines.yolo_ocr.settings import FIXTURE_WEIGHTS
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.ml]
 

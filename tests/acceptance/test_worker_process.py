@@ -17,8 +17,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from db.jobs import NewJob, job_insert_many
-from worker.pipeline.settings import FIXTURE_WEIGHTS
+from vidjobs.db.jobs import NewJob, job_insert_many
+from vidjobs.worker.pipelines.yolo_ocr.settings import FIXTURE_WEIGHTS
 
 pytestmark = pytest.mark.acceptance
 
@@ -156,7 +156,7 @@ def test_check_is_light_and_exits_0_when_database_blobs_and_weights_are_ready(
         for line in proc.stderr.splitlines()
         if line.startswith("import time:")
     }
-    assert "db.health" in imported, "the importtime scan sees the check's own modules"
+    assert "vidjobs.db.health" in imported, "the importtime scan sees the check's own modules"
     heavy = sorted(m for m in imported if m.split(".")[0] in _ML_MODULES)
     assert heavy == [], "the light check imported the ML stack"
     oks = _lines(proc.stderr, "ok ")

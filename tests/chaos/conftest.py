@@ -27,10 +27,10 @@ import httpx
 import psycopg
 import pytest
 
-from db.blobs import BlobSettings
-from db.embedded import EmbeddedPostgres, EmbeddedS3, free_port
-from db.jobs import NewJob, job_insert_many
-from db.keys import api_key_create
+from vidjobs.blobs import BlobSettings
+from vidjobs.db.api_keys import api_key_create
+from vidjobs.db.jobs import NewJob, job_insert_many
+from vidjobs.devstack.embedded import EmbeddedPostgres, EmbeddedS3, free_port
 
 VIDJOBS = str(Path(sys.executable).with_name("vidjobs"))
 
@@ -312,7 +312,7 @@ def restartable_pg() -> Iterator[RestartablePostgres]:
     ``tmp_path``: every pytest session (others may run at once) resets ``pytest-of-<user>``
     to mode 0700, which locks out the unprivileged user the server runs as.
     """
-    from db.migrate import migrate
+    from vidjobs.db.migrate import migrate
 
     tmp = tempfile.TemporaryDirectory(prefix="vidjobs-chaos-pg-")
     server = EmbeddedPostgres(Path(tmp.name) / "data", durable=True)
@@ -427,7 +427,7 @@ def audit(url: str) -> Audit:
 
 def result_mismatches(url: str, blobs: BlobSettings, a: Audit) -> list[str]:
     """Completed noop jobs whose results blob was not written by the completing attempt."""
-    from db.blobs import open_blob_store, results_key
+    from vidjobs.blobs import open_blob_store, results_key
 
     wanted = {
         r[0]

@@ -17,8 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from db.blobs import BlobSettings, open_blob_store
-from db.embedded import EmbeddedS3
 from tests.chaos.conftest import (
     Procs,
     audit,
@@ -35,6 +33,8 @@ from tests.chaos.conftest import (
     wait_for,
     worker_args,
 )
+from vidjobs.blobs import BlobSettings, open_blob_store
+from vidjobs.devstack.embedded import EmbeddedS3
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -17,8 +17,6 @@ from typing import Any
 import psycopg
 import pytest
 
-from db.blobs import BlobSettings
-from db.jobs import NewJob, job_insert_many
 from tests.chaos.conftest import (
     Procs,
     RestartablePostgres,
@@ -29,6 +27,8 @@ from tests.chaos.conftest import (
     wait_for,
     worker_args,
 )
+from vidjobs.blobs import BlobSettings
+from vidjobs.db.jobs import NewJob, job_insert_many
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(240)]
 

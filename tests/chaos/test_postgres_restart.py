@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from db.blobs import BlobSettings, open_blob_store
 from tests.chaos.conftest import (
     Procs,
     RestartablePostgres,
@@ -31,6 +30,7 @@ from tests.chaos.conftest import (
     wait_for,
     worker_args,
 )
+from vidjobs.blobs import BlobSettings, open_blob_store
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(300)]
 

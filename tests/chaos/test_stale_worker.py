@@ -15,7 +15,6 @@ import uuid
 
 import pytest
 
-from db.blobs import BlobSettings, open_blob_store
 from tests.chaos.conftest import (
     Procs,
     audit,
@@ -27,6 +26,7 @@ from tests.chaos.conftest import (
     wait_for,
     worker_args,
 )
+from vidjobs.blobs import BlobSettings, open_blob_store
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(240)]
 

@@ -50,7 +50,7 @@ def postgres_server_url() -> Iterator[str]:
         with PostgresContainer("postgres:16", driver=None) as pg:
             yield pg.get_connection_url()
         return
-    from db.embedded import EmbeddedPostgres
+    from vidjobs.devstack.embedded import EmbeddedPostgres
 
     with tempfile.TemporaryDirectory(prefix="vidjobs-test-pg-") as tmp:
         server = EmbeddedPostgres(Path(tmp) / "data", durable=False)

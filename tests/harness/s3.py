@@ -18,8 +18,8 @@ from pathlib import Path
 from minio import Minio
 from minio.deleteobjects import DeleteObject
 
-from db.blobs import BlobSettings
 from tests.harness.postgres import docker_answers
+from vidjobs.blobs import BlobSettings
 
 __all__ = ["S3Server", "drop_bucket", "s3_server", "s3_settings_for"]
 
@@ -74,7 +74,7 @@ def s3_server() -> Iterator[S3Server]:
             port = minio.get_exposed_port(minio.port)
             yield S3Server(f"{host}:{port}", minio.access_key, minio.secret_key, kind="minio")
         return
-    from db.embedded import EmbeddedS3
+    from vidjobs.devstack.embedded import EmbeddedS3
 
     with tempfile.TemporaryDirectory(prefix="vidjobs-test-s3-") as tmp:
         server = EmbeddedS3(Path(tmp) / "data")

@@ -19,13 +19,13 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from api.app import create_app
-from api.settings import ApiSettings
-from db.blobs import BlobSettings, open_blob_store, results_key
-from db.keys import api_key_create, api_key_revoke
-from db.leases import job_claim, job_complete, job_progress
-from db.pool import DatabaseSettings
 from tests.harness.s3 import S3Server
+from vidjobs.api.app import create_app
+from vidjobs.api.settings import ApiSettings
+from vidjobs.blobs import BlobSettings, open_blob_store, results_key
+from vidjobs.db.api_keys import api_key_create, api_key_revoke
+from vidjobs.db.leases import job_claim, job_complete, job_progress
+from vidjobs.db.pool import DatabaseSettings
 
 __all__ = [
     "MAX_UPLOAD",

@@ -8,8 +8,8 @@ from typing import Any
 
 import psycopg
 
-from db.jobs import job_insert
-from schema import Job
+from vidjobs.db.jobs import job_insert
+from vidjobs.schema import Job
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -10,7 +10,6 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from db.blobs import BlobSettings
 from tests.harness.s3 import S3Server
 from tests.integration import api_support as fx
 from tests.integration.api_support import (
@@ -21,6 +20,7 @@ from tests.integration.api_support import (
     stand_in_worker_completes,
     stored_blobs,
 )
+from vidjobs.blobs import BlobSettings
 
 pytestmark = pytest.mark.integration
 
@@ -237,7 +237,7 @@ def test_failed_job_shows_its_error(
 
     import psycopg
 
-    from db.leases import job_fail
+    from vidjobs.db.leases import job_fail
 
     auth = Keys.auth(keys.acme)
     job_id = _submit(client, keys.acme)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from db.keys import (
+from vidjobs.db.api_keys import (
     KEY_MARKER,
     api_key_authenticate,
     api_key_create,
@@ -63,8 +63,8 @@ async def test_blank_tenant_rejected(database_url: str) -> None:
 async def test_key_and_job_in_one_round_trip(database_url: str) -> None:
     import uuid
 
-    from db.jobs import job_insert
-    from db.keys import api_key_job_get
+    from vidjobs.db.api_keys import api_key_job_get
+    from vidjobs.db.jobs import job_insert
 
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         key_id, acme = await api_key_create(conn, "acme")

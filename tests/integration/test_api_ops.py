@@ -11,13 +11,13 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from psycopg.conninfo import conninfo_to_dict
 
-from api.app import create_app
-from api.settings import ApiSettings
-from db.blobs import BlobSettings, BlobStoreUnavailable
 from tests.harness.postgres import drop_database
 from tests.harness.s3 import S3Server
 from tests.integration import api_support as fx
 from tests.integration.api_support import Keys, count_jobs, mp4_bytes, stored_blobs
+from vidjobs.api.app import create_app
+from vidjobs.api.settings import ApiSettings
+from vidjobs.blobs import BlobSettings, BlobStoreUnavailable
 
 pytestmark = pytest.mark.integration
 
@@ -143,7 +143,7 @@ def test_blob_store_down_during_submit_is_503_and_no_row(
         pass
     assert info.group_contains(BlobStoreUnavailable)
     # Down after start: swap the runtime's store for one on a closed port.
-    from db.blobs import open_blob_store
+    from vidjobs.blobs import open_blob_store
 
     with TestClient(create_app(api_settings)) as c:
         rt = c.app.state["vidjobs"]

@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from db.blobs import BlobSettings
 from tests.harness.s3 import S3Server
 from tests.integration.api_support import count_jobs, mp4_bytes, stored_blobs
+from vidjobs.blobs import BlobSettings
 
 pytestmark = pytest.mark.integration
 
@@ -271,8 +271,8 @@ def test_api_starts_while_postgres_is_down_and_recovers_when_it_is_up(
 
     import psycopg
 
-    from db.embedded import EmbeddedPostgres
-    from db.migrate import migrate
+    from vidjobs.db.migrate import migrate
+    from vidjobs.devstack.embedded import EmbeddedPostgres
 
     port = _free_port()
     url = f"postgresql://postgres@127.0.0.1:{port}/vidjobs"

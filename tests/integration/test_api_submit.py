@@ -13,8 +13,6 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from api.settings import ApiSettings
-from db.blobs import BlobSettings
 from tests.harness.s3 import S3Server
 from tests.integration import api_support as fx
 from tests.integration.api_support import (
@@ -26,6 +24,8 @@ from tests.integration.api_support import (
     stand_in_worker_completes,
     stored_blobs,
 )
+from vidjobs.api.settings import ApiSettings
+from vidjobs.blobs import BlobSettings
 
 # Fixtures shared by the API tests (bound here so pytest finds them for this module).
 api_settings = fx.api_settings
@@ -416,8 +416,8 @@ def test_end_to_end_on_the_local_directory_store_with_stand_in_worker(
 ) -> None:
     """The same flow on the single-machine backend: upload, oversize cut, results."""
 
-    from api.app import create_app
-    from db.pool import DatabaseSettings
+    from vidjobs.api.app import create_app
+    from vidjobs.db.pool import DatabaseSettings
 
     settings = ApiSettings(
         database=DatabaseSettings(url=database_url, pool_max_size=2),

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from db.blobs import (
+from tests.harness.s3 import S3Server
+from vidjobs.blobs import (
     BlobNotFound,
     BlobSettings,
     BlobStore,
@@ -26,9 +27,8 @@ from db.blobs import (
     results_key,
     video_key,
 )
-from db.blobs.s3 import PART_SIZE
-from db.embedded import free_port
-from tests.harness.s3 import S3Server
+from vidjobs.blobs.s3 import PART_SIZE
+from vidjobs.devstack.embedded import free_port
 
 pytestmark = pytest.mark.integration
 

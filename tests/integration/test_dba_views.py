@@ -10,9 +10,9 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from db.jobs import job_cancel
-from db.leases import job_claim, job_complete, job_fail
 from tests.integration.queue_helpers import submit
+from vidjobs.db.jobs import job_cancel
+from vidjobs.db.leases import job_claim, job_complete, job_fail
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 import psycopg
 import pytest
 
-from db.migrate import MIGRATIONS_DIR, migrate, rollback, status, yoyo_url
+from vidjobs.db.migrate import MIGRATIONS_DIR, migrate, rollback, status, yoyo_url
 
 pytestmark = pytest.mark.integration
 
@@ -133,7 +133,7 @@ def test_db_cli_says_what_failed_in_one_line() -> None:
     import subprocess
     import sys
 
-    from db.embedded import free_port
+    from vidjobs.devstack.embedded import free_port
 
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing_listens"
     for args in (["migrate"], ["status"], ["rollback"], ["prune"]):

@@ -12,8 +12,9 @@ from pathlib import Path
 import cv2
 import pytest
 
-from schema.results import ResultsDocument, decode_results
-from worker.pipeline import (
+from vidjobs.devstack.synth.video import GroundTruth, make_audio_only_mp4, make_sample_video
+from vidjobs.schema.results import ResultsDocument, decode_results
+from vidjobs.worker.pipelines.yolo_ocr import (
     FIXTURE_WEIGHTS,
     Cancelled,
     InvalidParams,
@@ -22,7 +23,6 @@ from worker.pipeline import (
     PipelineSettings,
     VideoAnalyzer,
 )
-from worker.synth.video import GroundTruth, make_audio_only_mp4, make_sample_video
 
 pytestmark = pytest.mark.ml
 
@@ -127,7 +127,7 @@ def test_results_are_byte_identical_across_runs_and_mp4v_decodes(
 _ANALYZE_IN_CHILD = """
 import sys
 from pathlib import Path
-from worker.pipeline import PipelineSettings, VideoAnalyzer
+from vidjobs.worker.pipelines.yolo_ocr import PipelineSettings, VideoAnalyzer
 analyzer = VideoAnalyzer(PipelineSettings.fixture())
 data = analyzer.analyze(Path(sys.argv[1]), {"sample_fps": 2.5}, lambda d, t: None, lambda: False)
 sys.stdout.buffer.write(data)

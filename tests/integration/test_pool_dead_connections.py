@@ -15,10 +15,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from db.errors import DatabaseUnavailable
-from db.jobs import job_count_by_state
-from db.pool import DatabaseSettings, acquire, open_pool, run_read
-from schema import JobState
+from vidjobs.db.errors import DatabaseUnavailable
+from vidjobs.db.jobs import job_count_by_state
+from vidjobs.db.pool import DatabaseSettings, acquire, open_pool, run_read
+from vidjobs.schema import JobState
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 

@@ -14,9 +14,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from db.blobs import BlobSettings, open_blob_store, results_key, video_key
-from db.jobs import job_cancel, job_event_list, job_get, job_insert
-from db.leases import job_claim, job_complete
+from vidjobs.blobs import BlobSettings, open_blob_store, results_key, video_key
+from vidjobs.db.jobs import job_cancel, job_event_list, job_get, job_insert
+from vidjobs.db.leases import job_claim, job_complete
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 

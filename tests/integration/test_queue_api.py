@@ -12,8 +12,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from db.errors import InvalidCursor
-from db.jobs import (
+from tests.integration.queue_helpers import T0, at, submit
+from vidjobs.db.errors import InvalidCursor
+from vidjobs.db.jobs import (
     NewJob,
     job_cancel,
     job_count_by_state,
@@ -26,10 +27,9 @@ from db.jobs import (
     job_list,
     job_prune,
 )
-from db.leases import job_claim, job_complete
-from db.notify import JobNotifier
-from schema import JobState
-from tests.integration.queue_helpers import T0, at, submit
+from vidjobs.db.leases import job_claim, job_complete
+from vidjobs.db.notify import JobNotifier
+from vidjobs.schema import JobState
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 

@@ -13,11 +13,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from db.jobs import NewJob, job_event_list, job_insert_many
-from db.leases import job_claim
-from db.queries import load_queries
-from schema import JobState
 from tests.integration.queue_helpers import T0, at, submit
+from vidjobs.db.jobs import NewJob, job_event_list, job_insert_many
+from vidjobs.db.leases import job_claim
+from vidjobs.db.sql import load_queries
+from vidjobs.schema import JobState
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 

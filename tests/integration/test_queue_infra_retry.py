@@ -13,11 +13,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from db.errors import LeaseLost
-from db.jobs import job_event_list, job_get
-from db.leases import job_claim, job_complete, job_fail, job_retry_later
-from schema import Job, JobState
 from tests.integration.queue_helpers import T0, at, submit
+from vidjobs.db.errors import LeaseLost
+from vidjobs.db.jobs import job_event_list, job_get
+from vidjobs.db.leases import job_claim, job_complete, job_fail, job_retry_later
+from vidjobs.schema import Job, JobState
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 

@@ -9,9 +9,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from db.errors import LeaseLost
-from db.jobs import job_cancel, job_event_list, job_get
-from db.leases import (
+from tests.integration.queue_helpers import at, submit
+from vidjobs.db.errors import LeaseLost
+from vidjobs.db.jobs import job_cancel, job_event_list, job_get
+from vidjobs.db.leases import (
     HeartbeatStatus,
     job_claim,
     job_complete,
@@ -21,8 +22,7 @@ from db.leases import (
     job_progress,
     job_release,
 )
-from schema import Job, JobState
-from tests.integration.queue_helpers import at, submit
+from vidjobs.schema import Job, JobState
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from db.embedded import free_port
-from db.errors import DatabaseUnavailable
-from db.jobs import job_count_by_state
-from db.pool import DatabaseSettings, acquire, open_pool
-from schema import JobState
 from tests.integration.queue_helpers import submit
+from vidjobs.db.errors import DatabaseUnavailable
+from vidjobs.db.jobs import job_count_by_state
+from vidjobs.db.pool import DatabaseSettings, acquire, open_pool
+from vidjobs.devstack.embedded import free_port
+from vidjobs.schema import JobState
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 

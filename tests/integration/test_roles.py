@@ -16,8 +16,8 @@ import pytest
 import yaml
 from psycopg import errors, sql
 
-from db.jobs import job_get, job_insert
-from db.leases import job_claim, job_complete, job_retry_later
+from vidjobs.db.jobs import job_get, job_insert
+from vidjobs.db.leases import job_claim, job_complete, job_retry_later
 
 pytestmark = pytest.mark.integration
 

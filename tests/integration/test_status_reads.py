@@ -8,11 +8,11 @@ import uuid
 import psycopg
 import pytest
 
-from api.status_reads import StatusReads
-from db.errors import DatabaseUnavailable
-from db.keys import api_key_create, api_key_revoke, hash_key
-from db.pool import DatabaseSettings, open_pool
 from tests.integration.queue_helpers import submit
+from vidjobs.api.status_reads import StatusReads
+from vidjobs.db.api_keys import api_key_create, api_key_revoke, hash_key
+from vidjobs.db.errors import DatabaseUnavailable
+from vidjobs.db.pool import DatabaseSettings, open_pool
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 

@@ -17,10 +17,10 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from db.jobs import job_event_list, job_get
-from schema import JobState
 from tests.integration.worker_support import fast_settings, running_worker, submit, wait_for
-from worker.pipelines import JobContext, JobFailure, PipelineRegistry
+from vidjobs.db.jobs import job_event_list, job_get
+from vidjobs.schema import JobState
+from vidjobs.worker.pipelines.contract import JobContext, JobFailure, PipelineRegistry
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 

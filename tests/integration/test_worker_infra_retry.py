@@ -17,10 +17,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from db.blobs import BlobSettings, open_blob_store, results_key
-from db.embedded import EmbeddedS3
-from db.jobs import job_event_list
-from schema import JobState
 from tests.integration.worker_support import (
     Conn,
     fast_settings,
@@ -29,7 +25,11 @@ from tests.integration.worker_support import (
     submit,
     wait_for,
 )
-from worker.pipelines import NoopPipeline, PipelineRegistry
+from vidjobs.blobs import BlobSettings, open_blob_store, results_key
+from vidjobs.db.jobs import job_event_list
+from vidjobs.devstack.embedded import EmbeddedS3
+from vidjobs.schema import JobState
+from vidjobs.worker.pipelines.contract import NoopPipeline, PipelineRegistry
 
 RUNNING, PENDING = JobState.RUNNING, JobState.PENDING
 

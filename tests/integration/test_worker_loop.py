@@ -9,9 +9,6 @@ from collections.abc import AsyncIterator
 import psycopg
 import pytest
 
-from db.jobs import NewJob, job_cancel, job_event_list, job_insert_many
-from db.leases import job_claim
-from schema import JobState
 from tests.integration.worker_support import (
     Conn,
     fast_settings,
@@ -20,8 +17,11 @@ from tests.integration.worker_support import (
     submit,
     wait_for,
 )
-from worker.pipelines import JobContext, NoopPipeline, Pipeline, PipelineRegistry
-from worker.registry import default_registry
+from vidjobs.db.jobs import NewJob, job_cancel, job_event_list, job_insert_many
+from vidjobs.db.leases import job_claim
+from vidjobs.schema import JobState
+from vidjobs.worker.pipelines.contract import JobContext, NoopPipeline, Pipeline, PipelineRegistry
+from vidjobs.worker.pipelines.registry import default_registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 

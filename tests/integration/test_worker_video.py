@@ -15,11 +15,6 @@ import cv2
 import psycopg
 import pytest
 
-from db.blobs import BlobSettings, BlobStore, open_blob_store, results_key, video_key
-from db.embedded import free_port
-from db.jobs import job_cancel
-from schema import JobState
-from schema.results import decode_results
 from tests.integration.worker_support import (
     Conn,
     fast_settings,
@@ -28,9 +23,14 @@ from tests.integration.worker_support import (
     submit,
     wait_for,
 )
-from worker.pipeline import PipelineSettings
-from worker.registry import default_registry
-from worker.synth.video import make_audio_only_mp4, make_sample_video
+from vidjobs.blobs import BlobSettings, BlobStore, open_blob_store, results_key, video_key
+from vidjobs.db.jobs import job_cancel
+from vidjobs.devstack.embedded import free_port
+from vidjobs.devstack.synth.video import make_audio_only_mp4, make_sample_video
+from vidjobs.schema import JobState
+from vidjobs.schema.results import decode_results
+from vidjobs.worker.pipelines.registry import default_registry
+from vidjobs.worker.pipelines.yolo_ocr import PipelineSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.ml, pytest.mark.anyio]
 

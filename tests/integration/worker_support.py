@@ -12,13 +12,13 @@ from typing import Any
 
 import psycopg
 
-from db.jobs import job_get, job_insert
-from db.pool import DatabaseSettings
-from schema import Job
-from worker.main import run_worker
-from worker.pipelines import PipelineRegistry, noop_only
-from worker.runner import Worker, WorkerStats
-from worker.settings import WorkerSettings
+from vidjobs.db.jobs import job_get, job_insert
+from vidjobs.db.pool import DatabaseSettings
+from vidjobs.schema import Job
+from vidjobs.worker.main import run_worker
+from vidjobs.worker.pipelines.contract import PipelineRegistry, noop_only
+from vidjobs.worker.runner import Worker, WorkerStats
+from vidjobs.worker.settings import WorkerSettings
 
 Conn = psycopg.AsyncConnection[Any]
 

@@ -23,11 +23,11 @@ from typing import Any
 import httpx
 import psycopg
 
-from db.blobs import BlobSettings, open_blob_store, results_key
-from db.embedded import free_port
-from db.keys import api_key_create, api_key_revoke
-from db.leases import job_claim, job_complete, job_fail
-from worker.pipeline.settings import FIXTURE_IMGSZ, FIXTURE_WEIGHTS
+from vidjobs.blobs import BlobSettings, open_blob_store, results_key
+from vidjobs.db.api_keys import api_key_create, api_key_revoke
+from vidjobs.db.leases import job_claim, job_complete, job_fail
+from vidjobs.devstack.embedded import free_port
+from vidjobs.worker.pipelines.yolo_ocr.settings import FIXTURE_IMGSZ, FIXTURE_WEIGHTS
 
 __all__ = [
     "MP4_HEAD",

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from tests.robustness.live import TERMINAL, LiveStack, create_key, sql, wait_until
-from worker.synth.corpus import BadInput, build_corpus
-from worker.synth.video import make_sample_video
+from vidjobs.devstack.synth.corpus import BadInput, build_corpus
+from vidjobs.devstack.synth.video import make_sample_video
 
 pytestmark = [pytest.mark.integration, pytest.mark.acceptance, pytest.mark.ml]
 

@@ -27,8 +27,6 @@ import httpx
 import psycopg
 import pytest
 
-from db.keys import api_key_authenticate
-from db.queries import load_queries
 from tests.robustness.live import (
     MP4_HEAD,
     VIDJOBS,
@@ -40,6 +38,8 @@ from tests.robustness.live import (
     sql,
     submit_noop,
 )
+from vidjobs.db.api_keys import api_key_authenticate
+from vidjobs.db.sql import load_queries
 
 pytestmark = [pytest.mark.integration, pytest.mark.acceptance]
 

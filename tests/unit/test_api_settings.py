@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from api.problems import ProblemError
-from api.settings import ApiSettings
-from api.submit import validate_fields
-from api.uploads import FormField
+from vidjobs.api.problems import ProblemError
+from vidjobs.api.settings import ApiSettings
+from vidjobs.api.submit import validate_fields
+from vidjobs.api.uploads import FormField
 
 
 def test_from_env_reads_every_variable() -> None:

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from api.problems import ProblemError
-from api.uploads import (
+from vidjobs.api.problems import ProblemError
+from vidjobs.api.uploads import (
     FileData,
     FileEnd,
     FileStart,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from db.blobs import BlobSettings, BlobStoreError, open_blob_store
-from db.blobs.local import LocalBlobStore
-from db.blobs.s3 import S3BlobStore
+from vidjobs.blobs import BlobSettings, BlobStoreError, open_blob_store
+from vidjobs.blobs.local import LocalBlobStore
+from vidjobs.blobs.s3 import S3BlobStore
 
 
 def test_defaults_are_a_local_directory() -> None:

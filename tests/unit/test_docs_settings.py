@@ -42,7 +42,7 @@ def _doc() -> str:
 
 def _read_by_code() -> set[str]:
     """VIDJOBS_*/DATABASE_URL string literals (not docstrings) in product code and test harness."""
-    dirs = [ROOT / p for p in ("schema", "db", "api", "worker", "vidjobs")]
+    dirs = [ROOT / p for p in ("schema", "db", "blobs", "api", "worker", "vidjobs")]
     dirs.append(ROOT / "tests" / "harness")
     names: set[str] = set()
     for path in (f for d in dirs for f in d.rglob("*.py")):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from db.embedded import _let_server_user_reach
+from vidjobs.devstack.embedded import _let_server_user_reach
 
 
 def test_private_folders_above_the_binaries_become_traversable(tmp_path: Path) -> None:

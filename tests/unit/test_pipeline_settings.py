@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from schema.results import VideoInfo
-from worker.pipeline.decode import planned_samples
-from worker.pipeline.settings import FIXTURE_WEIGHTS, PipelineSettings
+from vidjobs.schema.results import VideoInfo
+from vidjobs.worker.pipelines.yolo_ocr.decode import planned_samples
+from vidjobs.worker.pipelines.yolo_ocr.settings import FIXTURE_WEIGHTS, PipelineSettings
 
 
 def test_from_env_reads_every_variable() -> None:

@@ -1,4 +1,4 @@
-"""Every query name the code uses exists in db/queries/*.sql, and the loader is strict."""
+"""Every query name the code uses exists in db/sql/*.sql, and the loader is strict."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-import db.jobs
-import db.leases
-from db.queries import load_queries
+import vidjobs.db.jobs
+import vidjobs.db.leases
+from vidjobs.db.sql import load_queries
 
 ROOT = Path(__file__).resolve().parents[2]
-CODE = [p for pkg in ("db", "api", "worker", "vidjobs") for p in (ROOT / pkg).rglob("*.py")]
+_PACKAGES = ("db", "blobs", "api", "worker", "vidjobs/cli", "vidjobs/devstack")
+CODE = [p for pkg in _PACKAGES for p in (ROOT / pkg).rglob("*.py")]
 # Helpers that take a query name as their second positional argument.
 _NAME_ARG_HELPERS = {"fetch", "fetch_jobs", "_fenced"}
 
@@ -54,7 +55,7 @@ def test_scan_sees_the_jobs_modules() -> None:
 
 def test_every_jobs_function_runs_its_namesake_query() -> None:
     queries = load_queries()
-    exported = [*db.jobs.__all__, *db.leases.__all__]
+    exported = [*vidjobs.db.jobs.__all__, *vidjobs.db.leases.__all__]
     functions = [n for n in exported if n.startswith("job_")]
     assert functions
     assert [f for f in functions if f not in queries] == []

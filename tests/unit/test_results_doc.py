@@ -7,7 +7,7 @@ import json
 import msgspec
 import pytest
 
-from schema.results import (
+from vidjobs.schema.results import (
     SCHEMA_VERSION,
     Detection,
     EngineInfo,

@@ -64,7 +64,7 @@ def test_docs_tests_and_ordinary_words_are_not_hits(tmp_path: Path) -> None:
             "docs/roadmap.md": "A WebSocket feed and a GPU scheduler may come later.\n",
             "tests/test_x.py": "WEBSOCKET = 'websocket'\ncluster_manager = 1\n",
             "api/tests/fixture.py": "websocket = True\n",
-            "db/embedded.py": "import socket\n# initdb creates the Postgres cluster\n",
+            "vidjobs/devstack/pg.py": "import socket\n# initdb creates the Postgres cluster\n",
             "worker/detect.py": "DEVICE = 'cuda:0'  # one worker, the device it is given\n",
             "deploy/k8s/worker.yaml": "resources: {limits: {nvidia.com/gpu: 1}}\n",
             "README.md": "no websockets here\n",

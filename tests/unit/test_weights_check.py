@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from worker.pipeline.settings import FIXTURE_WEIGHTS
-from worker.pipeline.weights import check_weights, is_model_name, ultralytics_weights_dir
+from vidjobs.worker.pipelines.yolo_ocr.settings import FIXTURE_WEIGHTS
+from vidjobs.worker.pipelines.yolo_ocr.weights import (
+    check_weights,
+    is_model_name,
+    ultralytics_weights_dir,
+)
 
 
 @pytest.fixture

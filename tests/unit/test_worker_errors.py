@@ -7,13 +7,18 @@ from datetime import UTC, datetime
 
 import pytest
 
-from db.blobs import BlobNotFound, BlobStoreError, BlobStoreUnavailable
-from db.errors import DatabaseUnavailable
-from schema import Job, JobState
-from worker.outcome import classify
-from worker.pipeline.errors import Cancelled, InvalidParams, InvalidVideo, ModelUnavailable
-from worker.pipelines import JobContext, JobFailure, JobStopped
-from worker.video import blob_failure, pipeline_failure
+from vidjobs.blobs import BlobNotFound, BlobStoreError, BlobStoreUnavailable
+from vidjobs.db.errors import DatabaseUnavailable
+from vidjobs.schema import Job, JobState
+from vidjobs.worker.outcome import classify
+from vidjobs.worker.pipelines.contract import JobContext, JobFailure, JobStopped
+from vidjobs.worker.pipelines.yolo_ocr.errors import (
+    Cancelled,
+    InvalidParams,
+    InvalidVideo,
+    ModelUnavailable,
+)
+from vidjobs.worker.pipelines.yolo_ocr.job import blob_failure, pipeline_failure
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.settings import WorkerSettings
+from vidjobs.worker.settings import WorkerSettings
 
 
 def test_defaults_suit_a_video_worker() -> None:

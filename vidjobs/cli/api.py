@@ -71,7 +71,7 @@ def api(
     """
     import uvicorn
 
-    from api.settings import ApiSettings
+    from vidjobs.api.settings import ApiSettings
 
     os.environ.update(
         {
@@ -87,7 +87,7 @@ def api(
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     uvicorn.run(
-        "api.app:app_from_env",
+        "vidjobs.api.app:app_from_env",
         factory=True,
         host=host,
         port=port,

@@ -17,7 +17,7 @@ class _OneLineErrors(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         import psycopg
 
-        from db.blobs import BlobStoreError
+        from vidjobs.blobs import BlobStoreError
 
         try:
             return super().invoke(ctx)
@@ -37,7 +37,7 @@ def db() -> None:
 @database_url_option
 def migrate(database_url: str) -> None:
     """Apply every migration not applied yet (safe to run again)."""
-    from db.migrate import migrate as run_migrate
+    from vidjobs.db.migrate import migrate as run_migrate
 
     applied = run_migrate(database_url)
     for migration_id in applied:
@@ -65,7 +65,7 @@ def migrate(database_url: str) -> None:
 )
 def rollback(database_url: str, steps: int, all_: bool) -> None:
     """Roll back the last applied migration(s); data in dropped tables is lost."""
-    from db.migrate import rollback as run_rollback
+    from vidjobs.db.migrate import rollback as run_rollback
 
     rolled = run_rollback(database_url, None if all_ else steps)
     for migration_id in rolled:
@@ -77,7 +77,7 @@ def rollback(database_url: str, steps: int, all_: bool) -> None:
 @database_url_option
 def status(database_url: str) -> None:
     """List every migration and whether it is applied; exit 1 if any is pending."""
-    from db.migrate import status as run_status
+    from vidjobs.db.migrate import status as run_status
 
     rows = run_status(database_url)
     for migration_id, applied in rows:
@@ -114,8 +114,8 @@ def prune(database_url: str, older_than_days: float, batch: int) -> None:
 
     import psycopg
 
-    from db.blobs import BlobSettings, open_blob_store
-    from db.retention import prune_finished
+    from vidjobs.blobs import BlobSettings, open_blob_store
+    from vidjobs.db.retention import prune_finished
 
     store = open_blob_store(BlobSettings.from_env())
 

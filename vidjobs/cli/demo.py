@@ -13,7 +13,7 @@ from typing import Any
 import click
 import httpx
 
-from vidjobs.stack import LocalStack, StackSettings, StackStartError, default_weights
+from vidjobs.devstack.stack import LocalStack, StackSettings, StackStartError, default_weights
 
 __all__ = ["demo", "dev"]
 
@@ -100,7 +100,7 @@ def demo(weights: str | None, keep: bool) -> None:
     creates a key, submits a generated sample video (text + the fixture detector's objects), shows
     progress and prints a summary. Everything it started stops on exit or Ctrl+C.
     """
-    from worker.synth.video import make_sample_video
+    from vidjobs.devstack.synth.video import make_sample_video
 
     started = time.monotonic()
     data_dir = Path(tempfile.mkdtemp(prefix="vidjobs-demo-"))

@@ -54,7 +54,7 @@ def keys() -> None:
 )
 def create(database_url: str, tenant: str, name: str) -> None:
     """Create a key and print it ONCE (only its hash is stored: copy it now)."""
-    from db.keys import api_key_create
+    from vidjobs.db.api_keys import api_key_create
 
     if not tenant.strip():
         raise click.BadParameter("must not be blank", param_hint="--tenant")
@@ -78,7 +78,7 @@ def create(database_url: str, tenant: str, name: str) -> None:
 )
 def list_keys(database_url: str, tenant: str | None) -> None:
     """List keys (id, tenant, name, prefix, created, revoked), newest first."""
-    from db.keys import api_key_list
+    from vidjobs.db.api_keys import api_key_list
 
     rows = _run(database_url, lambda c: api_key_list(c, tenant=tenant))
     click.echo(f"{'KEY_ID':36}  {'TENANT':16} {'PREFIX':10} {'CREATED':20} {'REVOKED':20} NAME")
@@ -95,7 +95,7 @@ def list_keys(database_url: str, tenant: str | None) -> None:
 @click.argument("key_id", type=click.UUID)
 def revoke(database_url: str, key_id: uuid.UUID) -> None:
     """Revoke KEY_ID at once: every later request with it gets 401."""
-    from db.keys import api_key_revoke
+    from vidjobs.db.api_keys import api_key_revoke
 
     if not _run(database_url, lambda c: api_key_revoke(c, key_id)):
         raise click.ClickException(f"no key {key_id} (see 'vidjobs keys list')")

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from vidjobs.cli.options import database_url_option
-from worker.settings import WorkerSettings, default_worker_id
+from vidjobs.worker.settings import WorkerSettings, default_worker_id
 
 if TYPE_CHECKING:
-    from worker.pipeline.settings import PipelineSettings
+    from vidjobs.worker.pipelines.yolo_ocr.settings import PipelineSettings
 
 __all__ = ["worker"]
 
@@ -182,8 +182,8 @@ def worker(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from db.blobs import BlobSettings, BlobStoreError
-    from db.pool import DatabaseSettings
+    from vidjobs.blobs import BlobSettings, BlobStoreError
+    from vidjobs.db.pool import DatabaseSettings
 
     try:
         db = DatabaseSettings.from_env({"DATABASE_URL": database_url, **_pool_env()})
@@ -192,7 +192,7 @@ def worker(
     except (ValueError, BlobStoreError) as exc:
         raise click.UsageError(str(exc)) from exc
     if check or check_models:
-        from worker.health import check_worker
+        from vidjobs.worker.health import check_worker
 
         # The S3 client's retry warnings would bury the one FAILED line that says what to fix.
         logging.getLogger("urllib3").setLevel(logging.ERROR)
@@ -217,9 +217,9 @@ def worker(
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
 
-    from db.errors import DatabaseUnavailable
-    from worker.main import exit_now_if_threads_linger, run_worker
-    from worker.registry import default_registry
+    from vidjobs.db.errors import DatabaseUnavailable
+    from vidjobs.worker.main import exit_now_if_threads_linger, run_worker
+    from vidjobs.worker.pipelines.registry import default_registry
 
     try:
         registry = default_registry(blobs, video, concurrency=settings.concurrency)
@@ -232,7 +232,7 @@ def worker(
 
 def _video_settings() -> PipelineSettings:
     # Imported here: the pipeline package pulls in OpenCV, which --no-video workers never need.
-    from worker.pipeline.settings import PipelineSettings
+    from vidjobs.worker.pipelines.yolo_ocr.settings import PipelineSettings
 
     return PipelineSettings.from_env()
 

@@ -18,7 +18,7 @@ import cv2
 import msgspec
 import numpy as np
 
-from worker.synth.shapes import (
+from vidjobs.devstack.synth.shapes import (
     CLASSES,
     Box,
     Image,

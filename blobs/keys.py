@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from db.blobs.errors import BlobStoreError
+from vidjobs.blobs.errors import BlobStoreError
 
 __all__ = ["check_key", "results_key", "video_key"]
 

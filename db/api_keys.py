@@ -20,8 +20,8 @@ import msgspec
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from db.queries import load_queries
-from schema import Job, JobState
+from vidjobs.db.sql import load_queries
+from vidjobs.schema import Job, JobState
 
 __all__ = [
     "KEY_MARKER",

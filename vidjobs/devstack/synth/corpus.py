@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from worker.synth.video import ffmpeg_exe, make_audio_only_mp4, make_sample_video
+from vidjobs.devstack.synth.video import ffmpeg_exe, make_audio_only_mp4, make_sample_video
 
 __all__ = ["BadInput", "Box", "build_corpus", "top_level_boxes", "walk_boxes"]
 

@@ -7,15 +7,15 @@ and stopping between frames when asked.
 
 from __future__ import annotations
 
-from worker.pipeline.analyzer import ProgressFn, StopFn, VideoAnalyzer
-from worker.pipeline.errors import (
+from vidjobs.worker.pipelines.yolo_ocr.analyzer import ProgressFn, StopFn, VideoAnalyzer
+from vidjobs.worker.pipelines.yolo_ocr.errors import (
     Cancelled,
     InvalidParams,
     InvalidVideo,
     ModelUnavailable,
     PipelineError,
 )
-from worker.pipeline.settings import FIXTURE_WEIGHTS, PipelineSettings
+from vidjobs.worker.pipelines.yolo_ocr.settings import FIXTURE_WEIGHTS, PipelineSettings
 
 __all__ = [
     "FIXTURE_WEIGHTS",

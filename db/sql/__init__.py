@@ -1,4 +1,4 @@
-"""Runtime SQL: the named blocks of every ``.sql`` file in ``db/queries/``.
+"""Runtime SQL: the named blocks of every ``.sql`` file in ``db/sql/``.
 
 A block starts with ``-- name: <query_name>`` followed by one comment line saying what it does;
 it runs until the next ``-- name:`` line. Keeping SQL in files lets a DBA read and EXPLAIN it.
@@ -12,7 +12,7 @@ from typing import LiteralString, cast
 
 __all__ = ["QUERIES_DIR", "load_queries"]
 
-QUERIES_DIR = Path(__file__).parent / "queries"
+QUERIES_DIR = Path(__file__).parent
 _NAME = re.compile(r"^-- name: ([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
 

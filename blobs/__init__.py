@@ -12,10 +12,10 @@ The interface is synchronous (see :mod:`db.blobs.protocol`); async code wraps ea
 
 from __future__ import annotations
 
-from db.blobs.errors import BlobNotFound, BlobStoreError, BlobStoreUnavailable
-from db.blobs.keys import check_key, results_key, video_key
-from db.blobs.protocol import DEFAULT_CONTENT_TYPE, BlobStore
-from db.blobs.settings import BlobSettings, open_blob_store
+from vidjobs.blobs.errors import BlobNotFound, BlobStoreError, BlobStoreUnavailable
+from vidjobs.blobs.keys import check_key, results_key, video_key
+from vidjobs.blobs.protocol import DEFAULT_CONTENT_TYPE, BlobStore
+from vidjobs.blobs.settings import BlobSettings, open_blob_store
 
 __all__ = [
     "DEFAULT_CONTENT_TYPE",

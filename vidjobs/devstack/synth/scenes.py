@@ -11,8 +11,15 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from worker.synth.shapes import CLASSES, Box, Image, ShapeSpec, draw_shape, random_background
-from worker.synth.shapes import random_colour as _colour
+from vidjobs.devstack.synth.shapes import (
+    CLASSES,
+    Box,
+    Image,
+    ShapeSpec,
+    draw_shape,
+    random_background,
+)
+from vidjobs.devstack.synth.shapes import random_colour as _colour
 
 __all__ = ["LabelledBox", "random_scene"]
 

@@ -14,10 +14,10 @@ import concurrent.futures
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from worker.pipelines import JobContext
+from vidjobs.worker.pipelines.contract import JobContext
 
 if TYPE_CHECKING:
-    from worker.pipeline import PipelineSettings
+    from vidjobs.worker.pipelines.yolo_ocr import PipelineSettings
 
 __all__ = ["ThreadAnalyze"]
 
@@ -34,7 +34,7 @@ class ThreadAnalyze:
     """
 
     def __init__(self, settings: PipelineSettings, threads: int) -> None:
-        from worker.pipeline import VideoAnalyzer
+        from vidjobs.worker.pipelines.yolo_ocr import VideoAnalyzer
 
         self.analyzer = VideoAnalyzer(settings)
         self._pool = concurrent.futures.ThreadPoolExecutor(

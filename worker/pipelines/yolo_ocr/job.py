@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
-from db.blobs import (
+from vidjobs.blobs import (
     BlobNotFound,
     BlobStore,
     BlobStoreError,
@@ -25,7 +25,7 @@ from db.blobs import (
     results_key,
     video_key,
 )
-from worker.pipelines import JobContext, JobFailure, JobStopped
+from vidjobs.worker.pipelines.contract import JobContext, JobFailure, JobStopped
 
 __all__ = ["Analyze", "VideoPipeline", "blob_failure", "pipeline_failure"]
 
@@ -60,7 +60,7 @@ def blob_failure(what: str, exc: BlobStoreError) -> JobFailure:
 
 def pipeline_failure(exc: Exception) -> Exception:
     """Map ``worker.pipeline`` errors to what the loop understands (others pass through)."""
-    from worker.pipeline.errors import Cancelled, PipelineError
+    from vidjobs.worker.pipelines.yolo_ocr.errors import Cancelled, PipelineError
 
     if isinstance(exc, Cancelled):
         return JobStopped(str(exc))

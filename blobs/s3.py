@@ -20,9 +20,9 @@ import urllib3
 from minio import Minio
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 
-from db.blobs.errors import BlobNotFound, BlobStoreError, BlobStoreUnavailable
-from db.blobs.keys import check_key
-from db.blobs.protocol import DEFAULT_CONTENT_TYPE
+from vidjobs.blobs.errors import BlobNotFound, BlobStoreError, BlobStoreUnavailable
+from vidjobs.blobs.keys import check_key
+from vidjobs.blobs.protocol import DEFAULT_CONTENT_TYPE
 
 __all__ = ["PART_SIZE", "S3BlobStore"]
 

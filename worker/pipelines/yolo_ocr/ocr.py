@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from schema.results import EngineInfo, TextLine
-from worker.pipeline.detect import file_sha256
-from worker.pipeline.errors import ModelUnavailable
-from worker.pipeline.settings import PipelineSettings
+from vidjobs.schema.results import EngineInfo, TextLine
+from vidjobs.worker.pipelines.yolo_ocr.detect import file_sha256
+from vidjobs.worker.pipelines.yolo_ocr.errors import ModelUnavailable
+from vidjobs.worker.pipelines.yolo_ocr.settings import PipelineSettings
 
 __all__ = ["TextReader", "rapidocr_params"]
 

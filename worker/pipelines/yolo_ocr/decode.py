@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from schema.results import VideoInfo
-from worker.pipeline.errors import InvalidVideo
+from vidjobs.schema.results import VideoInfo
+from vidjobs.worker.pipelines.yolo_ocr.errors import InvalidVideo
 
 __all__ = ["MAX_FRAME_PIXELS", "SampledFrame", "VideoSource", "planned_samples"]
 

@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from db.blobs import BlobStore, BlobStoreError, BlobStoreUnavailable, results_key
-from schema import Job
+from vidjobs.blobs import BlobStore, BlobStoreError, BlobStoreUnavailable, results_key
+from vidjobs.schema import Job
 
 __all__ = [
     "JobContext",

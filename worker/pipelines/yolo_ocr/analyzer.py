@@ -13,13 +13,13 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from schema.results import Detection, FrameResult, ResultsParams, TextLine, validate_params
-from worker.pipeline.decode import VideoSource, planned_samples
-from worker.pipeline.detect import Detector
-from worker.pipeline.errors import Cancelled, InvalidParams
-from worker.pipeline.ocr import TextReader
-from worker.pipeline.results import build_document, encode_document
-from worker.pipeline.settings import PipelineSettings
+from vidjobs.schema.results import Detection, FrameResult, ResultsParams, TextLine, validate_params
+from vidjobs.worker.pipelines.yolo_ocr.decode import VideoSource, planned_samples
+from vidjobs.worker.pipelines.yolo_ocr.detect import Detector
+from vidjobs.worker.pipelines.yolo_ocr.errors import Cancelled, InvalidParams
+from vidjobs.worker.pipelines.yolo_ocr.ocr import TextReader
+from vidjobs.worker.pipelines.yolo_ocr.results import build_document, encode_document
+from vidjobs.worker.pipelines.yolo_ocr.settings import PipelineSettings
 
 __all__ = ["ProgressFn", "StopFn", "VideoAnalyzer"]
 

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from schema.results import Detection, EngineInfo
-from worker.pipeline.errors import ModelUnavailable
-from worker.pipeline.settings import PipelineSettings
-from worker.pipeline.weights import is_model_name
+from vidjobs.schema.results import Detection, EngineInfo
+from vidjobs.worker.pipelines.yolo_ocr.errors import ModelUnavailable
+from vidjobs.worker.pipelines.yolo_ocr.settings import PipelineSettings
+from vidjobs.worker.pipelines.yolo_ocr.weights import is_model_name
 
 __all__ = ["Detector", "file_sha256"]
 
@@ -35,7 +35,7 @@ def _unavailable(weights: str, why: str) -> ModelUnavailable:
     return ModelUnavailable(
         f"detector weights {weights!r} cannot be loaded: {why}. Set VIDJOBS_DETECTOR_WEIGHTS "
         "to a local .pt or .onnx file (the offline fixture is "
-        "worker/pipeline/assets/shapes-yolo.pt)"
+        "worker/pipelines/yolo_ocr/assets/shapes-yolo.pt)"
     )
 
 

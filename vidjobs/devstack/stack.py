@@ -24,9 +24,10 @@ from types import FrameType, TracebackType
 import httpx
 import psycopg
 
-from db.embedded import EmbeddedPostgres, free_port
-from db.keys import api_key_create
-from db.migrate import migrate
+from vidjobs.db.api_keys import api_key_create
+from vidjobs.db.migrate import migrate
+from vidjobs.devstack.embedded import EmbeddedPostgres, free_port
+from vidjobs.worker.pipelines.yolo_ocr.settings import FIXTURE_WEIGHTS
 
 __all__ = ["LocalStack", "StackSettings", "StackStartError", "default_weights"]
 
@@ -37,13 +38,7 @@ class StackStartError(RuntimeError):
 
 def default_weights() -> Path:
     """The project's own fixture detector, shipped in the wheel; works offline."""
-    return (
-        Path(__file__).resolve().parent.parent
-        / "worker"
-        / "pipeline"
-        / "assets"
-        / ("shapes-yolo.pt")
-    )
+    return FIXTURE_WEIGHTS
 
 
 @dataclass(frozen=True)

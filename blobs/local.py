@@ -13,9 +13,9 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from db.blobs.errors import BlobNotFound, BlobStoreError, BlobStoreUnavailable
-from db.blobs.keys import check_key
-from db.blobs.protocol import DEFAULT_CONTENT_TYPE
+from vidjobs.blobs.errors import BlobNotFound, BlobStoreError, BlobStoreUnavailable
+from vidjobs.blobs.keys import check_key
+from vidjobs.blobs.protocol import DEFAULT_CONTENT_TYPE
 
 __all__ = ["LocalBlobStore"]
 

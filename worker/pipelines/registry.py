@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from db.blobs import open_blob_store
-from worker.pipelines import NoopPipeline, Pipeline, PipelineRegistry
+from vidjobs.blobs import open_blob_store
+from vidjobs.worker.pipelines.contract import NoopPipeline, Pipeline, PipelineRegistry
 
 if TYPE_CHECKING:
-    from db.blobs import BlobSettings
-    from worker.pipeline import PipelineSettings
+    from vidjobs.blobs import BlobSettings
+    from vidjobs.worker.pipelines.yolo_ocr import PipelineSettings
 
 __all__ = ["default_registry", "video_pipeline"]
 
@@ -22,8 +22,8 @@ def video_pipeline(blobs: BlobSettings, video: PipelineSettings, concurrency: in
         JobFailure: the models cannot be loaded (``model_unavailable``, permanent), so every
             job that needs them fails with a message naming the setting instead of hanging.
     """
-    from worker.executors import ThreadAnalyze
-    from worker.video import VideoPipeline, pipeline_failure
+    from vidjobs.worker.pipelines.yolo_ocr.executor import ThreadAnalyze
+    from vidjobs.worker.pipelines.yolo_ocr.job import VideoPipeline, pipeline_failure
 
     try:
         analyze = ThreadAnalyze(video, threads=concurrency)

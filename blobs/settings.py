@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from db.blobs.errors import BlobStoreError
-from db.blobs.protocol import BlobStore
+from vidjobs.blobs.errors import BlobStoreError
+from vidjobs.blobs.protocol import BlobStore
 
 __all__ = ["BlobSettings", "open_blob_store"]
 
@@ -111,7 +111,7 @@ class BlobSettings:
 def open_blob_store(settings: BlobSettings) -> BlobStore:
     """The backend ``settings`` names; cheap (no I/O) — call ``ensure_ready()`` next."""
     if settings.backend == "s3":
-        from db.blobs.s3 import S3BlobStore
+        from vidjobs.blobs.s3 import S3BlobStore
 
         return S3BlobStore(
             endpoint=settings.s3_endpoint,
@@ -124,6 +124,6 @@ def open_blob_store(settings: BlobSettings) -> BlobStore:
             read_timeout_s=settings.s3_read_timeout_s,
             parallel_uploads=settings.s3_parallel_uploads,
         )
-    from db.blobs.local import LocalBlobStore
+    from vidjobs.blobs.local import LocalBlobStore
 
     return LocalBlobStore(settings.directory)

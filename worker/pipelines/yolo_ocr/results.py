@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from schema.results import (
+from vidjobs.schema.results import (
     SCHEMA_VERSION,
     EngineInfo,
     FrameResult,

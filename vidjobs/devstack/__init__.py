@@ -1,0 +1,1 @@
+"""The dev stack: embedded servers and sample videos for the demo, the dev stack and the tests."""

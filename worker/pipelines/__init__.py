@@ -1,0 +1,1 @@
+"""The pipelines a worker runs: the contract, the registry, ``noop`` and ``yolo_ocr``."""
