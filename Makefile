@@ -48,7 +48,7 @@ dev: $(STAMP) ## Run the local stack until Ctrl+C (vidjobs dev)
 	$(BIN)/vidjobs dev
 
 bench-queue: $(STAMP) ## Queue benchmark (enqueue, drain, wake-up latency)
-	$(BIN)/python bench/queue.py
+	$(BIN)/python bench/queue_bench.py
 
 bench-api: $(STAMP) ## API benchmark (upload RSS and speed, status req/s)
 	$(BIN)/python bench/api.py

@@ -17,24 +17,17 @@ Prints one JSON line LAST with the keys ``peak_rss_mb_100mb``, ``peak_rss_mb_1gb
 ``upload_mb_s``, ``copy_mb_s``, ``status_rps``, ``trivial_rps`` (plus context).
 """
 
-# ruff: noqa: E402 - sys.path is fixed before the imports (see below)
 from __future__ import annotations
-
-import os
-import sys
-
-# This file is called api.py and sits next to queue.py: never let this folder shadow the
-# ``api`` package or the standard library's ``queue``.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 
 import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time

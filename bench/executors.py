@@ -12,25 +12,18 @@ RSS of the parent and of one child.
 
 from __future__ import annotations
 
-import os
-import sys
+import argparse
+import concurrent.futures
+import json
+import multiprocessing as mp
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
 
-# bench/queue.py would shadow the standard library's ``queue`` for scripts run from bench/.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-
-import argparse  # noqa: E402
-import concurrent.futures  # noqa: E402
-import json  # noqa: E402
-import multiprocessing as mp  # noqa: E402
-import resource  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-from vidjobs.devstack.synth.video import make_sample_video  # noqa: E402
-from vidjobs.worker.pipelines.yolo_ocr import PipelineSettings, VideoAnalyzer  # noqa: E402
+from vidjobs.devstack.synth.video import make_sample_video
+from vidjobs.worker.pipelines.yolo_ocr import PipelineSettings, VideoAnalyzer
 
 _ANALYZER: VideoAnalyzer | None = None
 

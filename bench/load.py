@@ -20,23 +20,17 @@ errors) and jobs completed; with ``--kill-worker-at`` also when the kill happene
 jobs the killed worker held (taken back after the lease). Prints one JSON line LAST.
 """
 
-# ruff: noqa: E402 - sys.path is fixed before the imports (see below)
 from __future__ import annotations
-
-import os
-import sys
-
-# bench/ holds api.py and queue.py: never let this folder shadow the ``api`` package.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 
 import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections import defaultdict

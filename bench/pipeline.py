@@ -30,16 +30,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-# Replace the script directory (bench/queue.py would shadow the stdlib queue) by the repo.
-sys.path[0] = str(REPO)
+import cv2
 
-import cv2  # noqa: E402
-
-from vidjobs.devstack.synth.video import GroundTruth, make_sample_video  # noqa: E402
-from vidjobs.schema.results import decode_results  # noqa: E402
-from vidjobs.worker.pipelines.yolo_ocr import PipelineSettings, VideoAnalyzer  # noqa: E402
-from vidjobs.worker.pipelines.yolo_ocr.settings import FIXTURE_IMGSZ, FIXTURE_WEIGHTS  # noqa: E402
+from vidjobs.devstack.synth.video import GroundTruth, make_sample_video
+from vidjobs.schema.results import decode_results
+from vidjobs.worker.pipelines.yolo_ocr import PipelineSettings, VideoAnalyzer
+from vidjobs.worker.pipelines.yolo_ocr.settings import FIXTURE_IMGSZ, FIXTURE_WEIGHTS
 
 Box = tuple[float, float, float, float]
 Frame = dict[str, Any]  # {"t_ms", "texts": [str], "detections": [(label, box)]}

@@ -18,10 +18,9 @@ import json
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[0] = str(REPO)  # the repo, not scripts/, so no script shadows a stdlib module
+from vidjobs.devstack.synth.corpus import build_corpus
 
-from vidjobs.devstack.synth.corpus import build_corpus  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:

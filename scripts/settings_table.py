@@ -28,8 +28,6 @@ from typing import Any
 import click
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 __all__ = [
     "SETTINGS",

@@ -29,11 +29,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[0] = str(REPO)  # the repo, not scripts/, so no script shadows a stdlib module
+from vidjobs.devstack.synth.scenes import random_scene
+from vidjobs.devstack.synth.shapes import CLASSES
 
-from vidjobs.devstack.synth.scenes import random_scene  # noqa: E402
-from vidjobs.devstack.synth.shapes import CLASSES  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 ASSETS = REPO / "worker" / "pipelines" / "yolo_ocr" / "assets"
 

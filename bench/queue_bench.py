@@ -1,7 +1,7 @@
 """Queue benchmark: enqueue rates, drain rates of the REAL worker loop, idle wake-up latency.
 
-    .venv/bin/python bench/queue.py                 # own durable embedded Postgres (fsync on)
-    .venv/bin/python bench/queue.py --dsn URL       # an existing server (admin URL)
+    .venv/bin/python bench/queue_bench.py                 # own durable embedded Postgres (fsync on)
+    .venv/bin/python bench/queue_bench.py --dsn URL       # an existing server (admin URL)
 
 Phases (a fresh migrated scratch database each, ``synchronous_commit`` on unless told):
 single enqueue (``job_insert``, one commit each), batch enqueue (``job_insert_many`` x 1000),
@@ -10,43 +10,37 @@ drains (N no-op jobs, then P spawned processes each running ``worker.main.run_wo
 latency (50 probes: ``job_insert`` returned -> the pipeline's ``run`` started, in an idle
 worker process). Prints one JSON line LAST, with the keys of the peer benchmark in
 ``/work/shared/peers`` (it also runs there: ``PEERS_EXTRA="vidjobs=.venv/bin/python
-bench/queue.py"``; the PEERS_* environment variables are honoured).
+bench/queue_bench.py"``; the PEERS_* environment variables are honoured).
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import multiprocessing as mp
 import os
-import sys
+import queue as stdlib_queue
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
-# This file is called queue.py: never let it shadow the standard library's ``queue``.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+import psycopg
+from psycopg import sql
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import contextlib  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import multiprocessing as mp  # noqa: E402
-import queue as stdlib_queue  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import psycopg  # noqa: E402
-from psycopg import sql  # noqa: E402
-
-from vidjobs.db.jobs import NewJob, job_insert, job_insert_many  # noqa: E402
-from vidjobs.db.migrate import migrate  # noqa: E402
-from vidjobs.db.pool import DatabaseSettings  # noqa: E402
-from vidjobs.worker.main import run_worker  # noqa: E402
-from vidjobs.worker.pipelines.contract import JobContext, NoopPipeline, PipelineRegistry  # noqa: E402
-from vidjobs.worker.runner import Worker  # noqa: E402
-from vidjobs.worker.settings import WorkerSettings  # noqa: E402
+from vidjobs.db.jobs import NewJob, job_insert, job_insert_many
+from vidjobs.db.migrate import migrate
+from vidjobs.db.pool import DatabaseSettings
+from vidjobs.worker.main import run_worker
+from vidjobs.worker.pipelines.contract import JobContext, NoopPipeline, PipelineRegistry
+from vidjobs.worker.runner import Worker
+from vidjobs.worker.settings import WorkerSettings
 
 TENANT = "bench"
 
