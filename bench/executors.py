@@ -5,9 +5,9 @@
 Analyses the same set of generated videos (640x360 H.264, the fixture detector) three ways,
 after the models are loaded (load time is reported apart, as a worker pays it once):
 ``sequential`` (one analyzer, one at a time), ``threads`` (one analyzer shared by N threads,
-what ``worker.executors.ThreadAnalyze`` does) and ``processes`` (N spawned processes, each
-with its own analyzer). Prints one JSON line last: wall seconds and frames/s of each, peak
-RSS of the parent and of one child.
+what ``worker.pipelines.yolo_ocr.job.VideoPipeline`` does) and ``processes`` (N spawned
+processes, each with its own analyzer). Prints one JSON line last: wall seconds and frames/s
+of each, peak RSS of the parent and of one child.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from vidjobs.devstack.synth.video import make_sample_video
-from vidjobs.worker.pipelines.yolo_ocr import PipelineSettings, VideoAnalyzer
+from vidjobs.worker.pipelines.yolo_ocr.analyzer import VideoAnalyzer
+from vidjobs.worker.pipelines.yolo_ocr.settings import PipelineSettings
 
 _ANALYZER: VideoAnalyzer | None = None
 

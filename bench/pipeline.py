@@ -34,8 +34,12 @@ import cv2
 
 from vidjobs.devstack.synth.video import GroundTruth, make_sample_video
 from vidjobs.schema.results import decode_results
-from vidjobs.worker.pipelines.yolo_ocr import PipelineSettings, VideoAnalyzer
-from vidjobs.worker.pipelines.yolo_ocr.settings import FIXTURE_IMGSZ, FIXTURE_WEIGHTS
+from vidjobs.worker.pipelines.yolo_ocr.analyzer import VideoAnalyzer
+from vidjobs.worker.pipelines.yolo_ocr.settings import (
+    FIXTURE_IMGSZ,
+    FIXTURE_WEIGHTS,
+    PipelineSettings,
+)
 
 Box = tuple[float, float, float, float]
 Frame = dict[str, Any]  # {"t_ms", "texts": [str], "detections": [(label, box)]}

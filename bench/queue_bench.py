@@ -38,7 +38,9 @@ from vidjobs.db.jobs import NewJob, job_insert, job_insert_many
 from vidjobs.db.migrate import migrate
 from vidjobs.db.pool import DatabaseSettings
 from vidjobs.worker.main import run_worker
-from vidjobs.worker.pipelines.contract import JobContext, NoopPipeline, PipelineRegistry
+from vidjobs.worker.pipelines.contract import JobContext
+from vidjobs.worker.pipelines.noop import NoopPipeline
+from vidjobs.worker.pipelines.registry import PipelineRegistry
 from vidjobs.worker.runner import Worker
 from vidjobs.worker.settings import WorkerSettings
 

@@ -18,7 +18,7 @@ from vidjobs.db.health import SchemaNotReady, check_worker_schema
 if TYPE_CHECKING:
     from vidjobs.blobs import BlobSettings
     from vidjobs.db.pool import DatabaseSettings
-    from vidjobs.worker.pipelines.yolo_ocr import PipelineSettings
+    from vidjobs.worker.pipelines.yolo_ocr.settings import PipelineSettings
 
 __all__ = ["CheckResult", "check_worker"]
 
@@ -104,7 +104,7 @@ def _check_weights(video: PipelineSettings) -> CheckResult:
 def _check_models(video: PipelineSettings) -> CheckResult:
     name = "models"
     try:
-        from vidjobs.worker.pipelines.yolo_ocr import VideoAnalyzer
+        from vidjobs.worker.pipelines.yolo_ocr.analyzer import VideoAnalyzer
 
         VideoAnalyzer(video)
     except Exception as exc:  # whatever the loader raises, the operator needs its text

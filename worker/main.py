@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 
 from vidjobs.db.notify import JobNotifier
 from vidjobs.db.pool import DatabaseSettings, open_pool
-from vidjobs.worker.pipelines.contract import PipelineRegistry
+from vidjobs.worker.pipelines.registry import PipelineRegistry
 from vidjobs.worker.runner import Worker, WorkerStats
 from vidjobs.worker.settings import WorkerSettings
 

@@ -36,8 +36,9 @@ from vidjobs.schema import Job
 from vidjobs.worker.completions import Completer, CompletionNotWritten
 from vidjobs.worker.dbconn import ASYNC_COMMIT_OPTIONS, DedicatedConnection, pooled
 from vidjobs.worker.heartbeat import Heartbeater
-from vidjobs.worker.outcome import Outcome, Result, classify
-from vidjobs.worker.pipelines.contract import JobContext, PipelineRegistry
+from vidjobs.worker.outcome import Outcome, Result, UnknownPipeline, classify
+from vidjobs.worker.pipelines.contract import JobContext
+from vidjobs.worker.pipelines.registry import PipelineRegistry
 from vidjobs.worker.settings import WorkerSettings
 
 __all__ = ["Notifier", "Worker", "WorkerStats"]
@@ -248,18 +249,12 @@ class Worker:
         job = ctx.job
         try:
             pipeline = await self._registry.get(job.pipeline)
-        except Exception as exc:  # e.g. the models cannot be loaded: JobFailure
+        except Exception as exc:  # e.g. the models cannot be loaded: ModelUnavailable
             return classify(ctx, exc)
         if pipeline is None:  # the claim filters by pipeline: only if the registry changed since
-            return Result(
-                Outcome.FAILED,
-                error_kind="unknown_pipeline",
-                error_message=(
-                    f"this worker has no pipeline {job.pipeline!r} "
-                    f"(it runs: {', '.join(self._registry.names)})"
-                ),
-                permanent=True,
-            )
+            names = ", ".join(self._registry.names)
+            missing = f"this worker has no pipeline {job.pipeline!r} (it runs: {names})"
+            return classify(ctx, UnknownPipeline(missing))
         try:
             return Result(Outcome.DONE, output_key=await pipeline.run(ctx))
         except Exception as exc:

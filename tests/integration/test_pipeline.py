@@ -14,15 +14,9 @@ import pytest
 
 from vidjobs.devstack.synth.video import GroundTruth, make_audio_only_mp4, make_sample_video
 from vidjobs.schema.results import ResultsDocument, decode_results
-from vidjobs.worker.pipelines.yolo_ocr import (
-    FIXTURE_WEIGHTS,
-    Cancelled,
-    InvalidParams,
-    InvalidVideo,
-    ModelUnavailable,
-    PipelineSettings,
-    VideoAnalyzer,
-)
+from vidjobs.worker.outcome import InvalidParams, InvalidVideo, JobStopped, ModelUnavailable
+from vidjobs.worker.pipelines.yolo_ocr.analyzer import VideoAnalyzer
+from vidjobs.worker.pipelines.yolo_ocr.settings import FIXTURE_WEIGHTS, PipelineSettings
 
 pytestmark = pytest.mark.ml
 
@@ -127,7 +121,8 @@ def test_results_are_byte_identical_across_runs_and_mp4v_decodes(
 _ANALYZE_IN_CHILD = """
 import sys
 from pathlib import Path
-from vidjobs.worker.pipelines.yolo_ocr import PipelineSettings, VideoAnalyzer
+from vidjobs.worker.pipelines.yolo_ocr.analyzer import VideoAnalyzer
+from vidjobs.worker.pipelines.yolo_ocr.settings import PipelineSettings
 analyzer = VideoAnalyzer(PipelineSettings.fixture())
 data = analyzer.analyze(Path(sys.argv[1]), {"sample_fps": 2.5}, lambda d, t: None, lambda: False)
 sys.stdout.buffer.write(data)
@@ -154,7 +149,7 @@ def test_should_stop_cancels_between_frames(
 ) -> None:
     path, _ = sample
     calls: list[tuple[int, int]] = []
-    with pytest.raises(Cancelled):
+    with pytest.raises(JobStopped):
         analyzer.analyze(
             path, {"sample_fps": 2.0}, lambda d, t: calls.append((d, t)), lambda: len(calls) >= 2
         )

@@ -20,7 +20,9 @@ from psycopg.conninfo import conninfo_to_dict
 from tests.integration.worker_support import fast_settings, running_worker, submit, wait_for
 from vidjobs.db.jobs import job_event_list, job_get
 from vidjobs.schema import JobState
-from vidjobs.worker.pipelines.contract import JobContext, JobFailure, PipelineRegistry
+from vidjobs.worker.outcome import JobFailure
+from vidjobs.worker.pipelines.contract import JobContext
+from vidjobs.worker.pipelines.registry import PipelineRegistry
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -56,7 +58,9 @@ async def test_final_write_is_given_up_once_the_lease_surely_expired(
         async def run(self, ctx: JobContext) -> str | None:
             await gate.wait()
             if outcome == "fail" and ctx.job.attempts == 1:
-                raise JobFailure("gated_failure", "fails on its first attempt", permanent=False)
+                raise JobFailure(
+                    "fails on its first attempt", kind="gated_failure", permanent=False
+                )
             return None
 
         async def close(self) -> None:

@@ -29,7 +29,8 @@ from vidjobs.blobs import BlobSettings, open_blob_store, results_key
 from vidjobs.db.jobs import job_event_list
 from vidjobs.devstack.embedded import EmbeddedS3
 from vidjobs.schema import JobState
-from vidjobs.worker.pipelines.contract import NoopPipeline, PipelineRegistry
+from vidjobs.worker.pipelines.noop import NoopPipeline
+from vidjobs.worker.pipelines.registry import PipelineRegistry
 
 RUNNING, PENDING = JobState.RUNNING, JobState.PENDING
 

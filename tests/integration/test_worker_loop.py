@@ -20,8 +20,9 @@ from tests.integration.worker_support import (
 from vidjobs.db.jobs import NewJob, job_cancel, job_event_list, job_insert_many
 from vidjobs.db.leases import job_claim
 from vidjobs.schema import JobState
-from vidjobs.worker.pipelines.contract import JobContext, NoopPipeline, Pipeline, PipelineRegistry
-from vidjobs.worker.pipelines.registry import default_registry
+from vidjobs.worker.pipelines.contract import JobContext, Pipeline
+from vidjobs.worker.pipelines.noop import NoopPipeline
+from vidjobs.worker.pipelines.registry import PipelineRegistry, default_registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 

@@ -30,7 +30,7 @@ from vidjobs.devstack.synth.video import make_audio_only_mp4, make_sample_video
 from vidjobs.schema import JobState
 from vidjobs.schema.results import decode_results
 from vidjobs.worker.pipelines.registry import default_registry
-from vidjobs.worker.pipelines.yolo_ocr import PipelineSettings
+from vidjobs.worker.pipelines.yolo_ocr.settings import PipelineSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.ml, pytest.mark.anyio]
 

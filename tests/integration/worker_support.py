@@ -16,7 +16,7 @@ from vidjobs.db.jobs import job_get, job_insert
 from vidjobs.db.pool import DatabaseSettings
 from vidjobs.schema import Job
 from vidjobs.worker.main import run_worker
-from vidjobs.worker.pipelines.contract import PipelineRegistry, noop_only
+from vidjobs.worker.pipelines.registry import PipelineRegistry, noop_only
 from vidjobs.worker.runner import Worker, WorkerStats
 from vidjobs.worker.settings import WorkerSettings
 

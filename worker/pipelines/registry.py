@@ -1,38 +1,81 @@
-"""The pipelines a ``vidjobs worker`` process offers: ``noop`` and ``yolo_ocr``."""
+"""The pipelines a worker runs, by the name stored in ``jobs.pipeline``: ``noop`` and ``yolo_ocr``.
+
+Pipelines are built lazily, on their first job, so a worker that only runs ``noop`` jobs never
+imports the ML stack (``vidjobs worker --check`` stays light too).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from vidjobs.blobs import open_blob_store
-from vidjobs.worker.pipelines.contract import NoopPipeline, Pipeline, PipelineRegistry
+from vidjobs.worker.pipelines.contract import Pipeline
+from vidjobs.worker.pipelines.noop import NoopPipeline
 
 if TYPE_CHECKING:
     from vidjobs.blobs import BlobSettings
-    from vidjobs.worker.pipelines.yolo_ocr import PipelineSettings
+    from vidjobs.worker.pipelines.yolo_ocr.settings import PipelineSettings
 
-__all__ = ["default_registry", "video_pipeline"]
+__all__ = ["PipelineRegistry", "default_registry", "noop_only", "video_pipeline"]
+
+
+class PipelineRegistry:
+    """Name → pipeline, built lazily so a worker only loads the models it needs.
+
+    Args:
+        factories: pipeline name → zero-argument callable that builds the pipeline the first
+            time a job of that name is claimed (the video model loads once per process).
+    """
+
+    def __init__(self, factories: Mapping[str, Callable[[], Pipeline]]) -> None:
+        self._factories = dict(factories)
+        self._built: dict[str, Pipeline] = {}
+        self._lock = asyncio.Lock()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every pipeline this worker can run."""
+        return tuple(sorted(self._factories))
+
+    async def get(self, name: str) -> Pipeline | None:
+        """The pipeline called ``name``, built on first use; None if unknown.
+
+        Raises:
+            ModelUnavailable: building it failed (tried again on the next job).
+        """
+        built = self._built.get(name)
+        if built is not None:
+            return built
+        factory = self._factories.get(name)
+        if factory is None:
+            return None
+        async with self._lock:
+            if name not in self._built:
+                # Building may load a model for seconds: keep the event loop (heartbeats) free.
+                self._built[name] = await asyncio.to_thread(factory)
+            return self._built[name]
+
+    async def close(self) -> None:
+        """Close every pipeline that was built."""
+        for pipeline in self._built.values():
+            await pipeline.close()
+        self._built.clear()
 
 
 def video_pipeline(blobs: BlobSettings, video: PipelineSettings, concurrency: int) -> Pipeline:
-    """Build ``yolo_ocr``: open the blob store and load the models (once per process).
+    """Build ``yolo_ocr``: load the models (once per process), then open the blob store.
 
     Raises:
-        JobFailure: the models cannot be loaded (``model_unavailable``, permanent), so every
-            job that needs them fails with a message naming the setting instead of hanging.
+        ModelUnavailable: the models cannot be loaded (permanent), so every job that needs
+            them fails with a message naming the setting instead of hanging.
     """
-    from vidjobs.worker.pipelines.yolo_ocr.executor import ThreadAnalyze
-    from vidjobs.worker.pipelines.yolo_ocr.job import VideoPipeline, pipeline_failure
+    from vidjobs.worker.pipelines.yolo_ocr.analyzer import VideoAnalyzer
+    from vidjobs.worker.pipelines.yolo_ocr.job import VideoPipeline
 
-    try:
-        analyze = ThreadAnalyze(video, threads=concurrency)
-    except Exception as exc:
-        mapped = pipeline_failure(exc)
-        if mapped is exc:
-            raise
-        raise mapped from exc
-    return VideoPipeline(open_blob_store(blobs), analyze)
+    analyzer = VideoAnalyzer(video)
+    return VideoPipeline(open_blob_store(blobs), analyzer, threads=concurrency)
 
 
 def default_registry(
@@ -40,11 +83,7 @@ def default_registry(
     video: PipelineSettings | None = None,
     concurrency: int = 1,
 ) -> PipelineRegistry:
-    """``noop`` always; ``yolo_ocr`` when blob and pipeline settings are given.
-
-    ``yolo_ocr`` is built on its first job, so a worker that only runs ``noop`` jobs never
-    imports the ML stack.
-    """
+    """``noop`` always; ``yolo_ocr`` when blob and pipeline settings are given."""
     factories: dict[str, Callable[[], Pipeline]] = {"noop": NoopPipeline}
     if blobs is not None:
         # noop with params {"results": true} writes a results document naming its attempt
@@ -55,3 +94,8 @@ def default_registry(
         b, v = blobs, video
         factories["yolo_ocr"] = lambda: video_pipeline(b, v, concurrency)
     return PipelineRegistry(factories)
+
+
+def noop_only() -> PipelineRegistry:
+    """A registry with just the ``noop`` pipeline (benchmarks, queue tests)."""
+    return PipelineRegistry({"noop": NoopPipeline})

@@ -14,9 +14,9 @@ import numpy as np
 import numpy.typing as npt
 
 from vidjobs.schema.results import Detection, FrameResult, ResultsParams, TextLine, validate_params
+from vidjobs.worker.outcome import InvalidParams, JobStopped
 from vidjobs.worker.pipelines.yolo_ocr.decode import VideoSource, planned_samples
 from vidjobs.worker.pipelines.yolo_ocr.detect import Detector
-from vidjobs.worker.pipelines.yolo_ocr.errors import Cancelled, InvalidParams
 from vidjobs.worker.pipelines.yolo_ocr.ocr import TextReader
 from vidjobs.worker.pipelines.yolo_ocr.results import build_document, encode_document
 from vidjobs.worker.pipelines.yolo_ocr.settings import PipelineSettings
@@ -78,7 +78,7 @@ class VideoAnalyzer:
             InvalidParams: ``params`` fail ``schema.results.validate_params``.
             InvalidVideo: the file cannot be opened, has no video stream, has no frames or is
                 truncated.
-            Cancelled: ``should_stop()`` returned true before a frame.
+            JobStopped: ``should_stop()`` returned true before a frame.
         """
         try:
             p = validate_params(params)
@@ -93,7 +93,7 @@ class VideoAnalyzer:
             previous: tuple[npt.NDArray[np.float32], FrameResult] | None = None
             for sampled in source.sample(used.sample_fps):
                 if should_stop():
-                    raise Cancelled("the job was cancelled while it was being analysed")
+                    raise JobStopped("asked to stop while the video was being analysed")
                 thumb = _thumbnail(sampled.image) if self.settings.skip_unchanged else None
                 if (
                     thumb is not None

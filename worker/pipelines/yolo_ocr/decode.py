@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vidjobs.schema.results import VideoInfo
-from vidjobs.worker.pipelines.yolo_ocr.errors import InvalidVideo
+from vidjobs.worker.outcome import InvalidVideo
 
 __all__ = ["MAX_FRAME_PIXELS", "SampledFrame", "VideoSource", "planned_samples"]
 

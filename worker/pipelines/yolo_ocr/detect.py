@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vidjobs.schema.results import Detection, EngineInfo
-from vidjobs.worker.pipelines.yolo_ocr.errors import ModelUnavailable
+from vidjobs.worker.outcome import ModelUnavailable
 from vidjobs.worker.pipelines.yolo_ocr.settings import PipelineSettings
 from vidjobs.worker.pipelines.yolo_ocr.weights import is_model_name
 

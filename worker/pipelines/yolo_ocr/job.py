@@ -1,73 +1,36 @@
-"""The ``yolo_ocr`` job: download the video, analyse it, upload the results document.
+"""The ``yolo_ocr`` job: download the video, analyse it in a thread, upload the results document.
 
-The analysis itself (``worker.pipeline.VideoAnalyzer``) is synchronous and CPU bound; it runs
-in an executor (``worker.executors``) so the event loop stays free for heartbeats. Every
-outcome becomes a job outcome the loop understands: a bad video or missing model fails the
-job for good, a blob-store outage hands the job back for later (the attempt not counted), any
-other blob-store error fails the attempt (retried with backoff), a stop request ends the work.
-The temporary directory holding the video is removed whatever happens.
+The analysis (``analyzer.VideoAnalyzer``) is synchronous and CPU bound; it runs in a thread
+pool sized to the worker's concurrency, so the event loop stays free for heartbeats. One
+analyzer (detector + OCR engine, loaded once) serves every thread; its stages hold their own
+locks, so two jobs overlap detection of one with OCR of the other. OpenCV, PyTorch and ONNX
+Runtime release the GIL in their kernels and each already spreads one frame over the cores,
+so threads cost no parallelism here; the measurement is in docs/architecture.md ("Threads,
+not processes, for the analysis").
+
+Errors are not translated here: the stages raise ``worker.outcome`` errors, blob-store errors
+pass through, and ``worker.outcome.classify`` decides what each means for the job (the
+message names the step, ``ctx.step``). The temporary directory holding the video is removed
+whatever happens.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import concurrent.futures
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING
 
-from vidjobs.blobs import (
-    BlobNotFound,
-    BlobStore,
-    BlobStoreError,
-    BlobStoreUnavailable,
-    results_key,
-    video_key,
-)
-from vidjobs.worker.pipelines.contract import JobContext, JobFailure, JobStopped
+from vidjobs.blobs import BlobStore, results_key, video_key
+from vidjobs.worker.outcome import JobStopped
+from vidjobs.worker.pipelines.contract import JobContext
 
-__all__ = ["Analyze", "VideoPipeline", "blob_failure", "pipeline_failure"]
+if TYPE_CHECKING:
+    from vidjobs.worker.pipelines.yolo_ocr.analyzer import VideoAnalyzer
 
-log = logging.getLogger(__name__)
-
-
-class Analyze(Protocol):
-    """Runs ``VideoAnalyzer.analyze`` somewhere (a thread, a child process) for one job."""
-
-    async def __call__(self, path: Path, params: dict[str, Any], ctx: JobContext) -> bytes:
-        """Return the results JSON; raise the pipeline's errors, or JobStopped."""
-        ...
-
-    async def close(self) -> None:
-        """Release threads, processes and models."""
-        ...
-
-
-def blob_failure(what: str, exc: BlobStoreError) -> JobFailure:
-    """Missing input: permanent; store unavailable: infrastructure (not counted); else transient."""
-    if isinstance(exc, BlobNotFound):
-        return JobFailure("input_missing", f"{what}: no blob at {exc.key}", permanent=True)
-    if isinstance(exc, BlobStoreUnavailable):
-        return JobFailure(
-            "blob_unavailable",
-            f"{what}: blob store unavailable: {exc}",
-            permanent=False,
-            infrastructure=True,
-        )
-    return JobFailure("blob_error", f"{what}: {exc}", permanent=False)
-
-
-def pipeline_failure(exc: Exception) -> Exception:
-    """Map ``worker.pipeline`` errors to what the loop understands (others pass through)."""
-    from vidjobs.worker.pipelines.yolo_ocr.errors import Cancelled, PipelineError
-
-    if isinstance(exc, Cancelled):
-        return JobStopped(str(exc))
-    if isinstance(exc, PipelineError):
-        # invalid_video, invalid_params, model_unavailable: retrying cannot help.
-        return JobFailure(exc.kind, str(exc), permanent=True)
-    return exc
+__all__ = ["VideoPipeline"]
 
 
 class VideoPipeline:
@@ -75,13 +38,24 @@ class VideoPipeline:
 
     Args:
         store: the blob store (one per process; its methods block, so they run in threads).
-        analyze: where the analysis runs; it owns the loaded models.
+        analyzer: the loaded models; shared by every analysis thread.
+        threads: analyses at once (the worker's ``concurrency``).
         temp_dir: parent of the per-job temporary directories (None: the system's).
     """
 
-    def __init__(self, store: BlobStore, analyze: Analyze, temp_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        store: BlobStore,
+        analyzer: VideoAnalyzer,
+        *,
+        threads: int,
+        temp_dir: Path | None = None,
+    ) -> None:
         self._store = store
-        self._analyze = analyze
+        self.analyzer = analyzer
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="vidjobs-analyze"
+        )
         self._temp_dir = temp_dir
 
     async def run(self, ctx: JobContext) -> str | None:
@@ -90,36 +64,38 @@ class VideoPipeline:
         key = job.input_key or video_key(job.job_id)
         work = Path(tempfile.mkdtemp(prefix=f"vidjobs-{job.job_id}-", dir=self._temp_dir))
         try:
-            try:
-                path = await asyncio.to_thread(
-                    self._store.get_to_tempfile, key, suffix=".mp4", directory=work
-                )
-            except BlobStoreError as exc:
-                raise blob_failure("downloading the video", exc) from exc
+            ctx.step = "downloading the video"
+            path = await asyncio.to_thread(
+                self._store.get_to_tempfile, key, suffix=".mp4", directory=work
+            )
             if ctx.should_stop():
                 raise JobStopped(ctx.stop_reason or "stopped")
-            try:
-                document = await self._analyze(path, dict(job.params), ctx)
-            except JobStopped:
-                raise
-            except Exception as exc:
-                mapped = pipeline_failure(exc)
-                if mapped is exc:
-                    raise
-                raise mapped from exc
+            ctx.step = "analysing the video"
+            # Progress and stop requests cross threads safely (JobContext).
+            document = await asyncio.get_running_loop().run_in_executor(
+                self._pool,
+                self.analyzer.analyze,
+                path,
+                dict(job.params),
+                ctx.progress,
+                ctx.should_stop,
+            )
             out = results_key(job.job_id)
             await ctx.ensure_held()  # a stale attempt must not replace a newer one's results
-            try:
-                await asyncio.to_thread(
-                    self._store.put_bytes, out, document, content_type="application/json"
-                )
-            except BlobStoreError as exc:
-                raise blob_failure("uploading the results", exc) from exc
+            ctx.step = "uploading the results"
+            await asyncio.to_thread(
+                self._store.put_bytes, out, document, content_type="application/json"
+            )
             return out
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
     async def close(self) -> None:
-        """Stop the executor and close the blob store."""
-        await self._analyze.close()
+        """Free the threads without waiting, then close the blob store.
+
+        A job still analysing was already handed back: its thread ends at its next frame
+        (its stop flag is set), and the process exit does not wait for it
+        (``worker.main.exit_now_if_threads_linger``).
+        """
+        self._pool.shutdown(wait=False, cancel_futures=True)
         await asyncio.to_thread(self._store.close)

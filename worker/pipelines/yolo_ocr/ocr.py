@@ -16,8 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 from vidjobs.schema.results import EngineInfo, TextLine
+from vidjobs.worker.outcome import ModelUnavailable
 from vidjobs.worker.pipelines.yolo_ocr.detect import file_sha256
-from vidjobs.worker.pipelines.yolo_ocr.errors import ModelUnavailable
 from vidjobs.worker.pipelines.yolo_ocr.settings import PipelineSettings
 
 __all__ = ["TextReader", "rapidocr_params"]
