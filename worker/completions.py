@@ -12,19 +12,15 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
-
-from psycopg_pool import AsyncConnectionPool
 
 from vidjobs.db.errors import DatabaseUnavailable
-from vidjobs.db.leases import job_complete_many
-from vidjobs.worker.dbconn import DedicatedConnection
+from vidjobs.worker.jobqueue import Completion, JobQueue
 
 __all__ = ["Completer", "CompletionNotWritten"]
 
 log = logging.getLogger(__name__)
 
-_Item = tuple[uuid.UUID, uuid.UUID, str | None]
+_Item = Completion
 
 # Retries of a batch while the database is unreachable: first wait, doubling up to the cap
 # (short enough that a completion lands within a second of Postgres answering again).
@@ -47,19 +43,19 @@ class Completer:
     keeps a late write from completing it twice (at-least-once).
 
     Args:
-        pool: connections for the flusher.
+        queue: where the batches go (one ``job_complete_many`` at a time).
         batch_size: most jobs per statement.
         lease_left: seconds the job's lease may still be valid, as the worker knows it.
     """
 
     def __init__(
         self,
-        pool: AsyncConnectionPool[Any],
+        queue: JobQueue,
         *,
         batch_size: int,
         lease_left: Callable[[uuid.UUID], float],
     ) -> None:
-        self._conn = DedicatedConnection(pool)
+        self._db = queue
         self._batch_size = batch_size
         self._lease_left = lease_left
         self._queue: list[tuple[_Item, asyncio.Future[bool]]] = []
@@ -102,7 +98,6 @@ class Completer:
         while True:
             if not self._queue:
                 if self._closing:
-                    await self._conn.close()
                     return
                 self._wake.clear()
                 await self._wake.wait()
@@ -119,8 +114,7 @@ class Completer:
         """Write one batch; False if the database was unreachable (the batch is requeued)."""
         items = [item for item, _ in batch]
         try:
-            async with self._conn.use() as conn:
-                done = await job_complete_many(conn, items)
+            done = await self._db.job_complete_many(items)
         except DatabaseUnavailable as exc:
             self._requeue(batch, exc)
             return False

@@ -17,13 +17,10 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
-
-from psycopg_pool import AsyncConnectionPool
 
 from vidjobs.db.errors import DatabaseUnavailable, LeaseLost
-from vidjobs.db.leases import HeartbeatStatus, job_heartbeat, job_progress
-from vidjobs.worker.dbconn import pooled
+from vidjobs.db.leases import HeartbeatStatus
+from vidjobs.worker.jobqueue import JobQueue
 from vidjobs.worker.pipelines.contract import JobContext
 from vidjobs.worker.settings import WorkerSettings
 
@@ -69,8 +66,8 @@ class Heartbeater:
     job to stop (``ctx.request_stop``), so a cancelled job stops within one interval.
     """
 
-    def __init__(self, pool: AsyncConnectionPool[Any], settings: WorkerSettings) -> None:
-        self._pool = pool
+    def __init__(self, queue: JobQueue, settings: WorkerSettings) -> None:
+        self._queue = queue
         self._interval = settings.heartbeat_interval_s
         self._lease_s = settings.lease_seconds
         self._progress_s = settings.progress_interval_s
@@ -157,10 +154,9 @@ class Heartbeater:
     async def _beat(self, lease: Lease) -> None:
         started = time.monotonic()
         try:
-            async with pooled(self._pool) as conn:
-                status = await job_heartbeat(
-                    conn, lease.job_id, lease.token, lease_seconds=self._lease_s
-                )
+            status = await self._queue.job_heartbeat(
+                lease.job_id, lease.token, lease_seconds=self._lease_s
+            )
         except DatabaseUnavailable as exc:
             log.warning("heartbeat of job %s failed, retrying: %s", lease.job_id, exc)
             lease.last_beat = started - self._interval + _RETRY_S
@@ -182,8 +178,7 @@ class Heartbeater:
         if lease is None or not self._beats(lease):
             return False
         started = time.monotonic()
-        async with pooled(self._pool) as conn:
-            status = await job_heartbeat(conn, job_id, lease.token, lease_seconds=self._lease_s)
+        status = await self._queue.job_heartbeat(job_id, lease.token, lease_seconds=self._lease_s)
         lease.last_beat = started
         self._renewed(lease, started, status)
         return status is HeartbeatStatus.OK
@@ -203,14 +198,12 @@ class Heartbeater:
         ctx.progress_dirty = False
         lease.last_progress = time.monotonic()
         try:
-            async with pooled(self._pool) as conn:
-                await job_progress(
-                    conn,
-                    lease.job_id,
-                    lease.token,
-                    frames_done=ctx.frames_done,
-                    frames_total=ctx.frames_total,
-                )
+            await self._queue.job_progress(
+                lease.job_id,
+                lease.token,
+                frames_done=ctx.frames_done,
+                frames_total=ctx.frames_total,
+            )
         except LeaseLost:
             # Cancelled or taken back: either way the job is no longer ours to run.
             log.info("job %s: no longer held (cancelled or lease lost); stopping it", lease.job_id)

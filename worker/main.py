@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 
 from vidjobs.db.notify import JobNotifier
 from vidjobs.db.pool import DatabaseSettings, open_pool
+from vidjobs.worker.jobqueue import PostgresQueue
 from vidjobs.worker.pipelines.registry import PipelineRegistry
 from vidjobs.worker.runner import Worker, WorkerStats
 from vidjobs.worker.settings import WorkerSettings
@@ -53,9 +54,10 @@ async def run_worker(
     size = max(db.pool_max_size, settings.concurrency + _EXTRA_CONNECTIONS)
     db = dataclasses.replace(db, pool_min_size=min(size, _EXTRA_CONNECTIONS), pool_max_size=size)
     pool = await open_pool(db)
+    queue = PostgresQueue(pool, durable_claims=settings.durable_claims)
     try:
         async with JobNotifier(db.url) as notifier:
-            worker = Worker(settings, pool, registry, notifier, drain=drain)
+            worker = Worker(settings, queue, registry, notifier, drain=drain)
             if install_signals:
                 _install_signals(worker)
             log.info(
@@ -74,6 +76,7 @@ async def run_worker(
                 if install_signals:
                     _remove_signals()
     finally:
+        await queue.close()
         await registry.close()
         await pool.close()
     log.info("worker %s exits: %s", settings.worker_id, stats)

@@ -26,22 +26,18 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-from psycopg_pool import AsyncConnectionPool
 
 from vidjobs.db.errors import DatabaseUnavailable, LeaseLost
-from vidjobs.db.leases import job_claim, job_fail, job_release, job_retry_later
 from vidjobs.schema import Job
 from vidjobs.worker.completions import Completer, CompletionNotWritten
-from vidjobs.worker.dbconn import ASYNC_COMMIT_OPTIONS, DedicatedConnection, pooled
 from vidjobs.worker.heartbeat import Heartbeater
+from vidjobs.worker.jobqueue import JobQueue, Notifier
 from vidjobs.worker.outcome import Outcome, Result, UnknownPipeline, classify
 from vidjobs.worker.pipelines.contract import JobContext
 from vidjobs.worker.pipelines.registry import PipelineRegistry
 from vidjobs.worker.settings import WorkerSettings
 
-__all__ = ["Notifier", "Worker", "WorkerStats"]
+__all__ = ["Worker", "WorkerStats"]
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +47,6 @@ _STOP_WAIT_S = 2.0
 # up to the cap, for as long as the job's lease may still be valid.
 _WRITE_RETRY_FIRST_S = 0.1
 _WRITE_RETRY_MAX_S = 1.0
-
-
-class Notifier(Protocol):
-    """Wakes an idle worker: ``db.notify.JobNotifier`` (LISTEN with a poll fallback)."""
-
-    async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109 - the db API's signature
-        """True on a notification, False when ``timeout`` seconds passed without one."""
-        ...
 
 
 @dataclass
@@ -79,7 +67,7 @@ class Worker:
 
     Args:
         settings: concurrency, batching, leases, shutdown.
-        pool: database connections (claims, heartbeats, completions, failures).
+        queue: the database (``jobqueue.PostgresQueue``; in-memory in the fast tests).
         registry: pipelines by name.
         notifier: idle wake-up (``JobNotifier``).
         drain: return once a claim finds nothing and no job is in flight (benchmarks, tests).
@@ -88,7 +76,7 @@ class Worker:
     def __init__(
         self,
         settings: WorkerSettings,
-        pool: AsyncConnectionPool[Any],
+        queue: JobQueue,
         registry: PipelineRegistry,
         notifier: Notifier,
         *,
@@ -96,7 +84,7 @@ class Worker:
     ) -> None:
         self.settings = settings
         self.stats = WorkerStats()
-        self._pool = pool
+        self._queue = queue
         self._registry = registry
         self._notifier = notifier
         self._drain = drain
@@ -107,12 +95,9 @@ class Worker:
         self._tasks: dict[asyncio.Task[None], uuid.UUID] = {}  # running job tasks -> job id
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
-        self._heartbeat = Heartbeater(pool, settings)
+        self._heartbeat = Heartbeater(queue, settings)
         self._completer = Completer(
-            pool, batch_size=settings.batch_size, lease_left=self._heartbeat.lease_left
-        )
-        self._claim_conn = DedicatedConnection(
-            pool, options=None if settings.durable_claims else ASYNC_COMMIT_OPTIONS
+            queue, batch_size=settings.batch_size, lease_left=self._heartbeat.lease_left
         )
 
     @property
@@ -150,14 +135,12 @@ class Worker:
                 continue
             try:
                 claimed_at = time.monotonic()  # the leases run from no earlier than this
-                async with self._claim_conn.use() as conn:
-                    jobs = await job_claim(
-                        conn,
-                        worker_id=self.settings.worker_id,
-                        batch_size=min(free, self.settings.batch_size),
-                        lease_seconds=self.settings.lease_seconds,
-                        pipelines=self._registry.names,  # only jobs this worker can run
-                    )
+                jobs = await self._queue.job_claim(
+                    worker_id=self.settings.worker_id,
+                    batch_size=min(free, self.settings.batch_size),
+                    lease_seconds=self.settings.lease_seconds,
+                    pipelines=self._registry.names,  # only jobs this worker can run
+                )
             except Exception as exc:
                 # Unreachable database, or a server-side error: the worker outlives both.
                 if isinstance(exc, DatabaseUnavailable):
@@ -301,13 +284,15 @@ class Worker:
 
         async def write() -> None:
             kind, message = result.error_kind, result.error_message
-            async with pooled(self._pool) as conn:
-                if infra:
-                    await job_retry_later(conn, job_id, token, error_kind=kind,
-                                          error_message=message)  # fmt: skip
-                else:
-                    await job_fail(conn, job_id, token, error_kind=kind, error_message=message,
-                                   permanent=result.permanent)  # fmt: skip
+            if infra:
+                await self._queue.job_retry_later(
+                    job_id, token, error_kind=kind, error_message=message
+                )
+            else:
+                await self._queue.job_fail(
+                    job_id, token, error_kind=kind, error_message=message,
+                    permanent=result.permanent,
+                )  # fmt: skip
 
         if await self._fenced(job_id, "hand-back" if infra else "fail", write):
             if infra:
@@ -318,11 +303,7 @@ class Worker:
     async def release(self, job_id: uuid.UUID, token: uuid.UUID) -> None:
         """Hand a held job back (pending, attempt not counted), e.g. at shutdown."""
 
-        async def rel() -> None:
-            async with pooled(self._pool) as conn:
-                await job_release(conn, job_id, token)
-
-        if await self._fenced(job_id, "release", rel):
+        if await self._fenced(job_id, "release", lambda: self._queue.job_release(job_id, token)):
             self.stats.released += 1
             log.info("job %s handed back to the queue", job_id)
 
@@ -391,4 +372,3 @@ class Worker:
             await asyncio.gather(*pending, return_exceptions=True)
         await self._completer.close()
         await self._heartbeat.close()
-        await self._claim_conn.close()
