@@ -27,7 +27,7 @@ from vidjobs.api.dependencies import dependencies
 from vidjobs.api.jobs import JobsController
 from vidjobs.api.metrics import Metrics
 from vidjobs.api.ops import OpsController
-from vidjobs.api.problems import exception_handlers
+from vidjobs.api.problems import exception_handlers, problem_details
 from vidjobs.api.runtime import ApiRuntime
 from vidjobs.api.settings import ApiSettings
 from vidjobs.api.status_reads import StatusReads
@@ -79,6 +79,7 @@ def create_app(settings: ApiSettings) -> Litestar:
         lifespan=[lifespan],
         dependencies=dependencies(),
         exception_handlers=exception_handlers(),
+        plugins=[problem_details()],
         middleware=[metrics.middleware],
         openapi_config=OpenAPIConfig(
             title="vidjobs API",

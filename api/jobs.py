@@ -13,14 +13,14 @@ from psycopg import AsyncConnection
 from vidjobs.api.presenters import (
     JobIdPath,
     describe_state,
-    job_not_found,
     job_status,
     parse_job_id,
+    tenant_job,
 )
-from vidjobs.api.problems import ProblemError, problem_responses
+from vidjobs.api.problems import ApiError, InvalidInput, JobNotFound, problem_responses
 from vidjobs.api.runtime import ApiRuntime
 from vidjobs.blobs import results_key, video_key
-from vidjobs.db.jobs import job_cancel, job_delete, job_get, job_list
+from vidjobs.db.jobs import job_cancel, job_delete, job_list
 from vidjobs.schema import JobState
 from vidjobs.schema.api import FieldError, JobList, JobStatus
 
@@ -63,11 +63,9 @@ class JobsController(Controller):
         unknown = sorted(set(request.query_params) - set(_LIST_PARAMS))
         if unknown:
             allowed = ", ".join(_LIST_PARAMS)
-            raise ProblemError(
-                422,
-                "invalid-input",
+            raise InvalidInput(
                 f"unknown query parameter {', '.join(map(repr, unknown))}; allowed: {allowed}",
-                errors=[FieldError(field=n, message="unknown parameter") for n in unknown],
+                [FieldError(field=n, message="unknown parameter") for n in unknown],
             )
         page = await job_list(db_conn, tenant=tenant, state=status, limit=limit, cursor=cursor)
         return JobList(jobs=[job_status(j) for j in page.jobs], next_cursor=page.next_cursor)
@@ -89,9 +87,9 @@ class JobsController(Controller):
         jid = parse_job_id(job_id)
         job = await job_cancel(db_conn, jid, tenant=tenant)
         if job is None:
-            raise job_not_found(jid)
+            raise JobNotFound(jid)
         if job.state in (JobState.COMPLETED, JobState.FAILED):
-            raise ProblemError(
+            raise ApiError(
                 409,
                 "job-finished",
                 f"cannot cancel: {describe_state(job)}",
@@ -114,19 +112,17 @@ class JobsController(Controller):
         rt: NamedDependency[ApiRuntime],
     ) -> None:
         """Blobs first, then the row: a failure halfway leaves a row to retry the delete on."""
-        jid = parse_job_id(job_id)
-        job = await job_get(db_conn, jid, tenant=tenant)
-        if job is None:
-            raise job_not_found(jid)
+        job = await tenant_job(db_conn, job_id, tenant)
         if not job.is_terminal:
-            raise ProblemError(
+            raise ApiError(
                 409,
                 "job-not-finished",
                 f"cannot delete: {describe_state(job)}; cancel it first",
                 job_status=job.state,
             )
+        jid = job.job_id
         keys = {video_key(jid), results_key(jid), job.input_key, job.output_key} - {None}
         for key in sorted(k for k in keys if k is not None):
             await anyio.to_thread.run_sync(rt.store.delete, key)
         if await job_delete(db_conn, jid, tenant=tenant) is None:
-            raise job_not_found(jid)
+            raise JobNotFound(jid)

@@ -1,17 +1,19 @@
-"""How a job row is shown to clients: path ids parsed strictly, rows turned into bodies."""
+"""How a job is found and shown to clients: path ids parsed strictly, rows turned into bodies."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from litestar.params import PathParameter
+from psycopg import AsyncConnection
 
-from vidjobs.api.problems import ProblemError
+from vidjobs.api.problems import InvalidInput, JobNotFound
+from vidjobs.db.jobs import job_get
 from vidjobs.schema import Job, JobState
 from vidjobs.schema.api import FieldError, JobError, JobStatus
 
-__all__ = ["JobIdPath", "describe_state", "job_not_found", "job_status", "parse_job_id"]
+__all__ = ["JobIdPath", "describe_state", "job_status", "parse_job_id", "tenant_job"]
 
 JobIdPath = Annotated[
     str,
@@ -26,19 +28,19 @@ def parse_job_id(raw: str) -> uuid.UUID:
     try:
         return uuid.UUID(raw)
     except ValueError:
-        raise ProblemError(
-            422,
-            "invalid-input",
+        raise InvalidInput(
             f"job_id must be a UUID like 0b6f9a1e-3c4d-4e5f-8a9b-0c1d2e3f4a5b, got {raw!r}",
-            errors=[FieldError(field="job_id", message="not a UUID")],
+            [FieldError(field="job_id", message="not a UUID")],
         ) from None
 
 
-def job_not_found(job_id: uuid.UUID) -> ProblemError:
-    """404 for unknown ids and for other tenants' jobs alike (no existence oracle)."""
-    return ProblemError(
-        404, "job-not-found", f"no such job {job_id}; check the id returned by /video/submit"
-    )
+async def tenant_job(conn: AsyncConnection[Any], job_id: str, tenant: str) -> Job:
+    """The tenant's job of a ``{job_id}`` path: 422 if not a UUID, 404 if not the tenant's."""
+    jid = parse_job_id(job_id)
+    job = await job_get(conn, jid, tenant=tenant)
+    if job is None:
+        raise JobNotFound(jid)
+    return job
 
 
 def job_status(job: Job) -> JobStatus:

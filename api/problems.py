@@ -1,50 +1,61 @@
-"""Every error as RFC 9457 problem details, with a message a person can act on.
+"""Every error as RFC 9457 problem details, through Litestar's ``ProblemDetailsPlugin``.
 
-Handlers cover our own :class:`ProblemError`, Litestar's HTTP and validation errors (so a 404
-for an unknown path or a 405 looks like every other error), outages of Postgres and the blob
-store (503, retryable), and, last, anything unexpected (a 500 that leaks no internals).
+:class:`ApiError` is the root of the API's own errors: the plugin answers each with its problem
+document. The plugin's map turns the errors of the layers below into one (validation, a bad
+cursor, Postgres or the blob store down: 503, retryable). Two handlers need the request itself:
+Litestar's own HTTP errors (an unknown route's detail names the path) and anything unexpected
+(logged with its route; a 500 that leaks no internals).
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
-import msgspec
 import psycopg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.plugins.problem_details import (
+    ProblemDetailsConfig,
+    ProblemDetailsException,
+    ProblemDetailsPlugin,
+)
 from litestar.types import ExceptionHandlersMap
 
-from vidjobs.blobs import BlobNotFound, BlobStoreError, BlobStoreUnavailable
+from vidjobs.blobs import BlobNotFound, BlobStoreError
 from vidjobs.db.errors import DatabaseUnavailable, InvalidCursor
 from vidjobs.schema.api import FieldError, Problem
 from vidjobs.schema.job import JobState
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
-    "ProblemError",
+    "ApiError",
+    "InvalidInput",
+    "JobNotFound",
+    "Unauthorized",
     "exception_handlers",
-    "problem_response",
+    "problem_details",
     "problem_responses",
 ]
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 _TYPE_BASE = "https://vidjobs.dev/problems/"
-_RETRY_AFTER_S = "5"
+_RETRY_AFTER = {"Retry-After": "5"}
 
 log = logging.getLogger(__name__)
 
 
-class ProblemError(Exception):
+class ApiError(ProblemDetailsException):
     """An error the client can do something about, answered as one problem document.
 
     Args:
         status: the HTTP status code.
         slug: the problem kind; the ``type`` URI ends with it (documented in docs/api.md).
+            ``None`` for plain HTTP errors (``about:blank``).
         detail: what went wrong and what to do about it.
         errors: the invalid inputs of a validation problem.
         job_status: the job's state, for problems about one job.
@@ -54,50 +65,70 @@ class ProblemError(Exception):
     def __init__(
         self,
         status: int,
-        slug: str,
+        slug: str | None,
         detail: str,
         *,
         errors: list[FieldError] | None = None,
         job_status: JobState | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(detail)
-        self.status = status
+        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+        super().__init__(
+            detail=detail,
+            status_code=status,
+            headers=dict(headers or {}),
+            type_="about:blank" if slug is None else _TYPE_BASE + slug,
+            title=phrase if slug is None else slug.replace("-", " ").capitalize(),
+        )
         self.slug = slug
-        self.detail = detail
         self.errors = errors
         self.job_status = job_status
-        self.headers = dict(headers or {})
+
+    def to_response(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        """The problem document: the :class:`Problem` struct the OpenAPI document shows."""
+        body = Problem(
+            type=self.type_ or "about:blank",
+            title=self.title or "Error",
+            status=self.status_code,
+            detail=self.detail,
+            instance=request.url.path,
+            errors=self.errors,
+            job_status=self.job_status,
+        )
+        return Response(
+            body, status_code=self.status_code, media_type=PROBLEM_MEDIA_TYPE, headers=self.headers
+        )
 
 
-def problem_response(
-    request: Request[Any, Any, Any] | None,
-    *,
-    status: int,
-    detail: str,
-    slug: str | None = None,
-    errors: list[FieldError] | None = None,
-    job_status: JobState | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> Response[bytes]:
-    """Build the ``application/problem+json`` response; ``slug=None`` means ``about:blank``."""
-    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
-    title = phrase if slug is None else slug.replace("-", " ").capitalize()
-    body = Problem(
-        type="about:blank" if slug is None else _TYPE_BASE + slug,
-        title=title,
-        status=status,
-        detail=detail,
-        instance=request.url.path if request is not None else None,
-        errors=errors,
-        job_status=job_status,
-    )
-    return Response(
-        content=msgspec.json.encode(body),
-        status_code=status,
-        media_type=PROBLEM_MEDIA_TYPE,
-        headers=dict(headers or {}),
-    )
+class InvalidInput(ApiError):
+    """422 ``invalid-input``: a bad field, query parameter, header or id (``errors`` names it)."""
+
+    def __init__(
+        self,
+        detail: str,
+        errors: list[FieldError] | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(422, "invalid-input", detail, errors=errors, headers=headers)
+
+
+class Unauthorized(ApiError):
+    """401 with the ``WWW-Authenticate`` challenge: a missing, unknown or revoked key."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            401, "unauthorized", detail, headers={"WWW-Authenticate": 'Bearer realm="vidjobs"'}
+        )
+
+
+class JobNotFound(ApiError):
+    """404 for unknown ids and for other tenants' jobs alike (no existence oracle)."""
+
+    def __init__(self, job_id: uuid.UUID) -> None:
+        super().__init__(
+            404, "job-not-found", f"no such job {job_id}; check the id returned by /video/submit"
+        )
 
 
 _DESCRIPTIONS: dict[int, str] = {
@@ -125,119 +156,88 @@ def problem_responses(*codes: int) -> dict[int, ResponseSpec]:
     }
 
 
-def _on_problem(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    assert isinstance(exc, ProblemError)
-    return problem_response(
-        request,
-        status=exc.status,
-        detail=exc.detail,
-        slug=exc.slug,
-        errors=exc.errors,
-        job_status=exc.job_status,
-        headers=exc.headers,
-    )
-
-
-def _field_errors(extra: Any) -> list[FieldError]:
+def _invalid_input(exc: ValidationException) -> ApiError:
     """Litestar's validation ``extra`` (a list of {key, message, source}) as field errors."""
-    out: list[FieldError] = []
-    if isinstance(extra, list):
-        for item in extra:
-            if isinstance(item, Mapping):
-                out.append(
-                    FieldError(
-                        field=str(item.get("key") or item.get("source") or "body"),
-                        message=str(item.get("message", "invalid value")),
-                    )
-                )
-    return out
+    errors = [
+        FieldError(
+            field=str(item.get("key") or item.get("source") or "body"),
+            message=str(item.get("message", "invalid value")),
+        )
+        for item in (exc.extra if isinstance(exc.extra, list) else [])
+        if isinstance(item, Mapping)
+    ]
+    if not errors:
+        return InvalidInput(str(exc.detail))
+    names = ", ".join(e.field for e in errors)
+    listed = "; ".join(f"{e.field}: {e.message}" for e in errors)
+    return InvalidInput(f"invalid input in {names}: {listed}", errors)
 
 
-def _on_validation(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    assert isinstance(exc, ValidationException)
-    errors = _field_errors(exc.extra)
-    names = ", ".join(e.field for e in errors) or "the request"
-    detail = f"invalid input in {names}: " + "; ".join(f"{e.field}: {e.message}" for e in errors)
-    return problem_response(
-        request,
-        status=422,
-        slug="invalid-input",
-        detail=detail if errors else str(exc.detail),
-        errors=errors or None,
+def _invalid_cursor(exc: InvalidCursor) -> ApiError:
+    return InvalidInput(
+        "cursor is not a next_cursor from this API; start again without it",
+        [FieldError(field="cursor", message=str(exc))],
     )
 
 
-def _on_invalid_cursor(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    return problem_response(
-        request,
-        status=422,
-        slug="invalid-input",
-        detail="cursor is not a next_cursor from this API; start again without it",
-        errors=[FieldError(field="cursor", message=str(exc))],
-    )
-
-
-def _on_http(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    assert isinstance(exc, HTTPException)
-    detail = str(exc.detail)
-    if exc.status_code == 404 and detail == HTTPStatus.NOT_FOUND.phrase:
-        detail = f"no route {request.url.path}; the API's routes are listed at /schema"
-    elif exc.status_code == 405:
-        detail = f"{request.method} is not allowed on {request.url.path}; see /schema"
-    return problem_response(
-        request, status=exc.status_code, detail=detail, headers=exc.headers or None
-    )
-
-
-def _on_database_down(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+def _database_down(exc: Exception) -> ApiError:
     log.warning("database unavailable: %s", exc)
-    return problem_response(
-        request,
-        status=503,
-        slug="database-unavailable",
-        detail="the database did not answer; nothing was changed, retry in a few seconds",
-        headers={"Retry-After": _RETRY_AFTER_S},
+    return ApiError(
+        503,
+        "database-unavailable",
+        "the database did not answer; nothing was changed, retry in a few seconds",
+        headers=_RETRY_AFTER,
     )
 
 
-def _on_blob_store_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+def _blob_store_failed(exc: BlobStoreError) -> ApiError:
     if isinstance(exc, BlobNotFound):
         log.error("blob missing: %s", exc)
-        return problem_response(
-            request,
-            status=404,
-            slug="blob-missing",
-            detail="the job's stored data is missing; it may have been deleted",
+        return ApiError(
+            404, "blob-missing", "the job's stored data is missing; it may have been deleted"
         )
     log.warning("blob store failed: %s", exc)
-    return problem_response(
-        request,
-        status=503,
-        slug="blob-store-unavailable",
-        detail="the blob store did not answer; nothing was stored, retry in a few seconds",
-        headers={"Retry-After": _RETRY_AFTER_S},
+    return ApiError(
+        503,
+        "blob-store-unavailable",
+        "the blob store did not answer; nothing was stored, retry in a few seconds",
+        headers=_RETRY_AFTER,
     )
 
 
-def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+def problem_details() -> ProblemDetailsPlugin:
+    """The plugin: it answers every :class:`ApiError`, and maps the lower layers' errors to one."""
+    return ProblemDetailsPlugin(
+        ProblemDetailsConfig(
+            exception_to_problem_detail_map={
+                ValidationException: _invalid_input,
+                InvalidCursor: _invalid_cursor,
+                DatabaseUnavailable: _database_down,
+                psycopg.OperationalError: _database_down,  # includes the pool's PoolTimeout
+                BlobStoreError: _blob_store_failed,
+            }
+        )
+    )
+
+
+def _on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    """Litestar's own HTTP errors (unknown route, wrong method, bad request) as ``about:blank``."""
+    if exc.status_code >= HTTPStatus.INTERNAL_SERVER_ERROR:
+        return _on_unexpected(request, exc)
+    detail = str(exc.detail)
+    if exc.status_code == HTTPStatus.NOT_FOUND and detail == HTTPStatus.NOT_FOUND.phrase:
+        detail = f"no route {request.url.path}; the API's routes are listed at /schema"
+    elif exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+        detail = f"{request.method} is not allowed on {request.url.path}; see /schema"
+    return ApiError(exc.status_code, None, detail, headers=exc.headers).to_response(request)
+
+
+def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return problem_response(
-        request,
-        status=500,
-        detail="an unexpected error occurred on the server; it has been logged",
-    )
+    detail = "an unexpected error occurred on the server; it has been logged"
+    return ApiError(500, None, detail).to_response(request)
 
 
 def exception_handlers() -> ExceptionHandlersMap:
-    """The app's handlers, most specific first (Litestar walks the exception's MRO)."""
-    return {
-        ProblemError: _on_problem,
-        ValidationException: _on_validation,
-        HTTPException: _on_http,
-        InvalidCursor: _on_invalid_cursor,
-        DatabaseUnavailable: _on_database_down,
-        psycopg.OperationalError: _on_database_down,  # includes the pool's PoolTimeout
-        BlobStoreUnavailable: _on_blob_store_error,
-        BlobStoreError: _on_blob_store_error,
-        Exception: _on_unexpected,
-    }
+    """The handlers that need the request; the plugin registers the rest (most specific wins)."""
+    return {HTTPException: _on_http, Exception: _on_unexpected}

@@ -22,7 +22,7 @@ import anyio.to_thread
 from litestar import Request, Response
 
 from vidjobs.api.auth import authenticate
-from vidjobs.api.problems import ProblemError
+from vidjobs.api.problems import ApiError, InvalidInput
 from vidjobs.api.runtime import ApiRuntime
 from vidjobs.api.uploads import (
     BlobFeed,
@@ -121,9 +121,7 @@ def validate_fields(fields: list[FormField], default_pipeline: str) -> SubmitSpe
             msg = str(exc) if name in str(exc) else f"{name} must be a number, got {given[name]!r}"
             errors.append(FieldError(field=name, message=msg))
     if errors:
-        raise ProblemError(
-            422,
-            "invalid-input",
+        raise InvalidInput(
             "invalid submit: " + "; ".join(f"{e.field}: {e.message}" for e in errors),
             errors=errors,
         )
@@ -136,9 +134,7 @@ def _idempotency_key(request: Request[Any, Any, Any]) -> str | None:
         return None
     key = key.strip()
     if not key or len(key) > _MAX_IDEMPOTENCY_KEY or not key.isprintable() or not key.isascii():
-        raise ProblemError(
-            422,
-            "invalid-input",
+        raise InvalidInput(
             f"Idempotency-Key must be 1 to {_MAX_IDEMPOTENCY_KEY} printable ASCII characters",
             errors=[FieldError(field="Idempotency-Key", message="invalid header value")],
         )
@@ -149,7 +145,7 @@ def _replay(job: Job, spec: SubmitSpec, key: str, *, body_unread: bool) -> Respo
     """Answer a repeat of an idempotent submit: the original job, or 409 if it differs."""
     close = {"Connection": "close"} if body_unread else {}
     if not spec.matches(job):
-        raise ProblemError(
+        raise ApiError(
             409,
             "idempotency-key-reused",
             f"Idempotency-Key {key!r} was first used for job {job.job_id} with different "
@@ -185,7 +181,7 @@ async def _read_fields(parts: MultipartStream) -> tuple[list[FormField], FileSta
 
 
 async def submit_video(request: Request[Any, Any, Any], rt: ApiRuntime) -> Response[Any]:
-    """Run one submit; every failure is a :class:`ProblemError` or a 503 outage error."""
+    """Run one submit; every failure is a :class:`ApiError` or a 503 outage error."""
     settings = rt.settings
     async with acquire(rt.pool) as conn:
         tenant = await authenticate(request, conn, rt.auth_cache)
@@ -199,7 +195,7 @@ async def submit_video(request: Request[Any, Any, Any], rt: ApiRuntime) -> Respo
     fields, file_start = await _read_fields(parts)
     if file_start is None or file_start.name != FILE_FIELD:
         got = "no file part" if file_start is None else f"a file part named {file_start.name!r}"
-        raise ProblemError(
+        raise ApiError(
             422,
             "missing-file",
             f"send the video as a multipart file part named {FILE_FIELD!r} after the other "
@@ -229,9 +225,7 @@ async def submit_video(request: Request[Any, Any, Any], rt: ApiRuntime) -> Respo
         put = partial(rt.store.put_stream, key, cast(BinaryIO, feed), content_type="video/mp4")
         await anyio.to_thread.run_sync(put, limiter=rt.upload_limiter)
         if await parts.next() is not None:
-            raise ProblemError(
-                422,
-                "invalid-input",
+            raise InvalidInput(
                 f"the {FILE_FIELD!r} part must be the last part: put every other field before it",
             )
     except BaseException as exc:

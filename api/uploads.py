@@ -19,7 +19,7 @@ from litestar.exceptions import InternalServerException
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from vidjobs.api.problems import ProblemError
+from vidjobs.api.problems import ApiError, InvalidInput
 
 __all__ = [
     "MP4_BRANDS",
@@ -59,7 +59,7 @@ def multipart_boundary(content_type: str | None) -> bytes:
     ctype, options = parse_options_header(content_type)
     boundary = options.get(b"boundary")
     if ctype != b"multipart/form-data" or not boundary:
-        raise ProblemError(
+        raise ApiError(
             415,
             "multipart-required",
             "send the video as multipart/form-data with a 'file' part, e.g. "
@@ -76,9 +76,9 @@ def check_mp4_head(head: bytes) -> None:
     fails the job when it cannot decode it. That keeps the API fast and the check honest.
     """
     if not head:
-        raise ProblemError(422, "empty-file", "the uploaded file is empty; send an MP4 video")
+        raise ApiError(422, "empty-file", "the uploaded file is empty; send an MP4 video")
     if len(head) < 12 or head[4:8] != b"ftyp":
-        raise ProblemError(
+        raise ApiError(
             415,
             "not-mp4",
             "the uploaded file is not an MP4/MOV video (no 'ftyp' box at byte 4); "
@@ -89,7 +89,7 @@ def check_mp4_head(head: bytes) -> None:
     brands = [head[8:12]] + [head[i : i + 4] for i in range(16, end - 3, 4)]
     if not any(b in MP4_BRANDS for b in brands):
         shown = ", ".join(repr(b.decode("latin-1")) for b in brands)
-        raise ProblemError(
+        raise ApiError(
             415,
             "not-mp4",
             f"the file is an ISO media file but not an MP4/MOV video (brands {shown}); "
@@ -174,7 +174,7 @@ class MultipartStream:
                 self._exhausted = True
                 continue
             except InternalServerException as exc:  # Litestar: the client went away
-                raise ProblemError(
+                raise ApiError(
                     400,
                     "upload-interrupted",
                     "the client disconnected before the upload finished; nothing was stored",
@@ -230,9 +230,7 @@ class MultipartStream:
             return
         self._field += data[start:end]
         if len(self._field) > _MAX_FIELD_BYTES:
-            raise ProblemError(
-                422,
-                "invalid-input",
+            raise InvalidInput(
                 f"form field {self._field_name!r} is longer than {_MAX_FIELD_BYTES} bytes",
             )
 
@@ -243,9 +241,7 @@ class MultipartStream:
             try:
                 value = self._field.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise ProblemError(
-                    422, "invalid-input", f"form field {self._field_name!r} is not UTF-8"
-                ) from exc
+                raise InvalidInput(f"form field {self._field_name!r} is not UTF-8") from exc
             self._events.append(FormField(name=self._field_name, value=value))
             self._field = None
 
@@ -267,8 +263,8 @@ async def read_head(parts: MultipartStream) -> tuple[bytes, bool]:
     return bytes(head), False
 
 
-def _malformed(why: str) -> ProblemError:
-    return ProblemError(400, "malformed-multipart", f"the multipart body is malformed: {why}")
+def _malformed(why: str) -> ApiError:
+    return ApiError(400, "malformed-multipart", f"the multipart body is malformed: {why}")
 
 
 class BlobFeed:
@@ -337,9 +333,9 @@ class BlobFeed:
             raise upload_too_large(self._max)
 
 
-def upload_too_large(limit: int) -> ProblemError:
+def upload_too_large(limit: int) -> ApiError:
     """The 413 problem; ``Connection: close`` since the rest of the body is not read."""
-    return ProblemError(
+    return ApiError(
         413,
         "upload-too-large",
         f"the video is larger than the limit of {limit} bytes ({limit / 1024**2:.0f} MiB); "

@@ -14,20 +14,25 @@ from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Sche
 from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
 from psycopg import AsyncConnection
 
-from vidjobs.api.auth import authenticate, bearer_key, unauthorized
+from vidjobs.api.auth import INVALID_KEY, authenticate, bearer_key
 from vidjobs.api.presenters import (
     JobIdPath,
     describe_state,
-    job_not_found,
     job_status,
     parse_job_id,
+    tenant_job,
 )
-from vidjobs.api.problems import ProblemError, problem_responses
+from vidjobs.api.problems import (
+    ApiError,
+    InvalidInput,
+    JobNotFound,
+    Unauthorized,
+    problem_responses,
+)
 from vidjobs.api.runtime import ApiRuntime, runtime
 from vidjobs.api.submit import FILE_FIELD, submit_video
 from vidjobs.blobs import results_key
 from vidjobs.db.api_keys import hash_key
-from vidjobs.db.jobs import job_get
 from vidjobs.db.pool import run_read
 from vidjobs.schema import JobState
 from vidjobs.schema.api import (
@@ -51,6 +56,16 @@ __all__ = ["VideoController"]
 
 _STRING = OpenAPIType.STRING
 _NUMBER = OpenAPIType.NUMBER
+_INTEGER = OpenAPIType.INTEGER
+
+
+def _bounded(
+    kind: OpenAPIType, minimum: float, maximum: float, default: float, description: str
+) -> Schema:
+    """A numeric form field with its range and default (the API checks the same bounds)."""
+    return Schema(
+        type=kind, minimum=minimum, maximum=maximum, default=default, description=description
+    )
 
 
 @dataclass
@@ -64,27 +79,21 @@ class _SubmitOperation(Operation):
             additional_properties=False,  # any other field is a 422
             properties={
                 "pipeline": Schema(type=_STRING, enum=list(PIPELINES), default=PIPELINES[0]),
-                "sample_fps": Schema(
-                    type=_NUMBER,
-                    minimum=SAMPLE_FPS_MIN,
-                    maximum=SAMPLE_FPS_MAX,
-                    default=SAMPLE_FPS_DEFAULT,
-                    description="frames analysed per second of video",
+                "sample_fps": _bounded(
+                    _NUMBER,
+                    SAMPLE_FPS_MIN,
+                    SAMPLE_FPS_MAX,
+                    SAMPLE_FPS_DEFAULT,
+                    "frames analysed per second of video",
                 ),
-                "min_confidence": Schema(
-                    type=_NUMBER,
-                    minimum=MIN_CONFIDENCE_MIN,
-                    maximum=MIN_CONFIDENCE_MAX,
-                    default=MIN_CONFIDENCE_DEFAULT,
-                    description="detections below this score are dropped",
+                "min_confidence": _bounded(
+                    _NUMBER,
+                    MIN_CONFIDENCE_MIN,
+                    MIN_CONFIDENCE_MAX,
+                    MIN_CONFIDENCE_DEFAULT,
+                    "detections below this score are dropped",
                 ),
-                "priority": Schema(
-                    type=OpenAPIType.INTEGER,
-                    minimum=PRIORITY_MIN,
-                    maximum=PRIORITY_MAX,
-                    default=0,
-                    description="higher runs first",
-                ),
+                "priority": _bounded(_INTEGER, PRIORITY_MIN, PRIORITY_MAX, 0, "higher runs first"),
                 FILE_FIELD: Schema(
                     type=_STRING,
                     format=OpenAPIFormat.BINARY,
@@ -142,16 +151,17 @@ class VideoController(Controller):
         borrowed directly (no dependency resolution per request).
         """
         rt = runtime(state)
+        key_hash = hash_key(bearer_key(request))
         try:
             jid = parse_job_id(job_id)
-        except ProblemError:
+        except InvalidInput:
             await run_read(rt.pool, lambda conn: authenticate(request, conn, rt.auth_cache))
             raise  # 401 before 422
-        tenant, job = await rt.status_reads.get(hash_key(bearer_key(request)), jid)
+        tenant, job = await rt.status_reads.get(key_hash, jid)
         if tenant is None:
-            raise unauthorized("invalid or revoked API key; ask for a new one")
+            raise Unauthorized(INVALID_KEY)
         if job is None:
-            raise job_not_found(jid)
+            raise JobNotFound(jid)
         return job_status(job)
 
     @get(
@@ -168,15 +178,15 @@ class VideoController(Controller):
         rt: NamedDependency[ApiRuntime],
     ) -> JobResults:
         """200 only for a completed job; 404 says which state the job is in otherwise."""
-        jid = parse_job_id(job_id)
-        job = await job_get(db_conn, jid, tenant=tenant)
-        if job is None:
-            raise ProblemError(404, "job-not-found", f"no such job {jid}")
+        job = await tenant_job(db_conn, job_id, tenant)
         if job.state is not JobState.COMPLETED:
-            raise ProblemError(404, "results-not-ready", describe_state(job), job_status=job.state)
-        key = job.output_key or results_key(jid)
+            raise ApiError(404, "results-not-ready", describe_state(job), job_status=job.state)
+        key = job.output_key or results_key(job.job_id)
         data = await anyio.to_thread.run_sync(rt.store.get_bytes, key)
         document = msgspec.json.decode(data, type=dict[str, Any])
         return JobResults(
-            job_id=jid, results=document, created_at=job.created_at, updated_at=job.updated_at
+            job_id=job.job_id,
+            results=document,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vidjobs.api.problems import ProblemError
+from vidjobs.api.problems import ApiError
 from vidjobs.api.settings import ApiSettings
 from vidjobs.api.submit import validate_fields
 from vidjobs.api.uploads import FormField
@@ -59,10 +59,10 @@ def test_validate_fields_fills_defaults() -> None:
 
 
 def test_validate_fields_lists_every_bad_field() -> None:
-    with pytest.raises(ProblemError) as info:
+    with pytest.raises(ApiError) as info:
         validate_fields(
             [FormField("pipeline", "x"), FormField("priority", "x"), FormField("pipeline", "y")],
             "noop",
         )
-    assert info.value.status == 422
+    assert info.value.status_code == 422
     assert [e.field for e in info.value.errors or []] == ["pipeline", "pipeline", "priority"]

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from vidjobs.api.problems import ProblemError
+from vidjobs.api.problems import ApiError
 from vidjobs.api.uploads import (
     FileData,
     FileEnd,
@@ -55,30 +55,30 @@ async def test_fields_then_file_in_any_chunking(size: int) -> None:
 
 async def test_truncated_body_is_a_400() -> None:
     data = _body(("file", "a.mp4", b"abc"))[:-10]
-    with pytest.raises(ProblemError) as info:
+    with pytest.raises(ApiError) as info:
         await _events(data, 5)
-    assert info.value.status == 400
+    assert info.value.status_code == 400
 
 
 async def test_part_without_a_name_is_a_400() -> None:
     data = b"--XyZ\r\nContent-Disposition: form-data\r\n\r\nx\r\n--XyZ--\r\n"
-    with pytest.raises(ProblemError) as info:
+    with pytest.raises(ApiError) as info:
         await _events(data, 100)
-    assert info.value.status == 400
+    assert info.value.status_code == 400
 
 
 async def test_oversized_field_is_a_422() -> None:
-    with pytest.raises(ProblemError) as info:
+    with pytest.raises(ApiError) as info:
         await _events(_body(("pipeline", None, b"x" * 10_000)), 1000)
-    assert info.value.status == 422
+    assert info.value.status_code == 422
 
 
 def test_boundary_required() -> None:
     assert multipart_boundary("multipart/form-data; boundary=abc") == b"abc"
     for bad in (None, "application/json", "multipart/form-data", "multipart/mixed; boundary=a"):
-        with pytest.raises(ProblemError) as info:
+        with pytest.raises(ApiError) as info:
             multipart_boundary(bad)
-        assert info.value.status == 415
+        assert info.value.status_code == 415
 
 
 @pytest.mark.parametrize(
@@ -105,6 +105,6 @@ def test_mp4_and_mov_heads_pass(head: bytes) -> None:
     ],
 )
 def test_other_heads_fail(head: bytes, status: int, slug: str) -> None:
-    with pytest.raises(ProblemError) as info:
+    with pytest.raises(ApiError) as info:
         check_mp4_head(head)
-    assert (info.value.status, info.value.slug) == (status, slug)
+    assert (info.value.status_code, info.value.slug) == (status, slug)
