@@ -148,7 +148,8 @@ class VideoController(Controller):
 
         The hot polling path: the key is checked and the job read in one statement, shared
         with the other polls that arrived at the same time (``StatusReads``), on a connection
-        borrowed directly (no dependency resolution per request).
+        borrowed directly (no dependency resolution per request). It skips the auth cache: the
+        key check rides in the job's read, so a cached tenant would save no round trip.
         """
         rt = runtime(state)
         key_hash = hash_key(bearer_key(request))
