@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
-import psycopg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
@@ -103,14 +102,8 @@ class ApiError(ProblemDetailsException):
 class InvalidInput(ApiError):
     """422 ``invalid-input``: a bad field, query parameter, header or id (``errors`` names it)."""
 
-    def __init__(
-        self,
-        detail: str,
-        errors: list[FieldError] | None = None,
-        *,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(422, "invalid-input", detail, errors=errors, headers=headers)
+    def __init__(self, detail: str, errors: list[FieldError] | None = None) -> None:
+        super().__init__(422, "invalid-input", detail, errors=errors)
 
 
 class Unauthorized(ApiError):
@@ -213,7 +206,6 @@ def problem_details() -> ProblemDetailsPlugin:
                 ValidationException: _invalid_input,
                 InvalidCursor: _invalid_cursor,
                 DatabaseUnavailable: _database_down,
-                psycopg.OperationalError: _database_down,  # includes the pool's PoolTimeout
                 BlobStoreError: _blob_store_failed,
             }
         )
