@@ -1,7 +1,7 @@
 """The ``vidjobs`` HTTP client commands, run as a user runs them: separate processes, env config.
 
 A real ``vidjobs api`` (and, where a job must finish, a real ``vidjobs worker``) runs on the
-test's database; every client call is ``python -m vidjobs ...`` with ``VIDJOBS_API_URL`` and
+test's database; every client call is a ``vidjobs ...`` process with ``VIDJOBS_API_URL`` and
 ``VIDJOBS_API_KEY`` in its environment. What a script sees is asserted: the exit code, the job id
 on stdout, and errors as one readable line on stderr.
 """
@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.robustness.live import MP4_HEAD, LiveStack, create_key
+from tests.support.keys import create_key
+from tests.support.media import mp4_bytes
+from tests.support.processes import Services, run_vidjobs, worker_args
 from vidjobs.devstack.embedded import free_port
 from vidjobs.devstack.synth.video import make_sample_video
 
@@ -26,9 +26,9 @@ pytestmark = [pytest.mark.acceptance]
 
 
 class Cli:
-    """``python -m vidjobs`` with the API URL and key of one test in its environment."""
+    """``vidjobs`` with the API URL and key of one test in its environment."""
 
-    def __init__(self, live: LiveStack, key: str) -> None:
+    def __init__(self, live: Services, key: str) -> None:
         self.live = live
         self.key = key
 
@@ -38,38 +38,20 @@ class Cli:
         env = dict(os.environ)
         env["VIDJOBS_API_URL"] = url or self.live.base_url
         env["VIDJOBS_API_KEY"] = self.key if key is None else key
-        return subprocess.run(
-            [sys.executable, "-m", "vidjobs", *args],
-            env=env,
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        return run_vidjobs(*args, env=env, cwd=cwd)
 
 
 @pytest.fixture
-def live(tmp_path: Path, database_url: str) -> Iterator[LiveStack]:
-    """An API on the test's database (the test starts a worker if it needs one)."""
-    stack = LiveStack(tmp_path, database_url)
-    try:
-        stack.start_api()
-        yield stack
-    finally:
-        stack.close()
-
-
-@pytest.fixture
-def cli(live: LiveStack) -> Cli:
-    """The client, with a fresh key of tenant ``acme``."""
+def cli(live: Services) -> Cli:
+    """The client of a running API, with a fresh key of tenant ``acme`` (no worker started)."""
+    live.start_api()
     _key_id, key = create_key(live.database_url, "acme")
     return Cli(live, key)
 
 
 def _noise_mp4(path: Path) -> Path:
-    """An ``ftyp`` header and noise: the API accepts it, a video pipeline fails it."""
-    path.write_bytes(MP4_HEAD + os.urandom(4096))
+    """An ``ftyp`` header and filler: the API accepts it, a video pipeline fails it."""
+    path.write_bytes(mp4_bytes(4096))
     return path
 
 
@@ -88,14 +70,14 @@ def _completed_line(stdout: str, job_id: str) -> str:
 
 
 @pytest.mark.ml
-def test_submit_wait_status_results_jobs(live: LiveStack, cli: Cli, tmp_path: Path) -> None:
+def test_submit_wait_status_results_jobs(live: Services, cli: Cli, tmp_path: Path) -> None:
     """A real video through the real pipeline; then status, results -o and jobs --status."""
-    live.start_worker()
+    live.start_worker(*worker_args(concurrency=1))
     video = tmp_path / "clip.mp4"
     make_sample_video(video, seconds=2.0)
 
     sub = cli("submit", str(video), "--wait", "--sample-fps", "2")
-    assert sub.returncode == 0, (sub.stdout, sub.stderr, live.logs("worker"))
+    assert sub.returncode == 0, (sub.stdout, sub.stderr, live.processes.logs("worker"))
     job_id = sub.stdout.splitlines()[0].strip()
     assert uuid.UUID(job_id)
     done = _completed_line(sub.stdout, job_id)
@@ -127,11 +109,11 @@ def test_submit_wait_status_results_jobs(live: LiveStack, cli: Cli, tmp_path: Pa
 
 
 @pytest.mark.ml
-def test_failed_job_with_wait_exits_1(live: LiveStack, cli: Cli, tmp_path: Path) -> None:
+def test_failed_job_with_wait_exits_1(live: Services, cli: Cli, tmp_path: Path) -> None:
     """A file that passes the header check but is no video: the worker fails it for good."""
-    live.start_worker()
+    live.start_worker(*worker_args(concurrency=1))
     sub = cli("submit", str(_noise_mp4(tmp_path / "noise.mp4")), "--wait")
-    assert sub.returncode == 1, (sub.stdout, sub.stderr, live.logs("worker"))
+    assert sub.returncode == 1, (sub.stdout, sub.stderr, live.processes.logs("worker"))
     job_id = sub.stdout.splitlines()[0].strip()
     assert f"{job_id}  failed" in sub.stdout
     assert "error=invalid_video" in sub.stdout
@@ -164,7 +146,7 @@ def test_cancel_pending_job(cli: Cli, tmp_path: Path) -> None:
     assert f"{job_id}  cancelled" in again.stdout
 
 
-def test_exit_codes_and_one_line_errors(live: LiveStack, cli: Cli, tmp_path: Path) -> None:
+def test_exit_codes_and_one_line_errors(cli: Cli, tmp_path: Path) -> None:
     """What a script branches on: 3 unknown job, 4 bad key, 5 API down, 2 bad URL, 6 refused."""
     unknown = str(uuid.uuid4())
     by_id: list[tuple[str, ...]] = [("status", unknown), ("results", unknown), ("cancel", unknown)]

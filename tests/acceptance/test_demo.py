@@ -12,12 +12,12 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.acceptance.local_stack import StackRun, marked_processes
+from tests.support.processes import Process, Processes, clean_env, marked_processes
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.ml]
 
@@ -33,24 +33,26 @@ def demo_tmp() -> Iterator[Path]:
 
 
 @pytest.fixture
-def demo(tmp_path: Path, demo_tmp: Path) -> Iterator[StackRun]:
-    """``vidjobs demo`` in ``tmp_path``; killed with all it started if the test fails."""
-    run = StackRun(
-        ["demo"], cwd=tmp_path, log=tmp_path / "demo.out", extra_env={"TMPDIR": str(demo_tmp)}
-    )
-    try:
-        yield run
-    finally:
-        run.kill_leftovers()
+def start_demo(processes: Processes, tmp_path: Path, demo_tmp: Path) -> Callable[[], Process]:
+    """Starts ``vidjobs demo`` in ``tmp_path`` as a new user would: a terminal of its own, no
+    service settings. Stopped with all it started if the test fails."""
+
+    def start() -> Process:
+        return processes.start(
+            "demo", ["demo"], clean_env(TMPDIR=str(demo_tmp)), cwd=tmp_path, own_session=True
+        )
+
+    return start
 
 
 def test_demo_summarises_and_stops_everything(
-    demo: StackRun, tmp_path: Path, demo_tmp: Path
+    start_demo: Callable[[], Process], tmp_path: Path, demo_tmp: Path
 ) -> None:
     t0 = time.monotonic()
-    rc = demo.start().wait(240)
+    demo = start_demo()
+    rc = demo.wait(240)
     took = time.monotonic() - t0
-    out = demo.output()
+    out = demo.text()
     assert rc == 0, out
     assert "Traceback" not in out
     # The two-minute target is a figure for the note (it takes ~10 s here), not a timed assert.
@@ -88,12 +90,12 @@ def test_demo_summarises_and_stops_everything(
     ids=["sigint-starting", "sigint-running", "sigint-twice", "sigterm-running"],
 )
 def test_demo_interrupted_stops_everything(
-    demo: StackRun, sig: signal.Signals, when: str, times: int, demo_tmp: Path
+    start_demo: Callable[[], Process], sig: signal.Signals, when: str, times: int, demo_tmp: Path
 ) -> None:
-    demo.start()
+    demo = start_demo()
     if when == "starting":
         demo.wait_for(lambda: _pg_up(demo), 120, "embedded Postgres")
-        assert "API ready" not in demo.output()
+        assert "API ready" not in demo.text()
     else:
         demo.wait_for_line(r"^\[.*\] running ", 180)
     t0 = time.monotonic()
@@ -103,7 +105,7 @@ def test_demo_interrupted_stops_everything(
         demo.interrupt(sig)
     rc = demo.wait(90)  # a hang guard: it stops in ~6 s (the worker's 5 s grace), slower under load
     took = time.monotonic() - t0
-    out = demo.output()
+    out = demo.text()
     assert rc != 0, out
     assert "Traceback" not in out, out
     assert "stopped everything" in out, out
@@ -112,5 +114,5 @@ def test_demo_interrupted_stops_everything(
     print(f"DEMO stopped {took:.1f}s after {sig.name}")
 
 
-def _pg_up(run: StackRun) -> bool:
+def _pg_up(run: Process) -> bool:
     return any("bin/postgres -D" in p for p in marked_processes(run.mark))

@@ -7,15 +7,14 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.acceptance.local_stack import StackRun
-from tests.robustness.live import MP4_HEAD
+from tests.support.media import mp4_bytes
+from tests.support.processes import Process, Processes, clean_env, run_vidjobs
 from vidjobs.devstack.embedded import free_port
 
 pytestmark = [pytest.mark.acceptance]
@@ -29,70 +28,51 @@ def data_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture
-def runs() -> Iterator[list[StackRun]]:
-    """Every ``vidjobs dev`` the test starts; killed with all they started if the test fails."""
-    started: list[StackRun] = []
-    try:
-        yield started
-    finally:
-        for run in started:
-            run.kill_leftovers()
-
-
-def _dev(runs: list[StackRun], tmp_path: Path, *args: str) -> StackRun:
-    run = StackRun(["dev", *args], cwd=tmp_path, log=tmp_path / f"dev-{len(runs)}.out")
-    runs.append(run)
-    return run.start()
+def _dev(processes: Processes, tmp_path: Path, *args: str) -> Process:
+    """``vidjobs dev`` in a terminal of its own, no service settings (stopped by the fixture)."""
+    return processes.start("dev", ["dev", *args], clean_env(), cwd=tmp_path, own_session=True)
 
 
 def _cli(url: str, key: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "VIDJOBS_API_URL": url, "VIDJOBS_API_KEY": key}
-    return subprocess.run(
-        [sys.executable, "-m", "vidjobs", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_vidjobs(*args, env=env)
 
 
-def _ready(run: StackRun) -> tuple[str, str]:
+def _ready(run: Process) -> tuple[str, str]:
     """The API URL and key it printed, once it says it is up."""
     run.wait_for_line(r"^Ctrl\+C stops everything\.$", 120)
-    out = run.output()
+    out = run.text()
     url = run.wait_for_line(r"^API:\s+(\S+)", 1).group(1)
     key = run.wait_for_line(r"^API key:\s+(\S+)\s+\(tenant demo\)", 1).group(1)
     assert "Traceback" not in out
     return url, key
 
 
-def _stop(run: StackRun) -> None:
+def _stop(run: Process) -> None:
     run.interrupt(signal.SIGINT)
-    assert run.wait(45) == 0, run.output()
-    assert "stopped everything" in run.output()
+    assert run.wait(45) == 0, run.text()
+    assert "stopped everything" in run.text()
     assert run.leftovers() == []
 
 
 def test_dev_serves_until_ctrl_c_and_keeps_jobs(
-    runs: list[StackRun], tmp_path: Path, data_dir: Path
+    processes: Processes, tmp_path: Path, data_dir: Path
 ) -> None:
     port = free_port()
-    first = _dev(runs, tmp_path, "--data-dir", str(data_dir), "--port", str(port))
+    first = _dev(processes, tmp_path, "--data-dir", str(data_dir), "--port", str(port))
     url, key = _ready(first)
     assert url == f"http://127.0.0.1:{port}"
 
     video = tmp_path / "v.mp4"
-    video.write_bytes(MP4_HEAD + os.urandom(4096))
+    video.write_bytes(mp4_bytes(4096))
     sub = _cli(url, key, "submit", str(video), "--pipeline", "noop", "--wait")
-    assert sub.returncode == 0, (sub.stderr, first.output())
+    assert sub.returncode == 0, (sub.stderr, first.text())
     job_id = sub.stdout.splitlines()[0].strip()
     assert f"{job_id}  completed" in sub.stdout
     _stop(first)
 
     # A restart on the same folder: a new key, the same tenant, the job still there.
-    second = _dev(runs, tmp_path, "--data-dir", str(data_dir), "--port", str(port))
+    second = _dev(processes, tmp_path, "--data-dir", str(data_dir), "--port", str(port))
     url2, key2 = _ready(second)
     assert key2 != key
     st = _cli(url2, key2, "status", job_id)
@@ -104,16 +84,16 @@ def test_dev_serves_until_ctrl_c_and_keeps_jobs(
 
 
 def test_dev_that_cannot_start_says_why_and_leaves_nothing(
-    runs: list[StackRun], tmp_path: Path, data_dir: Path
+    processes: Processes, tmp_path: Path, data_dir: Path
 ) -> None:
     """The API's port is taken: Postgres was already up; it must be stopped again."""
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        run = _dev(runs, tmp_path, "--data-dir", str(data_dir), "--port", str(port))
+        run = _dev(processes, tmp_path, "--data-dir", str(data_dir), "--port", str(port))
         rc = run.wait(120)
-    out = run.output()
+    out = run.text()
     assert rc == 1, out
     assert "Traceback" not in out
     (error,) = [ln for ln in out.splitlines() if ln.startswith("Error: ")]

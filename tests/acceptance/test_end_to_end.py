@@ -7,108 +7,35 @@ fixture detector, and a generated video whose ground truth is exact.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.support.processes import Processes, Services
 from vidjobs.blobs import BlobSettings
 from vidjobs.devstack.synth.video import GroundTruth, make_sample_video
 from vidjobs.worker.pipelines.yolo_ocr.settings import FIXTURE_WEIGHTS
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.ml]
 
-VIDJOBS = str(Path(sys.executable).with_name("vidjobs"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env(database_url: str, blobs: BlobSettings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "VIDJOBS_BLOB_BACKEND": "s3",
-        "VIDJOBS_S3_ENDPOINT": blobs.s3_endpoint,
-        "VIDJOBS_S3_ACCESS_KEY": blobs.s3_access_key,
-        "VIDJOBS_S3_SECRET_KEY": blobs.s3_secret_key,
-        "VIDJOBS_S3_BUCKET": blobs.s3_bucket,
-        "VIDJOBS_DETECTOR_WEIGHTS": str(FIXTURE_WEIGHTS),
-        "VIDJOBS_WORKER_PROGRESS_INTERVAL": "0.1",
-        "VIDJOBS_WORKER_HEARTBEAT_INTERVAL": "1",
-        "VIDJOBS_WORKER_CONCURRENCY": "1",
-    }
-
-
-class Stack:
-    """The API and worker processes of one test; stopped by PID at the end."""
-
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env = env
-        self.logs = logs
-        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
-
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        with (self.logs / f"{name}.log").open("wb") as log:
-            proc = subprocess.Popen(
-                [VIDJOBS, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
-        self.procs.append((name, proc))
-        return proc
-
-    def log(self, name: str) -> str:
-        return (self.logs / f"{name}.log").read_text(errors="replace")
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [VIDJOBS, *args], env=self.env, capture_output=True, text=True, timeout=60, check=False
-        )
-
-    def stop(self) -> None:
-        for _, proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for _, proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
 
 @pytest.fixture
-def stack(database_url: str, s3_settings: BlobSettings, tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(_env(database_url, s3_settings), tmp_path)
-    try:
-        yield s
-    finally:
-        s.stop()
-
-
-def _start_api(stack: Stack) -> str:
-    port = _free_port()
-    proc = stack.start("api", "api", "--port", str(port), "--log-level", "warning")
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, stack.log("api")
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                return base
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "vidjobs api did not start"
-        time.sleep(0.2)
+def services(processes: Processes, database_url: str, s3_settings: BlobSettings) -> Services:
+    """API and worker on the test's database and a fresh S3 bucket, configured by environment."""
+    return Services(
+        processes,
+        database_url,
+        s3_settings,
+        {
+            "VIDJOBS_DETECTOR_WEIGHTS": str(FIXTURE_WEIGHTS),
+            "VIDJOBS_WORKER_PROGRESS_INTERVAL": "0.1",
+            "VIDJOBS_WORKER_HEARTBEAT_INTERVAL": "1",
+            "VIDJOBS_WORKER_CONCURRENCY": "1",
+        },
+    )
 
 
 def _norm(text: str) -> str:
@@ -122,12 +49,13 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return ix * iy / union
 
 
-def test_submit_analyse_and_read_results_over_http(stack: Stack, tmp_path: Path) -> None:
+def test_submit_analyse_and_read_results_over_http(services: Services, tmp_path: Path) -> None:
     video = tmp_path / "sample.mp4"
     truth: GroundTruth = make_sample_video(video, seconds=4.0, seed=3)
-    base = _start_api(stack)
-    worker = stack.start("worker", "worker")
-    made = stack.cli("keys", "create", "--tenant", "e2e", "--name", "ci")
+    services.start_api()
+    base = services.base_url
+    worker = services.start_worker()
+    made = services.cli("keys", "create", "--tenant", "e2e", "--name", "ci")
     assert made.returncode == 0, made.stderr
     headers = {"Authorization": f"Bearer {made.stdout.strip()}"}
 
@@ -144,7 +72,7 @@ def test_submit_analyse_and_read_results_over_http(stack: Stack, tmp_path: Path)
         progress: list[float] = []
         deadline = time.monotonic() + 240
         while True:
-            assert worker.poll() is None, stack.log("worker")
+            assert worker.alive(), worker.text()
             status: dict[str, Any] = http.get(f"/video/status/{job_id}").json()
             progress.append(status["progress"])
             if status["status"] in ("completed", "failed", "cancelled"):

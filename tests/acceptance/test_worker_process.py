@@ -2,112 +2,48 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
 
-from vidjobs.db.jobs import NewJob, job_insert_many
+from tests.support.db import insert_jobs, sql
+from tests.support.processes import Processes, Services
+from tests.support.waiting import wait_for
 from vidjobs.worker.pipelines.yolo_ocr.settings import FIXTURE_WEIGHTS
 
 pytestmark = pytest.mark.acceptance
 
-VIDJOBS = str(Path(sys.executable).with_name("vidjobs"))
-
-
-def _env(database_url: str, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=database_url,
-        VIDJOBS_WORKER_HEARTBEAT_INTERVAL="0.5",
-        VIDJOBS_WORKER_POLL_INTERVAL="0.1",
-        VIDJOBS_WORKER_IDLE_BACKOFF_MAX="0.5",
-        VIDJOBS_LOG_LEVEL="INFO",
-        VIDJOBS_WORKER_NO_VIDEO="1",
-    )
-    env.update(extra)
-    return env
-
-
-class Workers:
-    """Starts ``vidjobs worker`` processes and stops whatever is left by PID at the end."""
-
-    def __init__(self, database_url: str, tmp: Path) -> None:
-        self.database_url = database_url
-        self.tmp = tmp
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
-        with (self.tmp / f"worker-{len(self.procs)}.log").open("wb") as log:
-            proc = subprocess.Popen(
-                [VIDJOBS, "worker", *args],
-                env=_env(self.database_url, **env),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.procs.append(proc)
-        return proc
-
-    def log(self, i: int) -> str:
-        return (self.tmp / f"worker-{i}.log").read_text(errors="replace")
-
-    def close(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait(10)
+_QUICK = {
+    "VIDJOBS_WORKER_HEARTBEAT_INTERVAL": "0.5",
+    "VIDJOBS_WORKER_POLL_INTERVAL": "0.1",
+    "VIDJOBS_WORKER_IDLE_BACKOFF_MAX": "0.5",
+    "VIDJOBS_LOG_LEVEL": "INFO",
+    "VIDJOBS_WORKER_NO_VIDEO": "1",
+}
 
 
 @pytest.fixture
-def workers(database_url: str, tmp_path: Path) -> Iterator[Workers]:
-    w = Workers(database_url, tmp_path)
-    try:
-        yield w
-    finally:
-        w.close()
-
-
-def _sql(url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url, autocommit=True) as c:
-        cur = c.execute(query, params)  # type: ignore[arg-type]
-        return cur.fetchall() if cur.description else []
-
-
-def _submit(
-    url: str, n: int = 1, params: dict[str, Any] | None = None, pipeline: str = "noop"
-) -> list[uuid.UUID]:
-    """Submit jobs (noop unless told) through the db API (one statement, one NOTIFY)."""
-
-    async def go() -> list[uuid.UUID]:
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as c:
-            job = NewJob(tenant="acme", pipeline=pipeline, params=params or {})
-            return await job_insert_many(c, [job] * n)
-
-    return asyncio.run(go())
+def workers(processes: Processes, database_url: str) -> Services:
+    """``vidjobs worker`` processes on the test's database: quick intervals, no video."""
+    return Services(processes, database_url, extra_env=_QUICK)
 
 
 def _state(url: str, job_id: uuid.UUID) -> tuple[str, int]:
-    [(state, attempts)] = _sql(
+    [(state, attempts)] = sql(
         url, "SELECT state::text, attempts FROM vidjobs.jobs WHERE job_id = %s", job_id
     )
     return state, attempts
 
 
 def _wait_state(url: str, job_id: uuid.UUID, state: str, within: float = 30) -> None:
-    deadline = time.monotonic() + within
-    while _state(url, job_id)[0] != state:
-        assert time.monotonic() < deadline, f"job not {state} within {within}s"
-        time.sleep(0.05)
+    wait_for(lambda: _state(url, job_id)[0] == state, within, f"the job is {state}", every=0.05)
 
 
 # --- vidjobs worker --check: light by default (a container probe), --check-models loads them.
@@ -139,12 +75,12 @@ def _as_role(url: str, user: str) -> str:
 
 
 def test_check_is_light_and_exits_0_when_database_blobs_and_weights_are_ready(
-    database_url: str, tmp_path: Path
+    workers: Services, tmp_path: Path
 ) -> None:
     # -X importtime lists every module the real CLI process imports, on stderr.
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "vidjobs", "worker", "--check"],
-        env=_env(database_url, **_video_env(tmp_path)),
+        env=workers.env(**_video_env(tmp_path)),
         capture_output=True,
         text=True,
         timeout=60,
@@ -170,161 +106,166 @@ def test_check_is_light_and_exits_0_when_database_blobs_and_weights_are_ready(
 
 
 def test_check_exits_1_naming_the_database_when_it_is_unreachable(
-    workers: Workers, tmp_path: Path
+    workers: Services, tmp_path: Path
 ) -> None:
-    proc = workers.start(
+    proc = workers.start_worker(
         "--check", **_video_env(tmp_path, DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
     )
-    assert proc.wait(60) == 1, workers.log(0)
-    (failed,) = _lines(workers.log(0), "FAILED")
+    assert proc.wait(60) == 1, proc.text()
+    (failed,) = _lines(proc.text(), "FAILED")
     assert failed.startswith("FAILED database: cannot connect (check DATABASE_URL)")
-    assert len(_lines(workers.log(0), "ok ")) == 2, "the blob store and weights still answer"
+    assert len(_lines(proc.text(), "ok ")) == 2, "the blob store and weights still answer"
 
 
-def test_check_no_video_checks_the_database_only(workers: Workers) -> None:
-    proc = workers.start(
+def test_check_no_video_checks_the_database_only(workers: Services) -> None:
+    proc = workers.start_worker(
         "--check", "--no-video", DATABASE_URL="postgresql://nobody@127.0.0.1:1/none"
     )
     assert proc.wait(60) == 1
-    assert [line.split(":")[0] for line in _lines(workers.log(0), "FAILED")] == ["FAILED database"]
-    assert "DATABASE_URL" in workers.log(0)
+    assert [line.split(":")[0] for line in _lines(proc.text(), "FAILED")] == ["FAILED database"]
+    assert "DATABASE_URL" in proc.text()
 
 
 def test_check_exits_1_naming_migrate_on_an_unmigrated_database(
-    workers: Workers, empty_database_url: str
+    workers: Services, empty_database_url: str
 ) -> None:
-    proc = workers.start("--check", "--no-video", DATABASE_URL=empty_database_url)
+    proc = workers.start_worker("--check", "--no-video", DATABASE_URL=empty_database_url)
     assert proc.wait(60) == 1
-    (failed,) = _lines(workers.log(0), "FAILED")
+    (failed,) = _lines(proc.text(), "FAILED")
     assert "vidjobs db migrate" in failed
 
 
 def test_check_passes_as_the_least_privilege_worker_role(
-    workers: Workers, database_url: str
+    workers: Services, database_url: str
 ) -> None:
     """The role deploy/sql/roles.sql gives workers cannot read yoyo's tables, yet is ready."""
     login = f"t_worker_{uuid.uuid4().hex[:8]}"
     roles_sql = (Path(__file__).resolve().parents[2] / "deploy/sql/roles.sql").read_text()
-    _sql(database_url, roles_sql)
-    _sql(database_url, f'CREATE ROLE "{login}" LOGIN IN ROLE vidjobs_worker')
+    sql(database_url, roles_sql)
+    sql(database_url, f'CREATE ROLE "{login}" LOGIN IN ROLE vidjobs_worker')
     try:
-        proc = workers.start("--check", "--no-video", DATABASE_URL=_as_role(database_url, login))
-        assert proc.wait(60) == 0, workers.log(0)
-        (line,) = _lines(workers.log(0), "ok database")
+        proc = workers.start_worker(
+            "--check", "--no-video", DATABASE_URL=_as_role(database_url, login)
+        )
+        assert proc.wait(60) == 0, proc.text()
+        (line,) = _lines(proc.text(), "ok database")
         assert "worker tables and grants present" in line
         # A role without the worker's grants is told to apply roles.sql.
         bare = f"t_nogrant_{uuid.uuid4().hex[:8]}"
-        _sql(database_url, f'CREATE ROLE "{bare}" LOGIN')
+        sql(database_url, f'CREATE ROLE "{bare}" LOGIN')
         try:
-            proc = workers.start("--check", "--no-video", DATABASE_URL=_as_role(database_url, bare))
+            proc = workers.start_worker(
+                "--check", "--no-video", DATABASE_URL=_as_role(database_url, bare)
+            )
             assert proc.wait(60) == 1
-            (failed,) = _lines(workers.log(1), "FAILED")
+            (failed,) = _lines(proc.text(), "FAILED")
             assert "deploy/sql/roles.sql" in failed
         finally:
-            _sql(database_url, f'DROP ROLE "{bare}"')
+            sql(database_url, f'DROP ROLE "{bare}"')
     finally:
-        _sql(database_url, f'DROP ROLE "{login}"')
+        sql(database_url, f'DROP ROLE "{login}"')
 
 
 def test_check_exits_1_naming_the_setting_when_the_weights_are_missing(
-    workers: Workers, tmp_path: Path
+    workers: Services, tmp_path: Path
 ) -> None:
-    proc = workers.start(
+    proc = workers.start_worker(
         "--check", **_video_env(tmp_path, VIDJOBS_DETECTOR_WEIGHTS="/nonexistent/weights.pt")
     )
-    assert proc.wait(60) == 1, workers.log(0)
-    (failed,) = _lines(workers.log(0), "FAILED")
+    assert proc.wait(60) == 1, proc.text()
+    (failed,) = _lines(proc.text(), "FAILED")
     assert failed.startswith("FAILED detector weights: '/nonexistent/weights.pt' no such file")
     assert "VIDJOBS_DETECTOR_WEIGHTS" in failed
 
 
-def test_check_models_loads_the_detector_and_ocr(workers: Workers, tmp_path: Path) -> None:
-    proc = workers.start("--check-models", **_video_env(tmp_path))
-    assert proc.wait(120) == 0, workers.log(0)
-    (line,) = _lines(workers.log(0), "ok models")
+def test_check_models_loads_the_detector_and_ocr(workers: Services, tmp_path: Path) -> None:
+    proc = workers.start_worker("--check-models", **_video_env(tmp_path))
+    assert proc.wait(120) == 0, proc.text()
+    (line,) = _lines(proc.text(), "ok models")
     assert "detector and OCR engine loaded" in line
 
 
 def test_check_models_names_the_setting_when_the_weights_cannot_load(
-    workers: Workers, tmp_path: Path
+    workers: Services, tmp_path: Path
 ) -> None:
     # A file that passes the light check (a zip archive) but is no model: only loading finds it.
     fake = tmp_path / "not-a-model.pt"
     with zipfile.ZipFile(fake, "w") as zf:
         zf.writestr("hello.txt", "not weights")
     env = _video_env(tmp_path, VIDJOBS_DETECTOR_WEIGHTS=str(fake))
-    assert workers.start("--check", **env).wait(60) == 0, workers.log(0)
-    proc = workers.start("--check-models", **env)
-    assert proc.wait(120) == 1, workers.log(1)
-    (failed,) = _lines(workers.log(1), "FAILED")
+    light = workers.start_worker("--check", **env)
+    assert light.wait(60) == 0, light.text()
+    proc = workers.start_worker("--check-models", **env)
+    assert proc.wait(120) == 1, proc.text()
+    (failed,) = _lines(proc.text(), "FAILED")
     assert failed.startswith("FAILED models: ModelUnavailable")
     assert "VIDJOBS_DETECTOR_WEIGHTS" in failed
 
 
-def test_drain_runs_every_job_and_exits_0(workers: Workers, database_url: str) -> None:
-    _submit(database_url, 300)
-    proc = workers.start("--drain", "--concurrency", "4")
-    assert proc.wait(60) == 0, workers.log(0)
-    assert _sql(database_url, "SELECT state::text, count(*) FROM vidjobs.jobs GROUP BY 1") == [
+def test_drain_runs_every_job_and_exits_0(workers: Services, database_url: str) -> None:
+    insert_jobs(database_url, 300)
+    proc = workers.start_worker("--drain", "--concurrency", "4")
+    assert proc.wait(60) == 0, proc.text()
+    assert sql(database_url, "SELECT state::text, count(*) FROM vidjobs.jobs GROUP BY 1") == [
         ("completed", 300)
     ]
 
 
 def test_no_video_worker_leaves_video_jobs_to_video_workers(
-    workers: Workers, database_url: str
+    workers: Services, database_url: str
 ) -> None:
     # Submitted first, so a claim that did not filter would take it in the first batch.
-    [video] = _submit(database_url, pipeline="yolo_ocr")
-    noop = _submit(database_url, 50)
-    proc = workers.start("--no-video", "--drain")
-    assert proc.wait(60) == 0, workers.log(0)
-    assert _sql(
+    [video] = insert_jobs(database_url, pipeline="yolo_ocr")
+    noop = insert_jobs(database_url, 50)
+    proc = workers.start_worker("--no-video", "--drain")
+    assert proc.wait(60) == 0, proc.text()
+    assert sql(
         database_url,
         "SELECT pipeline, state::text, attempts, count(*) FROM vidjobs.jobs"
         " GROUP BY 1, 2, 3 ORDER BY 1",
     ) == [("noop", "completed", 1, len(noop)), ("yolo_ocr", "pending", 0, 1)]
-    assert _sql(
+    assert sql(
         database_url, "SELECT count(*) FROM vidjobs.job_events WHERE job_id = %s", video
     ) == [(1,)], "only its submit: never claimed"
-    assert "unknown_pipeline" not in workers.log(0)
+    assert "unknown_pipeline" not in proc.text()
 
 
-def test_sigterm_finishes_a_job_within_the_grace(workers: Workers, database_url: str) -> None:
-    [job_id] = _submit(database_url, params={"sleep_s": 2})
-    proc = workers.start("--grace-seconds", "20")
+def test_sigterm_finishes_a_job_within_the_grace(workers: Services, database_url: str) -> None:
+    [job_id] = insert_jobs(database_url, params={"sleep_s": 2})
+    proc = workers.start_worker("--grace-seconds", "20")
     _wait_state(database_url, job_id, "running")
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(20) == 0, workers.log(0)
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(20) == 0, proc.text()
     assert _state(database_url, job_id) == ("completed", 1)
 
 
 def test_sigterm_hands_back_a_long_job_and_another_worker_completes_it(
-    workers: Workers, database_url: str
+    workers: Services, database_url: str
 ) -> None:
-    [job_id] = _submit(database_url, params={"sleep_s": 4})
-    first = workers.start("--grace-seconds", "1")
+    [job_id] = insert_jobs(database_url, params={"sleep_s": 4})
+    first = workers.start_worker("--grace-seconds", "1")
     _wait_state(database_url, job_id, "running")
     t0 = time.monotonic()
-    first.send_signal(signal.SIGTERM)
-    assert first.wait(20) == 0, workers.log(0)
+    first.signal(signal.SIGTERM)
+    assert first.wait(20) == 0, first.text()
     assert time.monotonic() - t0 < 1 + 4, "grace plus the stop wait, no more"
     assert _state(database_url, job_id) == ("pending", 0), "released, attempt not counted"
-    assert "handed back" in workers.log(0)
+    assert "handed back" in first.text()
 
-    second = workers.start("--drain")
-    assert second.wait(30) == 0, workers.log(1)
+    second = workers.start_worker("--drain")
+    assert second.wait(30) == 0, second.text()
     assert _state(database_url, job_id) == ("completed", 1)
 
 
-def test_second_signal_exits_at_once(workers: Workers, database_url: str) -> None:
-    [job_id] = _submit(database_url, params={"sleep_s": 60})
-    proc = workers.start("--grace-seconds", "60")
+def test_second_signal_exits_at_once(workers: Services, database_url: str) -> None:
+    [job_id] = insert_jobs(database_url, params={"sleep_s": 60})
+    proc = workers.start_worker("--grace-seconds", "60")
     _wait_state(database_url, job_id, "running")
-    proc.send_signal(signal.SIGINT)
+    proc.signal(signal.SIGINT)
     time.sleep(0.5)
-    assert proc.poll() is None, "the first signal waits for the grace period"
+    assert proc.alive(), "the first signal waits for the grace period"
     t0 = time.monotonic()
-    proc.send_signal(signal.SIGINT)
+    proc.signal(signal.SIGINT)
     assert proc.wait(10) == 128 + signal.SIGINT
     assert time.monotonic() - t0 < 2
     # The lease was left to expire: the job still shows running under the dead worker.

@@ -17,27 +17,18 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.chaos.conftest import (
-    Procs,
-    audit,
-    create_api_key,
-    insert_noop_jobs,
-    record,
-    result_mismatches,
-    service_env,
-    sql,
-    start_api,
-    states,
-    stored_keys,
-    submit,
-    wait_for,
-    worker_args,
-)
+from tests.support.api import submit_noop
+from tests.support.audit import audit, record, result_mismatches
+from tests.support.blobs import stored_keys
+from tests.support.db import insert_jobs, sql, states
+from tests.support.keys import auth, create_key
+from tests.support.processes import Processes, Services, worker_args
 from vidjobs.blobs import BlobSettings, open_blob_store
 from vidjobs.devstack.embedded import EmbeddedS3
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(300)]
 
+MIB = str(1024 * 1024)  # the API's upload limit
 JOBS = 80
 SUBMITS = 5
 SLEEP_S = 0.3
@@ -54,30 +45,38 @@ RUNNING_JOBS = 4
 
 
 def test_blob_store_outage_mid_run(
-    database_url: str, restartable_s3: tuple[EmbeddedS3, BlobSettings], procs: Procs
+    database_url: str, restartable_s3: tuple[EmbeddedS3, BlobSettings], processes: Processes
 ) -> None:
     s3, blobs = restartable_s3
     store = open_blob_store(blobs)
     store.ensure_ready()
     store.close()
-    key = create_api_key(database_url, "chaos")
-    base = start_api(procs, database_url, blobs)
-    env = service_env(database_url, blobs)
+    _, key = create_key(database_url, "chaos")
+    services = Services(processes, database_url, blobs, {"VIDJOBS_API_MAX_UPLOAD_BYTES": MIB})
+    services.start_api()
     workers = [
-        procs.start(f"chaos-s3-w{i}", worker_args(LEASE_S, worker_id=f"chaos-s3-w{i}"), env)
-        for i in range(2)
+        services.start_worker(*worker_args(LEASE_S, worker_id=wid), name=wid)
+        for wid in ("chaos-s3-w0", "chaos-s3-w1")
     ]
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as api:
-        before = [submit(api, f"before-{i}") for i in range(SUBMITS)]
+    with httpx.Client(base_url=services.base_url, headers=auth(key)) as api:
+        before = [submit_noop(api, filename=f"before-{i}.mp4") for i in range(SUBMITS)]
         assert [r.status_code for r in before] == [202] * SUBMITS, [r.text for r in before]
         job_ids = [uuid.UUID(r.json()["job_id"]) for r in before]
-        job_ids += insert_noop_jobs(database_url, JOBS, sleep_s=SLEEP_S)
-        wait_for(lambda: states(database_url).get("completed", 0) >= 20, 120, "20 completed")
+        job_ids += insert_jobs(
+            database_url,
+            JOBS,
+            tenant="chaos",
+            params={"sleep_s": SLEEP_S, "results": True},
+            max_attempts=10,
+        )
+        processes.wait_for(
+            lambda: states(database_url).get("completed", 0) >= 20, 120, "20 completed"
+        )
 
         s3.stop()
         down_at = time.time()
         calls = {
-            "submit": lambda: submit(api, "during-outage"),
+            "submit": lambda: submit_noop(api, filename="during-outage.mp4"),
             "status": lambda: api.get(f"/video/status/{job_ids[0]}", timeout=30),
             "ready": lambda: api.get("/ready", timeout=30),
         }
@@ -97,8 +96,10 @@ def test_blob_store_outage_mid_run(
         )[0][0]
         s3.start()
         up_at = time.time()
-        api_recovery_s = wait_for(
-            lambda: submit(api, "after-outage").status_code == 202, 60, "submits work again"
+        api_recovery_s = processes.wait_for(
+            lambda: submit_noop(api, filename="after-outage.mp4").status_code == 202,
+            60,
+            "submits work again",
         )
         job_ids += [
             uuid.UUID(r[0])
@@ -112,7 +113,7 @@ def test_blob_store_outage_mid_run(
 
     total = len(job_ids)
     assert total == JOBS + SUBMITS + 1  # every accepted submit, nothing from the refused ones
-    wait_for(
+    processes.wait_for(
         lambda: states(database_url).get("completed", 0) == total, 180, f"all {total} completed"
     )
     for proc in workers:
@@ -149,7 +150,7 @@ def test_blob_store_outage_mid_run(
         "SELECT extract(epoch FROM max(at)) FROM vidjobs.job_events WHERE to_state = 'completed'",
     )[0][0]
     for proc in workers:
-        procs.stop(proc)
+        processes.stop(proc)
     record(
         "blob_outage",
         {
@@ -192,20 +193,28 @@ def hand_back_waits(url: str) -> list[tuple[int, float]]:
 
 
 def test_blob_store_outage_does_not_use_up_attempts(
-    database_url: str, restartable_s3: tuple[EmbeddedS3, BlobSettings], procs: Procs
+    database_url: str, restartable_s3: tuple[EmbeddedS3, BlobSettings], processes: Processes
 ) -> None:
     """Jobs with the default 3 attempts, running when S3 stops for 20 s, all complete."""
     s3, blobs = restartable_s3
     store = open_blob_store(blobs)
     store.ensure_ready()
     store.close()
-    env = service_env(database_url, blobs)
+    services = Services(processes, database_url, blobs)
     workers = [
-        procs.start(f"chaos-s3l-w{i}", worker_args(LEASE_S, worker_id=f"chaos-s3l-w{i}"), env)
-        for i in range(2)
+        services.start_worker(*worker_args(LEASE_S, worker_id=wid), name=wid)
+        for wid in ("chaos-s3l-w0", "chaos-s3l-w1")
     ]
-    job_ids = insert_noop_jobs(database_url, RUNNING_JOBS, sleep_s=1.0, max_attempts=3)
-    wait_for(lambda: states(database_url).get("running", 0) == RUNNING_JOBS, 60, "all jobs running")
+    job_ids = insert_jobs(
+        database_url,
+        RUNNING_JOBS,
+        tenant="chaos",
+        params={"sleep_s": 1.0, "results": True},
+        max_attempts=3,
+    )
+    processes.wait_for(
+        lambda: states(database_url).get("running", 0) == RUNNING_JOBS, 60, "all jobs running"
+    )
     s3.stop()
     down_at = time.time()
     time.sleep(LONG_DOWN_S)
@@ -215,7 +224,7 @@ def test_blob_store_outage_does_not_use_up_attempts(
     )
     s3.start()
     up_at = time.time()
-    wait_for(
+    processes.wait_for(
         lambda: states(database_url).get("completed", 0) == RUNNING_JOBS,
         180,
         f"all {RUNNING_JOBS} completed",
@@ -236,7 +245,7 @@ def test_blob_store_outage_does_not_use_up_attempts(
         "SELECT extract(epoch FROM max(at)) FROM vidjobs.job_events WHERE to_state = 'completed'",
     )[0][0]
     for proc in workers:
-        procs.stop(proc)
+        processes.stop(proc)
     record(
         "blob_outage_attempt_budget",
         {

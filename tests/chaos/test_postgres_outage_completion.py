@@ -9,24 +9,16 @@ last attempt failed the job for good with ``lease_expired``).
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from typing import Any
 
-import psycopg
 import pytest
 
-from tests.chaos.conftest import (
-    Procs,
-    RestartablePostgres,
-    record,
-    service_env,
-    sql,
-    states,
-    wait_for,
-    worker_args,
-)
+from tests.support.audit import record
+from tests.support.db import run_db, sql, states
+from tests.support.postgres import RestartablePostgres
+from tests.support.processes import Processes, Services, worker_args
 from vidjobs.blobs import BlobSettings
 from vidjobs.db.jobs import NewJob, job_insert_many
 
@@ -46,23 +38,18 @@ def _insert(url: str) -> tuple[uuid.UUID, uuid.UUID]:
     done: dict[str, Any] = {"sleep_s": SLEEP_S}
     fail: dict[str, Any] = {"sleep_s": SLEEP_S, "fail": "meant to fail", "permanent": True}
     jobs = [NewJob(tenant="chaos", pipeline="noop", params=p) for p in (done, fail)]
-
-    async def go() -> list[uuid.UUID]:
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            return await job_insert_many(conn, jobs)
-
-    completes, fails = asyncio.run(go())
+    completes, fails = run_db(url, lambda conn: job_insert_many(conn, jobs))
     return completes, fails
 
 
 def test_a_job_finished_during_a_postgres_outage_is_saved_by_its_attempt(
-    restartable_pg: RestartablePostgres, local_blob_settings: BlobSettings, procs: Procs
+    restartable_pg: RestartablePostgres, local_blob_settings: BlobSettings, processes: Processes
 ) -> None:
     url = restartable_pg.url
     completes, fails = _insert(url)
-    env = service_env(url, local_blob_settings)
-    worker = procs.start("outage-worker", worker_args(LEASE_S, worker_id=WORKER), env)
-    wait_for(lambda: states(url).get("running", 0) == 2, 60, "both jobs are running")
+    services = Services(processes, url, local_blob_settings)
+    worker = services.start_worker(*worker_args(LEASE_S, worker_id=WORKER), name="outage-worker")
+    processes.wait_for(lambda: states(url).get("running", 0) == 2, 60, "both jobs are running")
 
     restartable_pg.stop()
     down_at = time.time()
@@ -72,7 +59,7 @@ def test_a_job_finished_during_a_postgres_outage_is_saved_by_its_attempt(
     restartable_pg.start()
     up_at = time.time()
 
-    wait_for(
+    processes.wait_for(
         lambda: states(url) == {"completed": 1, "failed": 1},
         LEASE_S + 30,
         "one job completed and one failed",
@@ -104,7 +91,7 @@ def test_a_job_finished_during_a_postgres_outage_is_saved_by_its_attempt(
     assert "not written yet" in log, log[-3000:]  # the writes did meet the outage
     assert "until the lease expired" not in log, log[-3000:]  # and were not given up
     assert worker.alive(), log[-3000:]
-    procs.stop(worker)
+    processes.stop(worker)
     record(
         "postgres_outage_completion",
         {

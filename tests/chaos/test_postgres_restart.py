@@ -13,27 +13,18 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.chaos.conftest import (
-    Procs,
-    RestartablePostgres,
-    audit,
-    create_api_key,
-    insert_noop_jobs,
-    record,
-    result_mismatches,
-    service_env,
-    sql,
-    start_api,
-    states,
-    stored_keys,
-    submit,
-    wait_for,
-    worker_args,
-)
+from tests.support.api import submit_noop
+from tests.support.audit import audit, record, result_mismatches
+from tests.support.blobs import stored_keys
+from tests.support.db import insert_jobs, sql, states
+from tests.support.keys import auth, create_key
+from tests.support.postgres import RestartablePostgres
+from tests.support.processes import Processes, Services, worker_args
 from vidjobs.blobs import BlobSettings, open_blob_store
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(300)]
 
+MIB = str(1024 * 1024)  # the API's upload limit
 JOBS = 120
 SUBMITS = 5
 SLEEP_S = 0.5
@@ -42,31 +33,33 @@ DOWN_S = 6.0  # longer than the lease: every lease held at shutdown expires whil
 
 
 def test_postgres_restart_mid_run_loses_nothing(
-    restartable_pg: RestartablePostgres, s3_settings: BlobSettings, procs: Procs
+    restartable_pg: RestartablePostgres, s3_settings: BlobSettings, processes: Processes
 ) -> None:
     url = restartable_pg.url
     store = open_blob_store(s3_settings)
     store.ensure_ready()
     store.close()
-    key = create_api_key(url, "chaos")
-    base = start_api(procs, url, s3_settings)
-    env = service_env(url, s3_settings)
+    _, key = create_key(url, "chaos")
+    services = Services(processes, url, s3_settings, {"VIDJOBS_API_MAX_UPLOAD_BYTES": MIB})
+    services.start_api()
     workers = [
-        procs.start(f"chaos-pg-w{i}", worker_args(LEASE_S, worker_id=f"chaos-pg-w{i}"), env)
-        for i in range(2)
+        services.start_worker(*worker_args(LEASE_S, worker_id=wid), name=wid)
+        for wid in ("chaos-pg-w0", "chaos-pg-w1")
     ]
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as api:
-        submitted = [submit(api, f"before-{i}") for i in range(SUBMITS)]
+    with httpx.Client(base_url=services.base_url, headers=auth(key)) as api:
+        submitted = [submit_noop(api, filename=f"before-{i}.mp4") for i in range(SUBMITS)]
         assert all(r.status_code == 202 for r in submitted), [r.text for r in submitted]
         job_ids = [uuid.UUID(r.json()["job_id"]) for r in submitted]
-        job_ids += insert_noop_jobs(url, JOBS, sleep_s=SLEEP_S)
-        wait_for(lambda: states(url).get("completed", 0) >= 30, 120, "30 jobs completed")
+        job_ids += insert_jobs(
+            url, JOBS, tenant="chaos", params={"sleep_s": SLEEP_S, "results": True}, max_attempts=10
+        )
+        processes.wait_for(lambda: states(url).get("completed", 0) >= 30, 120, "30 jobs completed")
 
         restartable_pg.stop()
         down_at = time.time()
         calls = {
             "status": lambda: api.get(f"/video/status/{job_ids[0]}", timeout=30),
-            "submit": lambda: submit(api, "during-outage"),
+            "submit": lambda: submit_noop(api, filename="during-outage.mp4"),
             "ready": lambda: api.get("/ready", timeout=30),
         }
 
@@ -89,14 +82,16 @@ def test_postgres_restart_mid_run_loses_nothing(
         def api_answers() -> bool:
             return api.get(f"/video/status/{job_ids[0]}", timeout=30).status_code == 200
 
-        api_recovery_s = wait_for(api_answers, 60, "the API answers again", every=0.1)
-        after = submit(api, "after-restart")
+        api_recovery_s = processes.wait_for(api_answers, 60, "the API answers again", every=0.1)
+        after = submit_noop(api, filename="after-restart.mp4")
         assert after.status_code == 202, after.text
         job_ids.append(uuid.UUID(after.json()["job_id"]))
         assert api.get("/ready", timeout=30).status_code == 200
 
     total = JOBS + SUBMITS + 1
-    wait_for(lambda: states(url).get("completed", 0) == total, 180, f"all {total} jobs completed")
+    processes.wait_for(
+        lambda: states(url).get("completed", 0) == total, 180, f"all {total} jobs completed"
+    )
     for proc in workers:
         assert proc.alive(), proc.text()[-3000:]  # the workers rode it out, no restart
     codes = {what: [a[0] for a in seen] for what, seen in answers.items()}
@@ -122,7 +117,7 @@ def test_postgres_restart_mid_run_loses_nothing(
         up_at,
     )[0][0]
     for proc in workers:
-        procs.stop(proc)
+        processes.stop(proc)
     record(
         "postgres_restart",
         {

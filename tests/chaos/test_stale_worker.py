@@ -15,17 +15,9 @@ import uuid
 
 import pytest
 
-from tests.chaos.conftest import (
-    Procs,
-    audit,
-    insert_noop_jobs,
-    record,
-    result_mismatches,
-    service_env,
-    sql,
-    wait_for,
-    worker_args,
-)
+from tests.support.audit import audit, record, result_mismatches
+from tests.support.db import insert_jobs, sql
+from tests.support.processes import Processes, Services, worker_args
 from vidjobs.blobs import BlobSettings, open_blob_store
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(240)]
@@ -52,26 +44,31 @@ def _job_row(url: str, job_id: uuid.UUID) -> tuple[str, str | None, float, int]:
 
 @pytest.mark.parametrize(("when", "pause_at"), [("early", 0.2), ("last-step", 0.9)])
 def test_paused_worker_is_fenced_out_and_the_result_is_the_new_holders(
-    when: str, pause_at: float, database_url: str, s3_settings: BlobSettings, procs: Procs
+    when: str, pause_at: float, database_url: str, s3_settings: BlobSettings, processes: Processes
 ) -> None:
     store = open_blob_store(s3_settings)
     store.ensure_ready()
     store.close()
-    (job_id,) = insert_noop_jobs(database_url, 1, sleep_s=SLEEP_S[when], max_attempts=5)
-    env = service_env(database_url, s3_settings)
-    stale = procs.start("stale", worker_args(LEASE_S, worker_id="chaos-stale"), env)
+    (job_id,) = insert_jobs(
+        database_url,
+        tenant="chaos",
+        params={"sleep_s": SLEEP_S[when], "results": True},
+        max_attempts=5,
+    )
+    services = Services(processes, database_url, s3_settings)
+    stale = services.start_worker(*worker_args(LEASE_S, worker_id="chaos-stale"), name="stale")
 
     def reached() -> bool:
         state, worker, progress, _ = _job_row(database_url, job_id)
         return state == "running" and worker == "chaos-stale" and progress >= pause_at
 
-    wait_for(reached, 60, f"the first worker is {pause_at:.0%} into the job", every=0.05)
+    processes.wait_for(reached, 60, f"the first worker is {pause_at:.0%} into the job", every=0.05)
     stale.signal(signal.SIGSTOP)
     paused_at = time.time()
     paused_progress = _job_row(database_url, job_id)[2]
 
-    fresh = procs.start("fresh", worker_args(LEASE_S, worker_id="chaos-fresh"), env)
-    wait_for(
+    fresh = services.start_worker(*worker_args(LEASE_S, worker_id="chaos-fresh"), name="fresh")
+    processes.wait_for(
         lambda: _job_row(database_url, job_id)[:2] == ("completed", "chaos-fresh"),
         60,
         "the second worker took the job back and completed it",
@@ -79,7 +76,7 @@ def test_paused_worker_is_fenced_out_and_the_result_is_the_new_holders(
     completed_at = time.time()
     stale.signal(signal.SIGCONT)
     resumed_at = time.time()
-    wait_for(
+    processes.wait_for(
         lambda: any(str(job_id) in line for line in refused_lines(stale.text())),
         30,
         "the resumed worker logs that its write was refused",
@@ -110,7 +107,7 @@ def test_paused_worker_is_fenced_out_and_the_result_is_the_new_holders(
     assert "chaos-stale" in str(trail[2][4])
     refusals = refused_lines(stale.text())
     for proc in (stale, fresh):
-        procs.stop(proc)
+        processes.stop(proc)
     record(
         f"stale_worker_{when}",
         {

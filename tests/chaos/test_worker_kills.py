@@ -9,23 +9,12 @@ from __future__ import annotations
 
 import random
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.chaos.conftest import (
-    Proc,
-    Procs,
-    audit,
-    insert_noop_jobs,
-    record,
-    result_mismatches,
-    service_env,
-    sql,
-    states,
-    wait_for,
-    worker_args,
-)
+from tests.support.audit import audit, record, result_mismatches
+from tests.support.db import insert_jobs, sql, states
+from tests.support.processes import Process, Processes, Services, worker_args
 from vidjobs.blobs import BlobSettings, open_blob_store
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(420)]
@@ -40,22 +29,28 @@ MAX_KILLS = 12
 
 
 def test_sigkilled_workers_lose_no_job_and_fencing_holds(
-    database_url: str, s3_settings: BlobSettings, procs: Procs, tmp_path: Path
+    database_url: str, s3_settings: BlobSettings, processes: Processes
 ) -> None:
     store = open_blob_store(s3_settings)
     store.ensure_ready()
     store.close()
-    ids = insert_noop_jobs(database_url, JOBS, sleep_s=SLEEP_S)
-    env = service_env(database_url, s3_settings)
+    ids = insert_jobs(
+        database_url,
+        JOBS,
+        tenant="chaos",
+        params={"sleep_s": SLEEP_S, "results": True},
+        max_attempts=10,
+    )
+    services = Services(processes, database_url, s3_settings)
     rng = random.Random(6)
     generation = 0
 
-    def start(slot: int) -> Proc:
+    def start(slot: int) -> Process:
         nonlocal generation
         generation += 1
         wid = f"chaos-w{slot}-g{generation}"
-        return procs.start(
-            wid, [*worker_args(LEASE_S, worker_id=wid, concurrency=CONCURRENCY)], env
+        return services.start_worker(
+            *worker_args(LEASE_S, worker_id=wid, concurrency=CONCURRENCY), name=wid
         )
 
     slots = {slot: start(slot) for slot in range(WORKERS)}
@@ -84,11 +79,11 @@ def test_sigkilled_workers_lose_no_job_and_fencing_holds(
         killed[victim.name] = victim.kill()
         slots[slot] = start(slot)
 
-    wait_for(done, 240, f"all {JOBS} jobs completed")
+    processes.wait_for(done, 240, f"all {JOBS} jobs completed")
     drained_s = time.monotonic() - started
     for proc in slots.values():
         assert proc.alive(), proc.text()[-3000:]
-        procs.stop(proc)
+        processes.stop(proc)
 
     a = audit(database_url)
     assert a.jobs == JOBS
@@ -109,7 +104,7 @@ def test_sigkilled_workers_lose_no_job_and_fencing_holds(
     ]
     stalled = a.takebacks - len(reclaim_s)
     assert reclaim_s, (a.takebacks, killed)
-    refused = sum(p.text().count("lease was lost") for p in procs.all)
+    refused = sum(p.text().count("lease was lost") for p in processes.all)
     record(
         "worker_kills",
         {

@@ -10,23 +10,16 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from tests.harness.s3 import S3Server
-from tests.integration import api_support as fx
-from tests.integration.api_support import (
-    Keys,
-    count_jobs,
-    mp4_bytes,
-    stand_in_worker_claims,
-    stand_in_worker_completes,
-    stored_blobs,
-)
+from tests.support.blobs import stored_keys
+from tests.support.db import count_jobs
+from tests.support.keys import Keys
+from tests.support.media import mp4_bytes
+from tests.support.s3 import S3Server
+from tests.support.stand_in_worker import stand_in_worker_claims, stand_in_worker_completes
 from vidjobs.blobs import BlobSettings
 
 pytestmark = pytest.mark.integration
 
-api_settings = fx.api_settings
-client = fx.client
-keys = fx.keys
 
 PROBLEM = "application/problem+json"
 
@@ -94,7 +87,7 @@ def test_another_tenants_job_is_404_on_every_route_and_untouched(
     status = client.get(f"/video/status/{job_id}", headers=Keys.auth(keys.acme)).json()
     assert status["status"] == "pending"
     assert count_jobs(database_url) == 1
-    assert stored_blobs(s3_settings, s3_server) == [f"video_jobs/{job_id}.mp4"]
+    assert stored_keys(s3_settings) == [f"video_jobs/{job_id}.mp4"]
 
 
 @pytest.mark.parametrize("auth", [None, "Bearer nope", "Token abc"])
@@ -216,7 +209,7 @@ def test_delete_removes_row_and_blobs_only_when_finished(
 
     claimed = stand_in_worker_claims(database_url, frames_done=2, frames_total=2)
     stand_in_worker_completes(database_url, s3_settings, claimed, {"frames": []})
-    assert sorted(stored_blobs(s3_settings, s3_server)) == [
+    assert sorted(stored_keys(s3_settings)) == [
         f"video_jobs/{job_id}.mp4",
         f"video_jobs/{job_id}_results.json",
     ]
@@ -224,7 +217,7 @@ def test_delete_removes_row_and_blobs_only_when_finished(
     assert resp.status_code == 204, resp.text
     assert resp.content == b""
     assert count_jobs(database_url) == 0
-    assert stored_blobs(s3_settings, s3_server) == []
+    assert stored_keys(s3_settings) == []
     again = client.delete(f"/video/jobs/{job_id}", headers=auth)
     _problem(again, 404, "job-not-found")
     _problem(client.get(f"/video/status/{job_id}", headers=auth), 404, "job-not-found")

@@ -11,19 +11,18 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from psycopg.conninfo import conninfo_to_dict
 
-from tests.harness.postgres import drop_database
-from tests.harness.s3 import S3Server
-from tests.integration import api_support as fx
-from tests.integration.api_support import Keys, count_jobs, mp4_bytes, stored_blobs
+from tests.support.blobs import stored_keys
+from tests.support.db import count_jobs
+from tests.support.keys import Keys
+from tests.support.media import mp4_bytes
+from tests.support.postgres import drop_database
+from tests.support.s3 import S3Server
 from vidjobs.api.app import create_app
 from vidjobs.api.settings import ApiSettings
 from vidjobs.blobs import BlobSettings, BlobStoreUnavailable
 
 pytestmark = pytest.mark.integration
 
-api_settings = fx.api_settings
-client = fx.client
-keys = fx.keys
 
 PROBLEM = "application/problem+json"
 
@@ -184,7 +183,7 @@ def test_database_down_during_submit_is_503_and_no_blob(
         metrics = c.get("/metrics")
         assert metrics.status_code == 200
         assert "vidjobs_database_up 0" in metrics.text
-    assert stored_blobs(s3_settings, s3_server) == []
+    assert stored_keys(s3_settings) == []
 
 
 class _DropDatabaseAfterUpload:
@@ -219,4 +218,4 @@ def test_database_down_at_insert_removes_the_uploaded_blob(
         resp = _upload(c, keys.acme)
         assert resp.status_code == 503, resp.text
         assert resp.json()["type"].endswith("database-unavailable")
-    assert stored_blobs(s3_settings, s3_server) == []
+    assert stored_keys(s3_settings) == []

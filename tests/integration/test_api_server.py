@@ -6,93 +6,46 @@ chunked upload with no ``Content-Length`` is cut off at the limit with a 413, an
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.harness.s3 import S3Server
-from tests.integration.api_support import count_jobs, mp4_bytes, stored_blobs
+from tests.support.blobs import stored_keys
+from tests.support.db import count_jobs
+from tests.support.media import mp4_bytes
+from tests.support.postgres import create_empty_database, private_postgres
+from tests.support.processes import Processes, Services
+from tests.support.s3 import S3Server
 from vidjobs.blobs import BlobSettings
+from vidjobs.devstack.embedded import free_port
 
 pytestmark = pytest.mark.integration
 
 LIMIT = 1024 * 1024
-VIDJOBS = str(Path(sys.executable).with_name("vidjobs"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env(database_url: str, blobs: BlobSettings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "VIDJOBS_BLOB_BACKEND": "s3",
-        "VIDJOBS_S3_ENDPOINT": blobs.s3_endpoint,
-        "VIDJOBS_S3_ACCESS_KEY": blobs.s3_access_key,
-        "VIDJOBS_S3_SECRET_KEY": blobs.s3_secret_key,
-        "VIDJOBS_S3_BUCKET": blobs.s3_bucket,
-        "VIDJOBS_API_MAX_UPLOAD_BYTES": str(LIMIT),
-    }
+def _services(processes: Processes, database_url: str, blobs: BlobSettings) -> Services:
+    return Services(processes, database_url, blobs, {"VIDJOBS_API_MAX_UPLOAD_BYTES": str(LIMIT)})
 
 
 @pytest.fixture
-def server(database_url: str, s3_settings: BlobSettings, tmp_path: Path) -> Iterator[str]:
-    """Base URL of a ``vidjobs api`` process (stopped by its PID afterwards)."""
-    port = _free_port()
-    log = (tmp_path / "api.log").open("wb")
-    proc = subprocess.Popen(
-        [VIDJOBS, "api", "--port", str(port), "--log-level", "warning"],
-        env=_env(database_url, s3_settings),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, (tmp_path / "api.log").read_text()
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "vidjobs api did not start"
-            time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+def services(processes: Processes, database_url: str, s3_settings: BlobSettings) -> Services:
+    """The ``vidjobs`` commands on the test's database and bucket, with a 1 MiB upload limit."""
+    return _services(processes, database_url, s3_settings)
 
 
-def _cli(database_url: str, blobs: BlobSettings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [VIDJOBS, *args],
-        env=_env(database_url, blobs),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+@pytest.fixture
+def server(services: Services) -> str:
+    """Base URL of a running ``vidjobs api`` process (stopped by its PID afterwards)."""
+    services.start_api(within=30)
+    return services.base_url
 
 
-def _create_key(database_url: str, blobs: BlobSettings, tenant: str) -> tuple[str, str]:
-    done = _cli(database_url, blobs, "keys", "create", "--tenant", tenant, "--name", "ci")
+def _create_key(services: Services, tenant: str) -> tuple[str, str]:
+    done = services.cli("keys", "create", "--tenant", tenant, "--name", "ci")
     assert done.returncode == 0, done.stderr
     key = done.stdout.strip()
     assert key.startswith("vj_")
@@ -112,10 +65,10 @@ def _multipart_head(boundary: str) -> bytes:
 
 
 def test_cli_keys_and_streamed_upload_through_uvicorn(
-    server: str, database_url: str, s3_settings: BlobSettings, s3_server: S3Server
+    server: str, services: Services, s3_settings: BlobSettings, s3_server: S3Server
 ) -> None:
-    key_id, key = _create_key(database_url, s3_settings, "acme")
-    listed = _cli(database_url, s3_settings, "keys", "list")
+    key_id, key = _create_key(services, "acme")
+    listed = services.cli("keys", "list")
     assert key_id in listed.stdout
     assert key not in listed.stdout  # the key itself is never shown again
 
@@ -146,22 +99,20 @@ def test_cli_keys_and_streamed_upload_through_uvicorn(
     )
     assert status.json()["status"] == "pending"
 
-    revoked = _cli(database_url, s3_settings, "keys", "revoke", key_id)
+    revoked = services.cli("keys", "revoke", key_id)
     assert revoked.returncode == 0, revoked.stderr
     again = httpx.get(f"{server}/video/jobs", headers={"Authorization": f"Bearer {key}"})
     assert again.status_code == 401
-    assert _cli(database_url, s3_settings, "keys", "revoke", key_id).returncode == 0
-    unknown = _cli(
-        database_url, s3_settings, "keys", "revoke", "0" * 8 + "-0000-0000-0000-" + "0" * 12
-    )
+    assert services.cli("keys", "revoke", key_id).returncode == 0
+    unknown = services.cli("keys", "revoke", "0" * 8 + "-0000-0000-0000-" + "0" * 12)
     assert unknown.returncode != 0
     assert "no key" in unknown.stderr
 
 
 def test_oversize_chunked_upload_is_cut_off_with_413_and_leaves_nothing(
-    server: str, database_url: str, s3_settings: BlobSettings, s3_server: S3Server
+    server: str, services: Services, database_url: str, s3_settings: BlobSettings
 ) -> None:
-    _, key = _create_key(database_url, s3_settings, "acme")
+    _, key = _create_key(services, "acme")
     boundary = "vidjobs-test-boundary"
     port = int(server.rsplit(":", 1)[1])
     chunk = mp4_bytes(64 * 1024)
@@ -201,16 +152,16 @@ def test_oversize_chunked_upload_is_cut_off_with_413_and_leaves_nothing(
     # Nothing half-written: no row and no blob (an aborted multipart upload leaves no object).
     time.sleep(0.5)
     assert count_jobs(database_url) == 0
-    assert stored_blobs(s3_settings, s3_server) == []
+    assert stored_keys(s3_settings) == []
 
 
 def test_concurrent_idempotent_repeats_keep_one_job_and_one_blob(
-    server: str, database_url: str, s3_settings: BlobSettings, s3_server: S3Server
+    server: str, services: Services, database_url: str, s3_settings: BlobSettings
 ) -> None:
     """Both repeats pass the look-up before either inserts: the insert race decides."""
     import concurrent.futures
 
-    _, key = _create_key(database_url, s3_settings, "acme")
+    _, key = _create_key(services, "acme")
     video = mp4_bytes(LIMIT // 2)
 
     def submit() -> httpx.Response:
@@ -228,13 +179,13 @@ def test_concurrent_idempotent_repeats_keep_one_job_and_one_blob(
     assert [a.status_code for a in answers].count(202) == 1
     assert len({a.json()["job_id"] for a in answers}) == 1
     assert count_jobs(database_url) == 1
-    assert stored_blobs(s3_settings, s3_server) == [f"video_jobs/{answers[0].json()['job_id']}.mp4"]
+    assert stored_keys(s3_settings) == [f"video_jobs/{answers[0].json()['job_id']}.mp4"]
 
 
 def test_client_disconnect_mid_upload_leaves_nothing(
-    server: str, database_url: str, s3_settings: BlobSettings, s3_server: S3Server
+    server: str, services: Services, database_url: str, s3_settings: BlobSettings
 ) -> None:
-    _, key = _create_key(database_url, s3_settings, "acme")
+    _, key = _create_key(services, "acme")
     boundary = "vidjobs-test-boundary"
     port = int(server.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
@@ -251,55 +202,32 @@ def test_client_disconnect_mid_upload_leaves_nothing(
         )
         time.sleep(0.5)  # the upload is streaming into the store now
     deadline = time.monotonic() + 10
-    while stored_blobs(s3_settings, s3_server) and time.monotonic() < deadline:
+    while stored_keys(s3_settings) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert stored_blobs(s3_settings, s3_server) == []
+    assert stored_keys(s3_settings) == []
     assert count_jobs(database_url) == 0
     # The server is fine afterwards.
     assert httpx.get(f"{server}/health").status_code == 200
 
 
 def test_api_starts_while_postgres_is_down_and_recovers_when_it_is_up(
-    s3_settings: BlobSettings, tmp_path: Path
+    processes: Processes, s3_settings: BlobSettings
 ) -> None:
     """Start order must not matter: the API comes up, answers 503 until Postgres does, then 200.
 
     A Postgres of this test alone, started only after the API, on the port the API was given.
     """
-    import tempfile
     import uuid
 
-    import psycopg
-
     from vidjobs.db.migrate import migrate
-    from vidjobs.devstack.embedded import EmbeddedPostgres
 
-    port = _free_port()
+    port = free_port()
     url = f"postgresql://postgres@127.0.0.1:{port}/vidjobs"
-    api_port = _free_port()
-    log = (tmp_path / "api.log").open("wb")
-    proc = subprocess.Popen(
-        [VIDJOBS, "api", "--port", str(api_port), "--log-level", "warning"],
-        env=_env(url, s3_settings),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{api_port}"
+    services = _services(processes, url, s3_settings)
     job = f"/video/status/{uuid.uuid4()}"
-    # Outside pytest's tmp_path, which is 0700: the server runs as an unprivileged user.
-    data = tempfile.TemporaryDirectory(prefix="vidjobs-late-pg-")
-    pg = EmbeddedPostgres(Path(data.name) / "data", port=port, durable=False)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, (tmp_path / "api.log").read_text()
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "vidjobs api did not start without Postgres"
-            time.sleep(0.2)
+    with private_postgres(durable=False, port=port) as pg:
+        api = services.start_api(within=30)  # /health needs no database
+        base = services.base_url
         ready = httpx.get(f"{base}/ready", timeout=30)
         assert ready.status_code == 503, ready.text
         assert ready.json()["database"].startswith("unavailable")
@@ -310,26 +238,15 @@ def test_api_starts_while_postgres_is_down_and_recovers_when_it_is_up(
         assert down.headers["retry-after"]
 
         pg.start()
-        with psycopg.connect(pg.url, autocommit=True) as conn:
-            conn.execute("CREATE DATABASE vidjobs")
+        create_empty_database(pg.url, "vidjobs")
         migrate(url)
-        _, key = _create_key(url, s3_settings, "acme")
-        deadline = time.monotonic() + 60
-        while httpx.get(f"{base}/ready", timeout=30).status_code != 200:
-            assert time.monotonic() < deadline, "the API did not see Postgres come back"
-            time.sleep(0.2)
+        _, key = _create_key(services, "acme")
+        api.wait_for(
+            lambda: httpx.get(f"{base}/ready", timeout=30).status_code == 200,
+            60,
+            "the API sees Postgres come back",
+            every=0.2,
+        )
         up = httpx.get(f"{base}{job}", headers={"Authorization": f"Bearer {key}"}, timeout=30)
         assert up.status_code == 404, up.text  # answered from the database: no such job
-        assert proc.poll() is None  # the same process throughout
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        try:
-            pg.stop("immediate")
-        finally:
-            data.cleanup()
+        assert api.alive()  # the same process throughout

@@ -13,24 +13,15 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from tests.harness.s3 import S3Server
-from tests.integration import api_support as fx
-from tests.integration.api_support import (
-    MAX_UPLOAD,
-    Keys,
-    count_jobs,
-    mp4_bytes,
-    stand_in_worker_claims,
-    stand_in_worker_completes,
-    stored_blobs,
-)
+from tests.support.api import MAX_UPLOAD
+from tests.support.blobs import stored_keys
+from tests.support.db import count_jobs
+from tests.support.keys import Keys
+from tests.support.media import mp4_bytes
+from tests.support.s3 import S3Server
+from tests.support.stand_in_worker import stand_in_worker_claims, stand_in_worker_completes
 from vidjobs.api.settings import ApiSettings
 from vidjobs.blobs import BlobSettings
-
-# Fixtures shared by the API tests (bound here so pytest finds them for this module).
-api_settings = fx.api_settings
-client = fx.client
-keys = fx.keys
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +59,7 @@ def _assert_problem(
 
 def _nothing_stored(database_url: str, s3_settings: BlobSettings, s3_server: S3Server) -> None:
     assert count_jobs(database_url) == 0
-    assert stored_blobs(s3_settings, s3_server) == []
+    assert stored_keys(s3_settings) == []
 
 
 def test_submit_status_results_end_to_end_with_stand_in_worker(
@@ -85,7 +76,7 @@ def test_submit_status_results_end_to_end_with_stand_in_worker(
     assert resp.headers["location"] == f"/video/status/{job_id}"
     assert resp.json()["status"] == "pending"
     # The blob holds exactly the uploaded bytes, under the UUID key.
-    assert stored_blobs(s3_settings, s3_server) == [f"video_jobs/{job_id}.mp4"]
+    assert stored_keys(s3_settings) == [f"video_jobs/{job_id}.mp4"]
     obj = s3_server.client().get_object(s3_settings.s3_bucket, f"video_jobs/{job_id}.mp4")
     try:
         assert obj.read() == video
@@ -346,7 +337,7 @@ def test_idempotency_key_repeat_returns_the_original_job(
     assert again.headers["idempotent-replayed"] == "true"
     assert again.headers["location"] == first.headers["location"]
     assert count_jobs(database_url) == 1
-    assert len(stored_blobs(s3_settings, s3_server)) == 1
+    assert len(stored_keys(s3_settings)) == 1
     # The same key under another tenant is another request.
     other = _submit(client, keys.other, data=data, content=mp4_bytes(), headers=headers)
     assert other.status_code == 202
@@ -375,7 +366,7 @@ def test_idempotency_key_with_other_params_is_409(
     body = _assert_problem(resp, 409, "idempotency-key-reused", "upload-43", "new key")
     assert first.json()["job_id"] in str(body["detail"])
     assert count_jobs(database_url) == 1
-    assert len(stored_blobs(s3_settings, s3_server)) == 1
+    assert len(stored_keys(s3_settings)) == 1
 
 
 def test_invalid_idempotency_key_is_422(
@@ -427,11 +418,11 @@ def test_end_to_end_on_the_local_directory_store_with_stand_in_worker(
     with TestClient(create_app(settings)) as c:
         too_big = _submit(c, keys.acme, content=mp4_bytes(MAX_UPLOAD + 1))
         _assert_problem(too_big, 413, "upload-too-large")
-        assert stored_blobs(local_blob_settings) == []
+        assert stored_keys(local_blob_settings) == []
         resp = _submit(c, keys.acme, data={"pipeline": "noop"}, content=mp4_bytes(9000))
         assert resp.status_code == 202, resp.text
         job_id = resp.json()["job_id"]
-        assert stored_blobs(local_blob_settings) == [f"video_jobs/{job_id}.mp4"]
+        assert stored_keys(local_blob_settings) == [f"video_jobs/{job_id}.mp4"]
         claimed = stand_in_worker_claims(database_url, frames_done=1, frames_total=2)
         stand_in_worker_completes(database_url, local_blob_settings, claimed, {"n": 1})
         results = c.get(f"/video/results/{job_id}", headers=Keys.auth(keys.acme))

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.s3 import S3Server
+from tests.support.media import mp4_bytes
+from tests.support.s3 import S3Server
 from vidjobs.blobs import (
     BlobNotFound,
     BlobSettings,
@@ -86,7 +87,7 @@ def test_round_trip_bytes(blob_store: BlobStore) -> None:
 
 def test_put_stream_known_size_returns_bytes_written(blob_store: BlobStore) -> None:
     key = _key()
-    data = b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 40
+    data = mp4_bytes(10 * 1024)
     assert blob_store.put_stream(key, io.BytesIO(data), size=len(data)) == len(data)
     assert blob_store.get_bytes(key) == data
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,19 +9,13 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.integration.queue_helpers import submit
+from tests.support.queue import submit
 from vidjobs.db.jobs import job_cancel
 from vidjobs.db.leases import job_claim, job_complete, job_fail
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 Conn = psycopg.AsyncConnection[Any]
-
-
-@pytest.fixture
-async def conn(database_url: str) -> AsyncIterator[Conn]:
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as c:
-        yield c
 
 
 async def _populate(conn: Conn) -> dict[str, Any]:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +11,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.support.media import mp4_bytes
+from tests.support.processes import run_vidjobs, service_env
 from vidjobs.blobs import BlobSettings, open_blob_store, results_key, video_key
 from vidjobs.db.jobs import job_cancel, job_event_list, job_get, job_insert
 from vidjobs.db.leases import job_claim, job_complete
@@ -25,7 +24,7 @@ Conn = psycopg.AsyncConnection[Any]
 
 async def _finished_job(conn: Conn, store: Any, *, at: datetime, completed: bool) -> uuid.UUID:
     job_id = uuid.uuid4()
-    store.put_bytes(video_key(job_id), b"\x00\x00\x00\x18ftypmp42")
+    store.put_bytes(video_key(job_id), mp4_bytes(64))
     await job_insert(conn, job_id=job_id, tenant="acme", pipeline="noop", params={},
                      input_key=video_key(job_id), now=at)  # fmt: skip
     if completed:
@@ -56,13 +55,10 @@ async def test_prune_removes_old_finished_jobs_with_their_blobs(
         await job_insert(conn, job_id=old_pending, tenant="acme", pipeline="noop", params={},
                          now=now - timedelta(days=60))  # fmt: skip
 
-        env = {**os.environ, "DATABASE_URL": database_url, "VIDJOBS_BLOB_BACKEND": "local",
-               "VIDJOBS_BLOB_DIR": str(blob_dir)}  # fmt: skip
+        env = service_env(database_url, BlobSettings(backend="local", directory=blob_dir))
         proc = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "vidjobs", "db", "prune", "--older-than-days", "30"],
-            env=env, capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
+            run_vidjobs, "db", "prune", "--older-than-days", "30", env=env
+        )
         assert proc.returncode == 0, proc.stderr
         assert "pruned 2 job(s)" in proc.stdout
 

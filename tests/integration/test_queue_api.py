@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import psycopg
 import pytest
 
-from tests.integration.queue_helpers import T0, at, submit
+from tests.support.queue import T0, at, submit
 from vidjobs.db.errors import InvalidCursor
 from vidjobs.db.jobs import (
     NewJob,
@@ -34,12 +33,6 @@ from vidjobs.schema import JobState
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 Conn = psycopg.AsyncConnection[Any]
-
-
-@pytest.fixture
-async def conn(database_url: str) -> AsyncIterator[Conn]:
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as c:
-        yield c
 
 
 async def test_idempotency_key_per_tenant(conn: Conn) -> None:

@@ -6,14 +6,13 @@ import asyncio
 import re
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from tests.integration.queue_helpers import T0, at, submit
+from tests.support.queue import T0, at, submit
 from vidjobs.db.jobs import NewJob, job_event_list, job_insert_many
 from vidjobs.db.leases import job_claim
 from vidjobs.db.sql import load_queries
@@ -22,12 +21,6 @@ from vidjobs.schema import JobState
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 Conn = psycopg.AsyncConnection[Any]
-
-
-@pytest.fixture
-async def conn(database_url: str) -> AsyncIterator[Conn]:
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as c:
-        yield c
 
 
 async def test_eight_connections_claim_every_job_exactly_once(

@@ -6,14 +6,13 @@ growing delay without using up an attempt, up to a limit; a genuine failure stil
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import psycopg
 import pytest
 
-from tests.integration.queue_helpers import T0, at, submit
+from tests.support.queue import T0, at, submit
 from vidjobs.db.errors import LeaseLost
 from vidjobs.db.jobs import job_event_list, job_get
 from vidjobs.db.leases import job_claim, job_complete, job_fail, job_retry_later
@@ -23,12 +22,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 Conn = psycopg.AsyncConnection[Any]
 S = JobState
-
-
-@pytest.fixture
-async def conn(database_url: str) -> AsyncIterator[Conn]:
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as c:
-        yield c
 
 
 async def _claim(conn: Conn, seconds: float) -> Job:

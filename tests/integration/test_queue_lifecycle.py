@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import psycopg
 import pytest
 
-from tests.integration.queue_helpers import at, submit
+from tests.support.queue import at, submit
 from vidjobs.db.errors import LeaseLost
 from vidjobs.db.jobs import job_cancel, job_event_list, job_get
 from vidjobs.db.leases import (
@@ -28,12 +27,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 Conn = psycopg.AsyncConnection[Any]
 S = JobState
-
-
-@pytest.fixture
-async def conn(database_url: str) -> AsyncIterator[Conn]:
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as c:
-        yield c
 
 
 async def _claim_one(conn: Conn, worker: str, seconds: float, lease: float = 30) -> Job:

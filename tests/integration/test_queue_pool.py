@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.queue_helpers import submit
+from tests.support.queue import submit
 from vidjobs.db.errors import DatabaseUnavailable
 from vidjobs.db.jobs import job_count_by_state
 from vidjobs.db.pool import DatabaseSettings, acquire, open_pool

@@ -8,7 +8,7 @@ import uuid
 import psycopg
 import pytest
 
-from tests.integration.queue_helpers import submit
+from tests.support.queue import submit
 from vidjobs.api.status_reads import StatusReads
 from vidjobs.db.api_keys import api_key_create, api_key_revoke, hash_key
 from vidjobs.db.errors import DatabaseUnavailable

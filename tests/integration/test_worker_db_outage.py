@@ -17,7 +17,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from tests.integration.worker_support import fast_settings, running_worker, submit, wait_for
+from tests.support.waiting import wait_for_async
+from tests.support.worker import fast_settings, running_worker, submit
 from vidjobs.db.jobs import job_event_list, job_get
 from vidjobs.schema import JobState
 from vidjobs.worker.outcome import JobFailure
@@ -78,7 +79,7 @@ async def test_final_write_is_given_up_once_the_lease_surely_expired(
                     j = await job_get(c, job.job_id)
                 return j is not None and j.state is JobState.RUNNING
 
-            await wait_for(running)
+            await wait_for_async(running)
             await asyncio.sleep(0.6)  # at least one heartbeat renewed the lease
             await _cut_off(pg_server_url, database_url, on=True)
             cut_at = time.monotonic()
@@ -87,7 +88,7 @@ async def test_final_write_is_given_up_once_the_lease_surely_expired(
             async def given_up() -> bool:
                 return GIVEN_UP in caplog.text
 
-            await wait_for(given_up, within=LEASE_S + 15)
+            await wait_for_async(given_up, within=LEASE_S + 15)
             waited = time.monotonic() - cut_at
             # Retried while the lease could still be valid (renewed <= 0.5 s before the cut),
             # given up after it surely expired: at most one pool timeout (5 s) later.
@@ -105,7 +106,7 @@ async def test_final_write_is_given_up_once_the_lease_surely_expired(
                     j = await job_get(c, job.job_id)
                 return j is not None and j.state is JobState.COMPLETED
 
-            await wait_for(done, within=30)
+            await wait_for_async(done, within=30)
     finally:
         await _cut_off(pg_server_url, database_url, on=False)
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as c:

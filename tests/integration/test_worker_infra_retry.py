@@ -11,20 +11,13 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
-from tests.integration.worker_support import (
-    Conn,
-    fast_settings,
-    job_now,
-    running_worker,
-    submit,
-    wait_for,
-)
+from tests.support.db import Conn
+from tests.support.waiting import wait_for_async
+from tests.support.worker import fast_settings, job_now, running_worker, submit
 from vidjobs.blobs import BlobSettings, open_blob_store, results_key
 from vidjobs.db.jobs import job_event_list
 from vidjobs.devstack.embedded import EmbeddedS3
@@ -40,12 +33,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio, pytest.mark.timeout(24
 # than this used to fail a job for good (blob_unavailable) although nothing was wrong with it.
 OLD_BUDGET_S = 2.5 + 5.0
 HAND_BACKS = 3  # each job is handed back at least this often before S3 returns
-
-
-@pytest.fixture
-async def conn(database_url: str) -> AsyncIterator[Conn]:
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as c:
-        yield c
 
 
 async def _infra_retries(conn: Conn, job_id: uuid.UUID) -> int:
@@ -84,7 +71,7 @@ async def test_s3_outage_longer_than_the_attempt_budget_does_not_fail_jobs(
                 counts = [await _infra_retries(conn, j) for j in waiting]
                 return min(counts) >= HAND_BACKS
 
-            await wait_for(handed_back_enough, within=90, every=0.1)
+            await wait_for_async(handed_back_enough, within=90, every=0.1)
             if (left := OLD_BUDGET_S + 0.5 - (time.monotonic() - down_at)) > 0:
                 await asyncio.sleep(left)
             for job_id in waiting:
@@ -98,7 +85,7 @@ async def test_s3_outage_longer_than_the_attempt_budget_does_not_fail_jobs(
                 jobs = [await job_now(conn, j) for j in (*waiting, broken.job_id)]
                 return all(j.is_terminal for j in jobs)
 
-            recovery_s = await wait_for(settled, within=120, every=0.1)
+            recovery_s = await wait_for_async(settled, within=120, every=0.1)
             stats = rw.worker.stats
         assert down_s > OLD_BUDGET_S
 

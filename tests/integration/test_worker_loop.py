@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
-import psycopg
 import pytest
 
-from tests.integration.worker_support import (
-    Conn,
-    fast_settings,
-    job_now,
-    running_worker,
-    submit,
-    wait_for,
-)
+from tests.support.db import Conn
+from tests.support.waiting import wait_for_async
+from tests.support.worker import fast_settings, job_now, running_worker, submit
 from vidjobs.db.jobs import NewJob, job_cancel, job_event_list, job_insert_many
 from vidjobs.db.leases import job_claim
 from vidjobs.schema import JobState
@@ -25,12 +18,6 @@ from vidjobs.worker.pipelines.noop import NoopPipeline
 from vidjobs.worker.pipelines.registry import PipelineRegistry, default_registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
-
-
-@pytest.fixture
-async def conn(database_url: str) -> AsyncIterator[Conn]:
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as c:
-        yield c
 
 
 async def _states(conn: Conn) -> dict[str, int]:
@@ -89,7 +76,7 @@ async def test_idle_worker_wakes_on_notify(conn: Conn, database_url: str) -> Non
         async def done() -> bool:
             return (await job_now(conn, job.job_id)).state is JobState.COMPLETED
 
-        await wait_for(done, within=5, every=0.005)
+        await wait_for_async(done, within=5, every=0.005)
         assert time.monotonic() - t_commit < 2.0
 
 
@@ -103,7 +90,7 @@ async def test_progress_rises_while_the_job_runs(conn: Conn, database_url: str) 
             seen.append(now.progress)
             return now.state is JobState.COMPLETED
 
-        await wait_for(finished, within=15, every=0.05)
+        await wait_for_async(finished, within=15, every=0.05)
     assert seen == sorted(seen), f"progress went down: {seen}"
     assert any(0 < p < 1 for p in seen), f"no intermediate progress seen: {seen}"
     final = await job_now(conn, job.job_id)
@@ -198,14 +185,14 @@ async def test_cancel_while_running_stops_within_a_heartbeat(conn: Conn, databas
         async def running() -> bool:
             return (await job_now(conn, job.job_id)).state is JobState.RUNNING
 
-        await wait_for(running)
+        await wait_for_async(running)
         await job_cancel(conn, job.job_id)
         t_cancel = time.monotonic()
 
         async def stopped() -> bool:
             return rw.worker.stats.stopped == 1
 
-        await wait_for(stopped, within=5, every=0.01)
+        await wait_for_async(stopped, within=5, every=0.01)
         took = time.monotonic() - t_cancel
         # one heartbeat interval, plus scheduling slack for a loaded 2-core CI box
         assert took < 0.3 + 1.5, f"stopped {took:.2f}s after the cancel"
@@ -215,7 +202,7 @@ async def test_cancel_while_running_stops_within_a_heartbeat(conn: Conn, databas
         async def next_done() -> bool:
             return (await job_now(conn, nxt.job_id)).state is JobState.COMPLETED
 
-        await wait_for(next_done)
+        await wait_for_async(next_done)
     assert (await job_now(conn, job.job_id)).state is JobState.CANCELLED
 
 
@@ -226,7 +213,7 @@ async def test_stop_hands_back_a_job_that_outlives_the_grace(conn: Conn, databas
         async def running() -> bool:
             return (await job_now(conn, job.job_id)).state is JobState.RUNNING
 
-        await wait_for(running)
+        await wait_for_async(running)
         t0 = time.monotonic()
         stats = await rw.stop()
         assert time.monotonic() - t0 < 0.5 + 2.0
@@ -244,7 +231,7 @@ async def test_stop_lets_a_short_job_finish_within_the_grace(conn: Conn, databas
         async def running() -> bool:
             return (await job_now(conn, job.job_id)).state is JobState.RUNNING
 
-        await wait_for(running)
+        await wait_for_async(running)
         stats = await rw.stop()
     assert (stats.completed, stats.released) == (1, 0)
     assert (await job_now(conn, job.job_id)).state is JobState.COMPLETED
@@ -269,7 +256,7 @@ async def test_worker_that_lost_its_lease_cannot_complete(conn: Conn, database_u
         async def running() -> bool:
             return (await job_now(conn, job.job_id)).state is JobState.RUNNING
 
-        await wait_for(running)
+        await wait_for_async(running)
         # The lease runs out (as if the worker had paused) and another worker takes the job.
         await conn.execute(
             "UPDATE vidjobs.jobs SET lease_expires_at = now() - interval '1 second' "
@@ -282,7 +269,7 @@ async def test_worker_that_lost_its_lease_cannot_complete(conn: Conn, database_u
         async def refused() -> bool:
             return rw.worker.stats.lease_lost == 1
 
-        await wait_for(refused)
+        await wait_for_async(refused)
     now = await job_now(conn, job.job_id)
     assert now.state is JobState.RUNNING
     assert (now.worker_id, now.lease_token) == ("thief", taken.lease_token)

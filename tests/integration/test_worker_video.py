@@ -8,21 +8,14 @@ import random
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import cv2
-import psycopg
 import pytest
 
-from tests.integration.worker_support import (
-    Conn,
-    fast_settings,
-    job_now,
-    running_worker,
-    submit,
-    wait_for,
-)
+from tests.support.db import Conn
+from tests.support.waiting import wait_for_async
+from tests.support.worker import fast_settings, job_now, running_worker, submit
 from vidjobs.blobs import BlobSettings, BlobStore, open_blob_store, results_key, video_key
 from vidjobs.db.jobs import job_cancel
 from vidjobs.devstack.embedded import free_port
@@ -33,12 +26,6 @@ from vidjobs.worker.pipelines.registry import default_registry
 from vidjobs.worker.pipelines.yolo_ocr.settings import PipelineSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.ml, pytest.mark.anyio]
-
-
-@pytest.fixture
-async def conn(database_url: str) -> AsyncIterator[Conn]:
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")
@@ -166,14 +153,14 @@ async def test_cancel_stops_a_running_analysis_within_a_heartbeat(
         async def analysing() -> bool:
             return (await job_now(conn, job_id)).frames_done > 0
 
-        await wait_for(analysing, within=120)  # models loaded, frames being analysed
+        await wait_for_async(analysing, within=120)  # models loaded, frames being analysed
         await job_cancel(conn, job_id)
         t0 = time.monotonic()
 
         async def stopped() -> bool:
             return rw.worker.stats.stopped == 1
 
-        await wait_for(stopped, within=10, every=0.02)
+        await wait_for_async(stopped, within=10, every=0.02)
         took = time.monotonic() - t0
     # one heartbeat interval plus the frame in flight (seconds on a loaded 2-core box)
     assert took < 0.5 + 3.0, f"analysis stopped {took:.2f}s after the cancel"
@@ -197,7 +184,7 @@ async def test_stop_hands_back_a_running_analysis_after_the_grace(
         async def analysing() -> bool:
             return (await job_now(conn, job_id)).frames_done > 0
 
-        await wait_for(analysing, within=120)
+        await wait_for_async(analysing, within=120)
         t0 = time.monotonic()
         stats = await rw.stop()
         took = time.monotonic() - t0

@@ -17,12 +17,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.robustness.live import TERMINAL, LiveStack, create_key, sql, wait_until
+from tests.support.db import sql
+from tests.support.keys import create_key
+from tests.support.processes import Services, worker_args
 from vidjobs.devstack.synth.corpus import BadInput, build_corpus
 from vidjobs.devstack.synth.video import make_sample_video
 
 pytestmark = [pytest.mark.integration, pytest.mark.acceptance, pytest.mark.ml]
 
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
 _TRACEBACK_MARKS = ("Traceback (most recent call last)", 'File "/', "\n  File ")
 
 
@@ -47,13 +50,13 @@ def _states(url: str, ids: list[str]) -> dict[str, str]:
 
 
 @pytest.mark.timeout(600)
-def test_every_malformed_file_is_refused_or_fails_readably(live: LiveStack, tmp_path: Path) -> None:
+def test_every_malformed_file_is_refused_or_fails_readably(live: Services, tmp_path: Path) -> None:
     corpus = build_corpus(tmp_path / "corpus")
     assert len(corpus) >= 50
     assert sum(not e.may_complete for e in corpus) >= 50
     _, key = create_key(live.database_url, "fuzz")
     live.start_api()
-    worker = live.start_worker(concurrency=1, worker_id="bad-input-worker")
+    worker = live.start_worker(*worker_args(worker_id="bad-input-worker", concurrency=1))
     worker_pid = worker.pid
 
     refused: dict[str, int] = {}
@@ -74,7 +77,7 @@ def test_every_malformed_file_is_refused_or_fails_readably(live: LiveStack, tmp_
 
         ids = list(accepted)
         t0 = time.monotonic()
-        wait_until(
+        live.processes.wait_for(
             lambda: set(_states(live.database_url, ids).values()) <= TERMINAL,
             300,
             "every accepted malformed upload reached a final state",
@@ -106,7 +109,7 @@ def test_every_malformed_file_is_refused_or_fails_readably(live: LiveStack, tmp_
         assert sorted(videos) == sorted(f"video_jobs/{j}.mp4" for j in accepted)
 
         # The worker never died and never logged a traceback.
-        assert worker.alive(), live.logs("worker")
+        assert worker.alive(), live.processes.logs("worker")
         assert worker.pid == worker_pid
         assert "Traceback" not in worker.text(), worker.text()[-4000:]
         holders = sql(
@@ -121,7 +124,7 @@ def test_every_malformed_file_is_refused_or_fails_readably(live: LiveStack, tmp_
         resp = _submit(client, key, "good", good.read_bytes())
         assert resp.status_code == 202, resp.text
         job_id = resp.json()["job_id"]
-        wait_until(
+        live.processes.wait_for(
             lambda: _states(live.database_url, [job_id]).get(job_id) in TERMINAL,
             120,
             "the good video's job finished",

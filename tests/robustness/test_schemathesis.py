@@ -29,12 +29,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.generation.modes import GenerationMode
 
-from tests.robustness.live import LiveStack, create_key, jobs_in_every_state
+from tests.support.keys import create_key
+from tests.support.media import MP4_HEAD, mp4_bytes
+from tests.support.processes import Services
+from tests.support.stand_in_worker import jobs_in_every_state
 
 pytestmark = [pytest.mark.integration, pytest.mark.acceptance]
 
 MAX_EXAMPLES = 60
-MP4_HEAD = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
 
 
 def _has_inputs(operation: Any) -> bool:
@@ -46,7 +48,7 @@ def _issued_cursor(base_url: str, auth: dict[str, str]) -> str:
     """A real ``next_cursor``: two noop jobs, listed one per page."""
     with httpx.Client(base_url=base_url, headers=auth, timeout=30) as client:
         for _ in range(2):
-            files = {"file": ("v.mp4", MP4_HEAD + bytes(64), "video/mp4")}
+            files = {"file": ("v.mp4", mp4_bytes(128), "video/mp4")}
             resp = client.post("/video/submit", data={"pipeline": "noop"}, files=files)
             assert resp.status_code == 202, resp.text
         cursor = client.get("/video/jobs", params={"limit": 1}).json()["next_cursor"]
@@ -76,12 +78,13 @@ def _make_semantically_valid(case: Any, cursor: str) -> None:
 
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-def test_api_conforms_to_its_openapi_document(live: LiveStack, mode: GenerationMode) -> None:
+def test_api_conforms_to_its_openapi_document(live: Services, mode: GenerationMode) -> None:
     _, key = create_key(live.database_url, "fuzz")
-    live.start_api()
+    api = live.start_api()
     auth = {"Authorization": f"Bearer {key}"}
+    assert live.blobs is not None
     with httpx.Client(base_url=live.base_url, timeout=30) as client:
-        jobs = list(jobs_in_every_state(live, client, key).values())
+        jobs = list(jobs_in_every_state(live.database_url, live.blobs, client, key).values())
     cursor = _issued_cursor(live.base_url, auth)
     schema = schemathesis.openapi.from_url(f"{live.base_url}/schema/openapi.json")
     failures: dict[str, str] = {}
@@ -116,7 +119,7 @@ def test_api_conforms_to_its_openapi_document(live: LiveStack, mode: GenerationM
         checked.append(operation.label)
     assert len(checked) >= 9, checked  # every route of the API is in the document
     assert not failures, "\n\n".join(f"== {op}\n{msg}" for op, msg in failures.items())
-    assert live.services[0].alive()
+    assert api.alive()
     assert not any(code >= 500 for code in sent)
     print(
         f"\nSCHEMATHESIS {mode.value}: {len(checked)} operations, {sum(sent.values())} requests, "

@@ -16,10 +16,10 @@ import hmac
 import os
 import select
 import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,17 +27,12 @@ import httpx
 import psycopg
 import pytest
 
-from tests.robustness.live import (
-    MP4_HEAD,
-    VIDJOBS,
-    LiveStack,
-    create_key,
-    jobs_in_every_state,
-    revoke_key,
-    run_db,
-    sql,
-    submit_noop,
-)
+from tests.support.api import submit_noop
+from tests.support.db import run_db, sql
+from tests.support.keys import auth, create_key, revoke_key
+from tests.support.media import MP4_HEAD
+from tests.support.processes import Services
+from tests.support.stand_in_worker import jobs_in_every_state
 from vidjobs.db.api_keys import api_key_authenticate
 from vidjobs.db.sql import load_queries
 
@@ -46,12 +41,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.acceptance]
 MIB = 1024 * 1024
 
 
-def _auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
 @pytest.fixture
-def api(live: LiveStack) -> Iterator[tuple[LiveStack, httpx.Client]]:
+def api(live: Services) -> Iterator[tuple[Services, httpx.Client]]:
     """The API process (no worker: tests move jobs between states themselves)."""
     live.start_api()
     with httpx.Client(base_url=live.base_url, timeout=30) as client:
@@ -78,12 +69,13 @@ def _shape(resp: httpx.Response, job_id: str) -> tuple[int, dict[str, str], str]
 
 
 def test_another_tenants_job_is_indistinguishable_from_a_missing_one(
-    api: tuple[LiveStack, httpx.Client],
+    api: tuple[Services, httpx.Client],
 ) -> None:
     live, client = api
     _, acme = create_key(live.database_url, "acme")
     _, globex = create_key(live.database_url, "globex")
-    jobs = jobs_in_every_state(live, client, acme)
+    assert live.blobs is not None
+    jobs = jobs_in_every_state(live.database_url, live.blobs, client, acme)
     before = sql(
         live.database_url, "SELECT job_id::text, state::text, updated_at FROM vidjobs.jobs"
     )
@@ -91,31 +83,29 @@ def test_another_tenants_job_is_indistinguishable_from_a_missing_one(
 
     for state, job_id in jobs.items():
         for method, template in _ROUTES:
-            theirs = client.request(method, template.format(id=job_id), headers=_auth(globex))
+            theirs = client.request(method, template.format(id=job_id), headers=auth(globex))
             missing_id = str(uuid.uuid4())
-            missing = client.request(method, template.format(id=missing_id), headers=_auth(globex))
+            missing = client.request(method, template.format(id=missing_id), headers=auth(globex))
             assert theirs.status_code == 404, (state, method, template, theirs.text)
             assert _shape(theirs, job_id) == _shape(missing, missing_id), (state, method, template)
             # The owner's view of a missing id is the same again: nothing depends on who asks.
-            own_missing = client.request(
-                method, template.format(id=missing_id), headers=_auth(acme)
-            )
+            own_missing = client.request(method, template.format(id=missing_id), headers=auth(acme))
             assert _shape(own_missing, missing_id) == _shape(missing, missing_id)
 
     for status in (None, "pending", "running", "completed", "failed", "cancelled"):
         params = {"status": status} if status else {}
-        listed = client.get("/video/jobs", headers=_auth(globex), params=params)
+        listed = client.get("/video/jobs", headers=auth(globex), params=params)
         assert listed.status_code == 200
         assert listed.json() == {"jobs": [], "next_cursor": None}
-        own = client.get("/video/jobs", headers=_auth(acme), params=params).json()
+        own = client.get("/video/jobs", headers=auth(acme), params=params).json()
         want = set(jobs.values()) if status is None else {jobs[status]}
         assert {j["job_id"] for j in own["jobs"]} == want
 
     # acme's page cursor shows globex nothing of acme's either.
-    acme_cursor = client.get("/video/jobs", headers=_auth(acme), params={"limit": 1}).json()
+    acme_cursor = client.get("/video/jobs", headers=auth(acme), params={"limit": 1}).json()
     assert acme_cursor["next_cursor"]
     listed = client.get(
-        "/video/jobs", headers=_auth(globex), params={"cursor": acme_cursor["next_cursor"]}
+        "/video/jobs", headers=auth(globex), params={"cursor": acme_cursor["next_cursor"]}
     )
     assert listed.status_code == 200
     assert listed.json() == {"jobs": [], "next_cursor": None}
@@ -142,7 +132,7 @@ def test_another_tenants_job_is_indistinguishable_from_a_missing_one(
     ],
 )
 def test_malformed_keys_are_refused_never_a_500(
-    api: tuple[LiveStack, httpx.Client], header: bytes
+    api: tuple[Services, httpx.Client], header: bytes
 ) -> None:
     live, _ = api
     netloc = urlsplit(live.base_url).netloc
@@ -157,12 +147,9 @@ def test_malformed_keys_are_refused_never_a_500(
     assert status in (400, 401), response[:400]
 
 
-def test_only_key_hashes_are_stored(live: LiveStack) -> None:
-    env = live.env()
-    out = subprocess.run(
-        [VIDJOBS, "keys", "create", "--tenant", "acme", "--name", "ci"],
-        env=env, capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
+def test_only_key_hashes_are_stored(live: Services) -> None:
+    out = live.cli("keys", "create", "--tenant", "acme", "--name", "ci")
+    assert out.returncode == 0, out.stderr
     plaintext = out.stdout.strip()
     assert plaintext.startswith("vj_")
     assert len(plaintext) > 40
@@ -180,23 +167,23 @@ def test_only_key_hashes_are_stored(live: LiveStack) -> None:
     assert secret not in str(dump)
 
 
-def test_revoked_key_is_refused_on_the_next_request(api: tuple[LiveStack, httpx.Client]) -> None:
+def test_revoked_key_is_refused_on_the_next_request(api: tuple[Services, httpx.Client]) -> None:
     live, client = api
     key_id, key = create_key(live.database_url, "acme")
     _, other_key = create_key(live.database_url, "acme")
     for _ in range(3):  # warm: any cache would now hold the key
-        assert client.get("/video/jobs", headers=_auth(key)).status_code == 200
+        assert client.get("/video/jobs", headers=auth(key)).status_code == 200
     revoke_key(live.database_url, key_id)
-    refused = client.get("/video/jobs", headers=_auth(key))
+    refused = client.get("/video/jobs", headers=auth(key))
     assert refused.status_code == 401
     assert refused.headers["www-authenticate"].startswith("Bearer")
     assert refused.headers["content-type"].startswith("application/problem+json")
     # The tenant's other key still works.
-    assert client.get("/video/jobs", headers=_auth(other_key)).status_code == 200
+    assert client.get("/video/jobs", headers=auth(other_key)).status_code == 200
 
 
 def test_key_check_is_a_hash_lookup_and_a_constant_time_compare(
-    live: LiveStack, monkeypatch: pytest.MonkeyPatch
+    live: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = live.database_url
     _, key = create_key(url, "acme")
@@ -267,9 +254,8 @@ def _read_response(sock: socket.socket, got: bytes) -> bytes:
         got += more
 
 
-def test_upload_limit_cuts_a_chunked_upload_while_it_streams(live: LiveStack) -> None:
-    live.max_upload_bytes = MIB
-    api = live.start_api()
+def test_upload_limit_cuts_a_chunked_upload_while_it_streams(live: Services) -> None:
+    api = live.start_api(VIDJOBS_API_MAX_UPLOAD_BYTES=str(MIB))
     _, key = create_key(live.database_url, "acme")
     netloc = urlsplit(live.base_url).netloc
     host, port = netloc.split(":")
@@ -311,9 +297,8 @@ def test_upload_limit_cuts_a_chunked_upload_while_it_streams(live: LiveStack) ->
     )
 
 
-def test_announced_oversize_upload_is_refused_before_the_body(live: LiveStack) -> None:
-    live.max_upload_bytes = MIB
-    live.start_api()
+def test_announced_oversize_upload_is_refused_before_the_body(live: Services) -> None:
+    live.start_api(VIDJOBS_API_MAX_UPLOAD_BYTES=str(MIB))
     _, key = create_key(live.database_url, "acme")
     netloc = urlsplit(live.base_url).netloc
     host, port = netloc.split(":")
@@ -336,22 +321,24 @@ def test_announced_oversize_upload_is_refused_before_the_body(live: LiveStack) -
     ],
 )
 def test_client_filenames_never_reach_a_key_or_path(
-    api: tuple[LiveStack, httpx.Client], filename: str
+    api: tuple[Services, httpx.Client], filename: str, tmp_path: Path
 ) -> None:
     live, client = api
     _, key = create_key(live.database_url, "acme")
-    job_id = submit_noop(client, key, filename=filename)
+    resp = submit_noop(client, key, filename=filename)
+    assert resp.status_code == 202, resp.text
+    job_id = resp.json()["job_id"]
     assert live.stored_keys() == [f"video_jobs/{job_id}.mp4"]
     rows = sql(live.database_url, "SELECT input_key, row_to_json(j)::text FROM vidjobs.jobs j")
     assert rows[0][0] == f"video_jobs/{job_id}.mp4"
     assert filename not in rows[0][1]
     # Nothing was written anywhere else under the test's directory either.
-    strays = [p for p in live.tmp.rglob("*") if "passwd" in p.name or "escape" in p.name]
+    strays = [p for p in tmp_path.rglob("*") if "passwd" in p.name or "escape" in p.name]
     assert strays == []
 
 
 def test_filename_that_is_not_utf8_is_accepted_and_ignored(
-    api: tuple[LiveStack, httpx.Client],
+    api: tuple[Services, httpx.Client],
 ) -> None:
     """Was a 500 (UnicodeDecodeError in the multipart parser); the name is unused, so 202."""
     live, client = api
@@ -363,7 +350,7 @@ def test_filename_that_is_not_utf8_is_accepted_and_ignored(
     )
     resp = client.post(
         "/video/submit",
-        headers={**_auth(key), "Content-Type": "multipart/form-data; boundary=bnd"},
+        headers={**auth(key), "Content-Type": "multipart/form-data; boundary=bnd"},
         content=body,
     )
     assert resp.status_code == 202, resp.text

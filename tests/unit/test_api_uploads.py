@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests.support.media import mp4_bytes
 from vidjobs.api.problems import ApiError
 from vidjobs.api.uploads import (
     FileData,
@@ -45,7 +46,7 @@ async def _events(data: bytes, size: int) -> list[object]:
 
 @pytest.mark.parametrize("size", [1, 7, 64, 100_000])
 async def test_fields_then_file_in_any_chunking(size: int) -> None:
-    video = b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 40
+    video = mp4_bytes(10 * 1024)
     events = await _events(_body(("pipeline", None, b"noop"), ("file", "a.mp4", video)), size)
     assert events[0] == FormField(name="pipeline", value="noop")
     assert events[1] == FileStart(name="file", filename="a.mp4")

@@ -2,7 +2,8 @@
 
 Order: the server named by ``VIDJOBS_TEST_DATABASE_URL``; else ``postgres:16`` through
 testcontainers when a Docker engine answers; else an embedded PostgreSQL 16 (``pgserver``
-binaries) that this module starts and stops by itself.
+binaries) that this module starts and stops by itself. A test that must stop and start its
+server (chaos, start order) gets one of its own from :func:`private_postgres`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,24 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
-__all__ = ["clone_database", "docker_answers", "drop_database", "postgres_server_url"]
+from vidjobs.devstack.embedded import EmbeddedPostgres
+
+__all__ = [
+    "RestartablePostgres",
+    "clone_database",
+    "create_empty_database",
+    "docker_answers",
+    "drop_database",
+    "postgres_server_url",
+    "private_postgres",
+    "restartable_postgres",
+]
 
 
 def docker_answers() -> bool:
@@ -50,8 +63,6 @@ def postgres_server_url() -> Iterator[str]:
         with PostgresContainer("postgres:16", driver=None) as pg:
             yield pg.get_connection_url()
         return
-    from vidjobs.devstack.embedded import EmbeddedPostgres
-
     with tempfile.TemporaryDirectory(prefix="vidjobs-test-pg-") as tmp:
         server = EmbeddedPostgres(Path(tmp) / "data", durable=False)
         server.start()
@@ -94,3 +105,50 @@ def create_empty_database(server_url: str, name: str) -> str:
         )
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return _with_db(server_url, name)
+
+
+@contextlib.contextmanager
+def private_postgres(*, durable: bool, port: int | None = None) -> Iterator[EmbeddedPostgres]:
+    """An embedded Postgres of one test alone, not started yet; stopped and removed afterwards.
+
+    Its data lives under the system temp dir, not pytest's ``tmp_path``: every pytest session
+    (others may run at once) resets ``pytest-of-<user>`` to mode 0700, which locks out the
+    unprivileged user the server runs as when the tests run as root.
+    """
+    tmp = tempfile.TemporaryDirectory(prefix="vidjobs-own-pg-")
+    server = EmbeddedPostgres(Path(tmp.name) / "data", port=port, durable=durable)
+    try:
+        yield server
+    finally:
+        try:
+            server.stop("immediate")
+        finally:
+            tmp.cleanup()
+
+
+@dataclass
+class RestartablePostgres:
+    """A durable Postgres of one test alone, with a migrated ``vidjobs`` database at ``url``."""
+
+    server: EmbeddedPostgres
+    url: str
+
+    def stop(self) -> None:
+        """Fast shutdown: open transactions abort, connections drop, data stays."""
+        self.server.stop("fast")
+
+    def start(self) -> None:
+        """Start again on the same data directory and port."""
+        self.server.start()
+
+
+@contextlib.contextmanager
+def restartable_postgres() -> Iterator[RestartablePostgres]:
+    """A running Postgres the test may stop and start (``durable``: fsync on, like production)."""
+    from vidjobs.db.migrate import migrate
+
+    with private_postgres(durable=True) as server:
+        server.start()
+        url = create_empty_database(server.url, "vidjobs")
+        migrate(url)
+        yield RestartablePostgres(server, url)

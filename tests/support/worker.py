@@ -1,17 +1,19 @@
-"""Helpers of the worker tests: start a real worker loop in the test's event loop, poll jobs."""
+"""A real worker loop (``run_worker``: pool, LISTEN, loop) in the test's own event loop.
+
+The integration tests of the worker drive it here instead of as a process, so they can stop it
+as SIGTERM would and read its stats; ``tests/support/processes.py`` runs the real process.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-
+from tests.support.db import Conn
 from vidjobs.db.jobs import job_get, job_insert
 from vidjobs.db.pool import DatabaseSettings
 from vidjobs.schema import Job
@@ -20,7 +22,7 @@ from vidjobs.worker.pipelines.registry import PipelineRegistry, noop_only
 from vidjobs.worker.runner import Worker, WorkerStats
 from vidjobs.worker.settings import WorkerSettings
 
-Conn = psycopg.AsyncConnection[Any]
+__all__ = ["RunningWorker", "fast_settings", "job_now", "running_worker", "submit"]
 
 
 def fast_settings(**kw: Any) -> WorkerSettings:
@@ -89,22 +91,10 @@ async def running_worker(
 
 
 async def submit(conn: Conn, pipeline: str = "noop", **kw: Any) -> Job:
-    """Insert one job now; ``params`` and the rest go to ``job_insert``."""
+    """Insert one job at the real now (a running worker claims it); ``kw`` go to ``job_insert``."""
     kw.setdefault("params", {})
     result = await job_insert(conn, job_id=uuid.uuid4(), tenant="acme", pipeline=pipeline, **kw)
     return result.job
-
-
-async def wait_for(
-    check: Callable[[], Awaitable[bool]], within: float = 20.0, every: float = 0.02
-) -> float:
-    """Poll ``check`` until true; returns the seconds it took. Fails the test on timeout."""
-    t0 = time.monotonic()
-    while not await check():
-        if time.monotonic() - t0 > within:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(every)
-    return time.monotonic() - t0
 
 
 async def job_now(conn: Conn, job_id: uuid.UUID) -> Job:

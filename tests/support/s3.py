@@ -2,7 +2,8 @@
 
 Order: the server named by ``VIDJOBS_TEST_S3_ENDPOINT`` (with ``VIDJOBS_TEST_S3_ACCESS_KEY`` /
 ``VIDJOBS_TEST_S3_SECRET_KEY``); else MinIO through testcontainers when a Docker engine answers;
-else an embedded SeaweedFS (``weed mini``) that this module starts and stops by itself.
+else an embedded SeaweedFS (``weed mini``) that this module starts and stops by itself. A test
+that must stop and start its S3 server gets one of its own from :func:`private_s3`.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from pathlib import Path
 from minio import Minio
 from minio.deleteobjects import DeleteObject
 
-from tests.harness.postgres import docker_answers
+from tests.support.postgres import docker_answers
 from vidjobs.blobs import BlobSettings
+from vidjobs.devstack.embedded import EmbeddedS3
 
-__all__ = ["S3Server", "drop_bucket", "s3_server", "s3_settings_for"]
+__all__ = ["S3Server", "drop_bucket", "private_s3", "s3_server", "s3_settings_for"]
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,6 @@ def s3_server() -> Iterator[S3Server]:
             port = minio.get_exposed_port(minio.port)
             yield S3Server(f"{host}:{port}", minio.access_key, minio.secret_key, kind="minio")
         return
-    from vidjobs.devstack.embedded import EmbeddedS3
-
     with tempfile.TemporaryDirectory(prefix="vidjobs-test-s3-") as tmp:
         server = EmbeddedS3(Path(tmp) / "data")
         server.start()
@@ -112,3 +112,16 @@ def drop_bucket(server: S3Server, bucket: str) -> None:
         errors = list(client.remove_objects(bucket, names))
         assert not errors, errors
     client.remove_bucket(bucket)
+
+
+@contextlib.contextmanager
+def private_s3(data_dir: Path, bucket: str) -> Iterator[tuple[EmbeddedS3, BlobSettings]]:
+    """A running SeaweedFS of one test alone, which it may stop and start on the same port and
+    data, with settings for ``bucket`` on it (not created yet)."""
+    server = EmbeddedS3(data_dir)
+    server.start()
+    try:
+        own = S3Server(server.endpoint, server.access_key, server.secret_key, kind="seaweedfs")
+        yield server, s3_settings_for(own, bucket)
+    finally:
+        server.stop()
