@@ -12,14 +12,14 @@ from psycopg import AsyncConnection
 
 from vidjobs.api.auth import authenticate
 from vidjobs.api.runtime import ApiRuntime, runtime
-from vidjobs.db.pool import acquire
+from vidjobs.db.pool import connection
 
 __all__ = ["dependencies", "provide_connection", "provide_tenant"]
 
 
 async def provide_connection(state: State) -> AsyncGenerator[AsyncConnection[Any], None]:
     """One pool connection for the request, returned when the response is sent."""
-    async with acquire(runtime(state).pool) as conn:
+    async with connection(runtime(state).pool) as conn:
         yield conn
 
 

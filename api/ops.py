@@ -13,7 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 from vidjobs.api.problems import problem_responses
 from vidjobs.api.runtime import ApiRuntime
 from vidjobs.db.jobs import job_count_by_state
-from vidjobs.db.pool import acquire
+from vidjobs.db.pool import connection
 from vidjobs.schema import JobState
 from vidjobs.schema.api import Health, Readiness
 
@@ -46,7 +46,7 @@ class OpsController(Controller):
         database = blob_store = "ok"
         try:
             with anyio.fail_after(_CHECK_TIMEOUT_S):
-                async with acquire(rt.pool) as conn:
+                async with connection(rt.pool) as conn:
                     await AsyncConnectionPool.check_connection(conn)
         except Exception as exc:
             database = f"unavailable: {type(exc).__name__}"
@@ -74,7 +74,7 @@ class OpsController(Controller):
         queue: dict[JobState, int] | None = None
         try:
             with anyio.fail_after(_CHECK_TIMEOUT_S):
-                async with acquire(rt.pool) as conn:
+                async with connection(rt.pool) as conn:
                     queue = await job_count_by_state(conn)
         except Exception as exc:
             log.warning("metrics: queue depth unavailable: %s", exc)

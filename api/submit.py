@@ -36,7 +36,7 @@ from vidjobs.api.uploads import (
 )
 from vidjobs.blobs import BlobStore, video_key
 from vidjobs.db.jobs import job_get_by_idempotency_key, job_insert
-from vidjobs.db.pool import acquire
+from vidjobs.db.pool import connection
 from vidjobs.schema import Job
 from vidjobs.schema.api import PIPELINES, PRIORITY_MAX, PRIORITY_MIN, FieldError, SubmitAccepted
 from vidjobs.schema.results import validate_params
@@ -183,7 +183,7 @@ async def _read_fields(parts: MultipartStream) -> tuple[list[FormField], FileSta
 async def submit_video(request: Request[Any, Any, Any], rt: ApiRuntime) -> Response[Any]:
     """Run one submit; every failure is a :class:`ApiError` or a 503 outage error."""
     settings = rt.settings
-    async with acquire(rt.pool) as conn:
+    async with connection(rt.pool) as conn:
         tenant = await authenticate(request, conn, rt.auth_cache)
     idempotency_key = _idempotency_key(request)
     boundary = multipart_boundary(request.headers.get("content-type"))
@@ -205,7 +205,7 @@ async def submit_video(request: Request[Any, Any, Any], rt: ApiRuntime) -> Respo
         )
     spec = validate_fields(fields, settings.default_pipeline)
     if idempotency_key is not None:
-        async with acquire(rt.pool) as conn:
+        async with connection(rt.pool) as conn:
             existing = await job_get_by_idempotency_key(conn, tenant, idempotency_key)
         if existing is not None:
             return _replay(existing, spec, idempotency_key, body_unread=True)
@@ -234,7 +234,7 @@ async def submit_video(request: Request[Any, Any, Any], rt: ApiRuntime) -> Respo
             raise feed.error from exc
         raise
     try:
-        async with acquire(rt.pool) as conn:
+        async with connection(rt.pool) as conn:
             inserted = await job_insert(
                 conn,
                 job_id=job_id,

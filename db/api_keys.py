@@ -12,16 +12,14 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import msgspec
-from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 
-from vidjobs.db.sql import load_queries
-from vidjobs.schema import Job, JobState
+from vidjobs.db.statements import Conn, fetch, fetch_rows, to_job
+from vidjobs.schema import Job
 
 __all__ = [
     "KEY_MARKER",
@@ -39,8 +37,6 @@ KEY_MARKER = "vj_"
 """Every key starts with this, so secret scanners and people recognise one."""
 
 _PREFIX_CHARS = 10
-_Q = load_queries()
-_JOB_FIELDS = frozenset(Job.__struct_fields__)
 
 
 class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,42 +50,51 @@ class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
     revoked_at: datetime | None
 
 
+def to_api_key(row: Mapping[str, Any]) -> ApiKey:
+    """An ``ApiKey`` from a row of ``vidjobs.api_keys`` columns (the hash is never selected)."""
+    return msgspec.convert(row, ApiKey)
+
+
+def _tenant_and_job(row: Mapping[str, Any]) -> tuple[str | None, Job | None]:
+    """One row of ``api_key_job_get[_many]`` as ``(tenant, job)``.
+
+    A NULL ``key_tenant`` means an unknown or revoked key; NULL job columns, no such job for that
+    tenant.
+    """
+    if row["key_tenant"] is None:
+        return None, None
+    return str(row["key_tenant"]), None if row["job_id"] is None else to_job(row)
+
+
 def hash_key(plaintext: str) -> bytes:
     """SHA-256 of the key: what the table stores and looks up."""
     return hashlib.sha256(plaintext.encode("utf-8")).digest()
 
 
 async def api_key_create(
-    conn: AsyncConnection[Any],
-    tenant: str,
-    name: str = "",
-    *,
-    now: datetime | None = None,
+    conn: Conn, tenant: str, name: str = "", *, now: datetime | None = None
 ) -> tuple[uuid.UUID, str]:
     """Create a key for ``tenant``; returns ``(key_id, plaintext)``, the only time it is seen."""
     if not tenant.strip():
         raise ValueError("tenant must not be blank")
     plaintext = KEY_MARKER + secrets.token_urlsafe(32)
     key_id = uuid.uuid4()
-    await conn.execute(
-        _Q["api_key_insert"],
-        {
-            "key_id": key_id,
-            "tenant": tenant,
-            "name": name,
-            "key_hash": hash_key(plaintext),
-            "prefix": plaintext[:_PREFIX_CHARS],
-            "now": now,
-        },
-    )
+    args = {
+        "key_id": key_id,
+        "tenant": tenant,
+        "name": name,
+        "key_hash": hash_key(plaintext),
+        "prefix": plaintext[:_PREFIX_CHARS],
+        "now": now,
+    }
+    await fetch(conn, "api_key_insert", args)
     return key_id, plaintext
 
 
-async def api_key_authenticate(conn: AsyncConnection[Any], plaintext: str) -> str | None:
+async def api_key_authenticate(conn: Conn, plaintext: str) -> str | None:
     """The tenant of an active key, or ``None`` for an unknown or revoked one."""
     digest = hash_key(plaintext)
-    cur = await conn.execute(_Q["api_key_authenticate"], {"key_hash": digest})
-    row = await cur.fetchone()
+    row = await (await fetch(conn, "api_key_authenticate", {"key_hash": digest})).fetchone()
     if row is None:
         return None
     stored, tenant = bytes(row[0]), str(row[1])
@@ -98,47 +103,32 @@ async def api_key_authenticate(conn: AsyncConnection[Any], plaintext: str) -> st
     return tenant if hmac.compare_digest(stored, digest) else None
 
 
-async def api_key_revoke(
-    conn: AsyncConnection[Any], key_id: uuid.UUID, *, now: datetime | None = None
-) -> bool:
+async def api_key_revoke(conn: Conn, key_id: uuid.UUID, *, now: datetime | None = None) -> bool:
     """Revoke a key at once; ``False`` if no such key. Revoking twice is harmless."""
-    cur = await conn.execute(_Q["api_key_revoke"], {"key_id": key_id, "now": now})
+    cur = await fetch(conn, "api_key_revoke", {"key_id": key_id, "now": now})
     return await cur.fetchone() is not None
 
 
-async def api_key_list(conn: AsyncConnection[Any], *, tenant: str | None = None) -> list[ApiKey]:
+async def api_key_list(conn: Conn, *, tenant: str | None = None) -> list[ApiKey]:
     """Every key (or ``tenant``'s), newest first, revoked ones included."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(_Q["api_key_list"], {"tenant": tenant})
-        return [msgspec.convert(row, ApiKey) for row in await cur.fetchall()]
+    return [to_api_key(row) for row in await fetch_rows(conn, "api_key_list", {"tenant": tenant})]
 
 
 async def api_key_job_get(
-    conn: AsyncConnection[Any], plaintext: str, job_id: uuid.UUID
+    conn: Conn, plaintext: str, job_id: uuid.UUID
 ) -> tuple[str | None, Job | None]:
     """``(tenant, job)`` for the hot polling path: key check and job read in one round trip.
 
     ``(None, None)``: unknown or revoked key. ``(tenant, None)``: no such job for that tenant
     (another tenant's job is indistinguishable from a missing one).
     """
-    digest = hash_key(plaintext)
-    # dict_row reads column names straight from the result: building ``cursor.description``
-    # (a Column object per column) would cost more than the rest of this function.
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(_Q["api_key_job_get"], {"key_hash": digest, "job_id": job_id})
-        row = await cur.fetchone()
-    if row is None:
-        return None, None
-    tenant = str(row["key_tenant"])
-    if row.get("job_id") is None:
-        return tenant, None
-    fields = {n: v for n, v in row.items() if n in _JOB_FIELDS}
-    fields["state"] = JobState(fields["state"])
-    return tenant, Job(**fields)
+    args = {"key_hash": hash_key(plaintext), "job_id": job_id}
+    rows = await fetch_rows(conn, "api_key_job_get", args)
+    return _tenant_and_job(rows[0]) if rows else (None, None)
 
 
 async def api_key_job_get_many(
-    conn: AsyncConnection[Any], pairs: Sequence[tuple[bytes, uuid.UUID]]
+    conn: Conn, pairs: Sequence[tuple[bytes, uuid.UUID]]
 ) -> list[tuple[str | None, Job | None]]:
     """:func:`api_key_job_get` for many ``(key hash, job id)`` pairs in one statement, in order.
 
@@ -146,20 +136,5 @@ async def api_key_job_get_many(
     about what one costs for a single pair (measured: 21 us per pair in batches of 16 against
     131 us per single statement, client side).
     """
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            _Q["api_key_job_get_many"],
-            {"key_hashes": [p[0] for p in pairs], "job_ids": [p[1] for p in pairs]},
-        )
-        rows = await cur.fetchall()
-    out: list[tuple[str | None, Job | None]] = []
-    for row in rows:
-        if row["key_tenant"] is None:
-            out.append((None, None))
-        elif row.get("job_id") is None:
-            out.append((str(row["key_tenant"]), None))
-        else:
-            fields = {n: v for n, v in row.items() if n in _JOB_FIELDS}
-            fields["state"] = JobState(fields["state"])
-            out.append((str(row["key_tenant"]), Job(**fields)))
-    return out
+    args = {"key_hashes": [p[0] for p in pairs], "job_ids": [p[1] for p in pairs]}
+    return [_tenant_and_job(row) for row in await fetch_rows(conn, "api_key_job_get_many", args)]

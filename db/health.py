@@ -11,17 +11,12 @@ from dataclasses import dataclass
 
 import psycopg
 
-from vidjobs.db.errors import DatabaseUnavailable
+from vidjobs.db.errors import SchemaNotReady, one_line
 from vidjobs.db.migrate import MIGRATIONS_DIR
-from vidjobs.db.sql import load_queries
+from vidjobs.db.pool import connect
+from vidjobs.db.statements import fetch
 
-__all__ = ["SchemaNotReady", "WorkerSchema", "check_worker_schema", "known_migration_ids"]
-
-_Q = load_queries()
-
-
-class SchemaNotReady(Exception):
-    """Postgres answers but a worker could not run here; the message says what to do."""
+__all__ = ["WorkerSchema", "check_worker_schema", "known_migration_ids"]
 
 
 @dataclass(frozen=True)
@@ -45,10 +40,6 @@ def known_migration_ids() -> list[str]:
     )
 
 
-def _one_line(exc: BaseException) -> str:
-    return "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
-
-
 def _no_grants(user: str, why: str = "") -> SchemaNotReady:
     because = f" ({why})" if why else ""
     return SchemaNotReady(
@@ -57,23 +48,17 @@ def _no_grants(user: str, why: str = "") -> SchemaNotReady:
     )
 
 
-def check_worker_schema(url: str, connect_timeout_s: float = 5.0) -> WorkerSchema:
+async def check_worker_schema(url: str, connect_timeout_s: float = 5.0) -> WorkerSchema:
     """Connect once and check what a worker needs: its tables, its grants, every migration.
 
     Raises:
-        DatabaseUnavailable: no connection within ``connect_timeout_s``.
+        DatabaseUnavailable: no connection within ``connect_timeout_s``, or it was lost.
         SchemaNotReady: the tables are missing, the role lacks its grants, or (where yoyo's
             table is readable) a migration of this release is not applied.
     """
-    try:
-        conn = psycopg.connect(
-            url, autocommit=True, connect_timeout=max(1, round(connect_timeout_s))
-        )
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(_one_line(exc)) from exc
-    with conn:
+    async with await connect(url, connect_timeout_s=connect_timeout_s) as conn:
         try:
-            row = conn.execute(_Q["schema_worker_check"]).fetchone()
+            row = await (await fetch(conn, "schema_worker_check")).fetchone()
             assert row is not None
             jobs_exists, events_exists, grants, readable = row
             if not (jobs_exists and events_exists):
@@ -84,13 +69,12 @@ def check_worker_schema(url: str, connect_timeout_s: float = 5.0) -> WorkerSchem
                 raise _no_grants(conn.info.user)
             if not readable:
                 return WorkerSchema(migrations_applied=None)
-            applied = {r[0] for r in conn.execute(_Q["schema_migration_ids"]).fetchall()}
-        except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(_one_line(exc)) from exc
+            rows = await (await fetch(conn, "schema_migration_ids")).fetchall()
         except psycopg.errors.InsufficientPrivilege as exc:  # e.g. no USAGE on the schema
-            raise _no_grants(conn.info.user, _one_line(exc)) from exc
-        except psycopg.Error as exc:
-            raise SchemaNotReady(_one_line(exc)) from exc
+            raise _no_grants(conn.info.user, one_line(exc)) from exc
+        except psycopg.Error as exc:  # connection failures are DatabaseUnavailable by now
+            raise SchemaNotReady(one_line(exc)) from exc
+    applied = {r[0] for r in rows}
     pending = [m for m in known_migration_ids() if m not in applied]
     if pending:
         raise SchemaNotReady(

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from vidjobs.db.errors import InvalidCursor
-from vidjobs.db.statements import Conn, fetch, fetch_jobs, to_job
+from vidjobs.db.statements import Conn, fetch, fetch_jobs, fetch_rows, to_job
 from vidjobs.schema import Job, JobState
 
 __all__ = [
@@ -109,11 +109,9 @@ async def job_insert(
         "priority": priority, "run_after": run_after, "max_attempts": max_attempts,
         "input_key": input_key, "idempotency_key": idempotency_key, "now": now,
     }  # fmt: skip
-    cur = await fetch(conn, "job_insert", args)
-    names = [d.name for d in cur.description or ()]
-    row = await cur.fetchone()
-    if row is not None:
-        return InsertResult(to_job(names, row), bool(row[names.index("created")]))
+    rows = await fetch_rows(conn, "job_insert", args)
+    if rows:
+        return InsertResult(to_job(rows[0]), bool(rows[0]["created"]))
     # The twin was committed by a concurrent submit after this statement's snapshot was taken:
     # a fresh statement sees it.
     twin = await job_get_by_idempotency_key(conn, tenant, idempotency_key or "")
@@ -230,7 +228,7 @@ async def job_prune(
 
 async def job_count_by_state(conn: Conn) -> dict[JobState, int]:
     """Jobs per state, every state present (0 when none)."""
-    rows = await (await fetch(conn, "job_count_by_state", {})).fetchall()
+    rows = await (await fetch(conn, "job_count_by_state")).fetchall()
     counts = dict.fromkeys(JobState, 0)
     counts.update({JobState(state): int(n) for state, n in rows})
     return counts

@@ -13,14 +13,24 @@ import enum
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, LiteralString
+from typing import LiteralString
+
+import msgspec
 
 from vidjobs.db.errors import LeaseLost
 from vidjobs.db.statements import Conn, fetch, fetch_jobs
 from vidjobs.schema import Job
 
 __all__ = [
+    "FencedParams",
     "HeartbeatStatus",
+    "JobClaimParams",
+    "JobCompleteParams",
+    "JobFailParams",
+    "JobHeartbeatParams",
+    "JobProgressParams",
+    "JobReleaseParams",
+    "JobRetryLaterParams",
     "job_claim",
     "job_complete",
     "job_complete_many",
@@ -38,6 +48,71 @@ class HeartbeatStatus(enum.StrEnum):
     OK = "ok"
     CANCELLED = "cancelled"
     LEASE_LOST = "lease_lost"
+
+
+# The parameters of the worker's statements, one Struct per statement, its fields named as the
+# statement's placeholders (``JobClaimParams`` -> ``job_claim``; a unit test checks they agree).
+
+
+class JobClaimParams(msgspec.Struct, frozen=True, kw_only=True):
+    """``job_claim``: who claims, how many, for how long, which pipelines (None: all)."""
+
+    worker_id: str
+    batch_size: int
+    lease_seconds: float
+    pipelines: list[str] | None
+    now: datetime | None
+
+
+class FencedParams(msgspec.Struct, frozen=True, kw_only=True):
+    """What every write conditioned on the lease token of the attempt takes."""
+
+    job_id: uuid.UUID
+    lease_token: uuid.UUID
+    now: datetime | None
+
+
+class JobHeartbeatParams(FencedParams, frozen=True, kw_only=True):
+    """``job_heartbeat``: the lease runs ``lease_seconds`` from now."""
+
+    lease_seconds: float
+
+
+class JobProgressParams(FencedParams, frozen=True, kw_only=True):
+    """``job_progress``."""
+
+    frames_done: int
+    frames_total: int | None
+
+
+class JobCompleteParams(FencedParams, frozen=True, kw_only=True):
+    """``job_complete``."""
+
+    output_key: str | None
+
+
+class JobReleaseParams(FencedParams, frozen=True, kw_only=True):
+    """``job_release``: nothing beyond the fence."""
+
+
+class JobFailParams(FencedParams, frozen=True, kw_only=True):
+    """``job_fail``: the error, whether retrying is pointless, the backoff."""
+
+    error_kind: str
+    error_message: str
+    permanent: bool
+    backoff_base_s: float
+    backoff_max_s: float
+
+
+class JobRetryLaterParams(FencedParams, frozen=True, kw_only=True):
+    """``job_retry_later``: the error, the backoff, how many hand-backs are free."""
+
+    error_kind: str
+    error_message: str
+    backoff_base_s: float
+    backoff_max_s: float
+    max_infra_retries: int
 
 
 async def job_claim(
@@ -60,9 +135,14 @@ async def job_claim(
     """
     if isinstance(pipelines, str):
         raise TypeError("pipelines is a sequence of names, not one name")
-    args = {"worker_id": worker_id, "batch_size": batch_size, "lease_seconds": lease_seconds,
-            "pipelines": None if pipelines is None else list(pipelines), "now": now}  # fmt: skip
-    return await fetch_jobs(conn, "job_claim", args)
+    params = JobClaimParams(
+        worker_id=worker_id,
+        batch_size=batch_size,
+        lease_seconds=lease_seconds,
+        pipelines=None if pipelines is None else list(pipelines),
+        now=now,
+    )
+    return await fetch_jobs(conn, "job_claim", params)
 
 
 async def job_heartbeat(
@@ -74,17 +154,25 @@ async def job_heartbeat(
     now: datetime | None = None,
 ) -> HeartbeatStatus:
     """Extend the lease; CANCELLED or LEASE_LOST tell the worker to stop working on the job."""
-    args = {"job_id": job_id, "lease_token": lease_token,
-            "lease_seconds": lease_seconds, "now": now}  # fmt: skip
-    row = await (await fetch(conn, "job_heartbeat", args)).fetchone()
+    params = JobHeartbeatParams(
+        job_id=job_id, lease_token=lease_token, lease_seconds=lease_seconds, now=now
+    )
+    row = await (await fetch(conn, "job_heartbeat", params)).fetchone()
     return HeartbeatStatus(row[0] if row else HeartbeatStatus.LEASE_LOST)
 
 
-async def _fenced(conn: Conn, name: LiteralString, job_id: uuid.UUID, args: dict[str, Any]) -> None:
+async def _fenced(conn: Conn, name: LiteralString, params: FencedParams) -> None:
     """Run a write conditioned on the lease token; no row back means the lease was lost."""
-    row = await (await fetch(conn, name, {"job_id": job_id, **args})).fetchone()
-    if row is None:
-        raise LeaseLost(job_id)
+    if await (await fetch(conn, name, params)).fetchone() is None:
+        raise LeaseLost(params.job_id)
+
+
+async def _fenced_job(conn: Conn, name: LiteralString, params: FencedParams) -> Job:
+    """:func:`_fenced` for a write that returns the job as it now is."""
+    found = await fetch_jobs(conn, name, params)
+    if not found:
+        raise LeaseLost(params.job_id)
+    return found[0]
 
 
 async def job_progress(
@@ -97,9 +185,14 @@ async def job_progress(
     now: datetime | None = None,
 ) -> None:
     """Record progress (fenced). Raises LeaseLost, also when the job was cancelled."""
-    args = {"lease_token": lease_token, "frames_done": frames_done,
-            "frames_total": frames_total, "now": now}  # fmt: skip
-    await _fenced(conn, "job_progress", job_id, args)
+    params = JobProgressParams(
+        job_id=job_id,
+        lease_token=lease_token,
+        now=now,
+        frames_done=frames_done,
+        frames_total=frames_total,
+    )
+    await _fenced(conn, "job_progress", params)
 
 
 async def job_complete(
@@ -111,8 +204,10 @@ async def job_complete(
     now: datetime | None = None,
 ) -> None:
     """Complete a held job (fenced). Raises LeaseLost."""
-    args = {"lease_token": lease_token, "output_key": output_key, "now": now}
-    await _fenced(conn, "job_complete", job_id, args)
+    params = JobCompleteParams(
+        job_id=job_id, lease_token=lease_token, now=now, output_key=output_key
+    )
+    await _fenced(conn, "job_complete", params)
 
 
 async def job_complete_many(
@@ -154,22 +249,25 @@ async def job_fail(
     d = min(backoff_max_s, backoff_base_s * 2^(attempt-1)). Permanent, or the last attempt:
     failed for good. The error is kept on the row and in the event. Raises LeaseLost.
     """
-    args = {
-        "job_id": job_id, "lease_token": lease_token, "error_kind": error_kind,
-        "error_message": error_message, "permanent": permanent,
-        "backoff_base_s": backoff_base_s, "backoff_max_s": backoff_max_s, "now": now,
-    }  # fmt: skip
-    found = await fetch_jobs(conn, "job_fail", args)
-    if not found:
-        raise LeaseLost(job_id)
-    return found[0]
+    params = JobFailParams(
+        job_id=job_id,
+        lease_token=lease_token,
+        now=now,
+        error_kind=error_kind,
+        error_message=error_message,
+        permanent=permanent,
+        backoff_base_s=backoff_base_s,
+        backoff_max_s=backoff_max_s,
+    )
+    return await _fenced_job(conn, "job_fail", params)
 
 
 async def job_release(
     conn: Conn, job_id: uuid.UUID, lease_token: uuid.UUID, now: datetime | None = None
 ) -> None:
     """Hand a held job back (graceful shutdown): pending, attempt not counted. Raises LeaseLost."""
-    await _fenced(conn, "job_release", job_id, {"lease_token": lease_token, "now": now})
+    params = JobReleaseParams(job_id=job_id, lease_token=lease_token, now=now)
+    await _fenced(conn, "job_release", params)
 
 
 async def job_retry_later(
@@ -193,12 +291,14 @@ async def job_retry_later(
     were made, a further one counts the attempt (failed for good on the last one), so a job
     cannot wait forever. The error stays on the row and in the event. Raises LeaseLost.
     """
-    args = {
-        "job_id": job_id, "lease_token": lease_token, "error_kind": error_kind,
-        "error_message": error_message, "backoff_base_s": backoff_base_s,
-        "backoff_max_s": backoff_max_s, "max_infra_retries": max_infra_retries, "now": now,
-    }  # fmt: skip
-    found = await fetch_jobs(conn, "job_retry_later", args)
-    if not found:
-        raise LeaseLost(job_id)
-    return found[0]
+    params = JobRetryLaterParams(
+        job_id=job_id,
+        lease_token=lease_token,
+        now=now,
+        error_kind=error_kind,
+        error_message=error_message,
+        backoff_base_s=backoff_base_s,
+        backoff_max_s=backoff_max_s,
+        max_infra_retries=max_infra_retries,
+    )
+    return await _fenced_job(conn, "job_retry_later", params)

@@ -10,15 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from types import TracebackType
-from typing import Any
 
 import psycopg
 
-from vidjobs.db.sql import load_queries
+from vidjobs.db.errors import DatabaseUnavailable
+from vidjobs.db.pool import connect
+from vidjobs.db.statements import Conn, fetch, unavailable_on_error
 
 __all__ = ["JobNotifier"]
-
-_LISTEN = load_queries()["job_listen"]
 
 
 class JobNotifier:
@@ -32,12 +31,12 @@ class JobNotifier:
     def __init__(self, conninfo: str, *, reconnect_delay_s: float = 1.0) -> None:
         self.conninfo = conninfo
         self.reconnect_delay_s = reconnect_delay_s
-        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._conn: Conn | None = None
 
     async def _connect(self) -> None:
-        conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+        conn = await connect(self.conninfo)
         try:
-            await conn.execute(_LISTEN)
+            await fetch(conn, "job_listen")
         except BaseException:
             # Failed, or cancelled (a worker stopping while it reconnects after an outage):
             # close it here, or the connection is left open until garbage collection.
@@ -72,21 +71,22 @@ class JobNotifier:
         if self._conn is None or self._conn.closed:
             try:
                 await self._connect()
-            except psycopg.OperationalError:
+            except DatabaseUnavailable:
                 await asyncio.sleep(min(timeout, self.reconnect_delay_s))
                 return False
             return True
         try:
             got = False
-            async for _ in self._conn.notifies(timeout=timeout, stop_after=1):
-                got = True
-            if got:
-                # Fold a burst (one NOTIFY per submit) into this one wake-up.
-                async for _ in self._conn.notifies(timeout=0):
-                    pass
-        except psycopg.OperationalError:
+            with unavailable_on_error("LISTEN connection lost"):
+                async for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+                    got = True
+                if got:
+                    # Fold a burst (one NOTIFY per submit) into this one wake-up.
+                    async for _ in self._conn.notifies(timeout=0):
+                        pass
+        except DatabaseUnavailable:
             await self._drop()
-            with contextlib.suppress(psycopg.OperationalError):
+            with contextlib.suppress(DatabaseUnavailable):
                 await self._connect()
             return True
         return got

@@ -4,6 +4,10 @@ Pool connections are in autocommit mode: every db/jobs.py and db/leases.py call 
 statement, hence one transaction with one durable commit and one round trip. A caller needing
 several calls to commit together wraps them in ``async with conn.transaction():``.
 
+Two ways to get a connection, both reporting a Postgres that cannot be reached as
+``DatabaseUnavailable``: :func:`connection` borrows one from the pool (the API, the worker) and
+:func:`connect` opens one of its own (LISTEN, the CLI, the readiness probe).
+
 Dead connections (Postgres restarted, a backend terminated) are kept from callers without a
 round trip per checkout: a server that ends a session sends its last message and closes the
 socket, so an idle connection whose socket has nothing to read is still open, and only one
@@ -24,8 +28,9 @@ import psycopg
 import psycopg_pool
 
 from vidjobs.db.errors import DatabaseUnavailable
+from vidjobs.db.statements import Conn, unavailable_on_error
 
-__all__ = ["DatabaseSettings", "acquire", "open_pool", "run_read"]
+__all__ = ["DatabaseSettings", "borrow", "connect", "connection", "open_pool", "run_read"]
 
 T = TypeVar("T")
 
@@ -125,7 +130,7 @@ async def open_pool(
         settings.url,
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
-        kwargs={"autocommit": True, "connect_timeout": max(1, round(settings.connect_timeout_s))},
+        kwargs={"autocommit": True, "connect_timeout": _whole_seconds(settings.connect_timeout_s)},
         timeout=settings.connect_timeout_s,
         # psycopg_pool retries a failed connect with a doubling delay (1, 2, 4, 8 s ...) for
         # reconnect_timeout (default 5 min), and no new attempt starts meanwhile. After an
@@ -136,59 +141,86 @@ async def open_pool(
         open=False,
     )
     try:
-        await pool.open(wait=wait, timeout=settings.connect_timeout_s)
-    except (psycopg_pool.PoolTimeout, psycopg.OperationalError) as exc:
+        with unavailable_on_error("cannot connect to Postgres"):
+            await pool.open(wait=wait, timeout=settings.connect_timeout_s)
+    except DatabaseUnavailable:
         await pool.close()
-        raise DatabaseUnavailable(f"cannot connect to Postgres: {exc}") from exc
+        raise
     return pool
 
 
+def _whole_seconds(timeout_s: float) -> int:
+    """libpq's ``connect_timeout``: whole seconds, and 0 would mean "wait forever"."""
+    return max(1, round(timeout_s))
+
+
+async def connect(
+    conninfo: str, *, connect_timeout_s: float = 5.0, options: str | None = None
+) -> Conn:
+    """A new autocommit connection outside the pool; the caller closes it (``async with``).
+
+    Args:
+        conninfo: libpq URL or key=value DSN.
+        connect_timeout_s: give up connecting after this long.
+        options: libpq ``options`` (server settings for this session only).
+
+    Raises:
+        DatabaseUnavailable: no connection within ``connect_timeout_s``.
+    """
+    timeout = _whole_seconds(connect_timeout_s)
+    with unavailable_on_error("cannot connect to Postgres"):  # options=None adds nothing
+        return await psycopg.AsyncConnection.connect(
+            conninfo, autocommit=True, connect_timeout=timeout, options=options
+        )
+
+
+async def borrow(pool: psycopg_pool.AsyncConnectionPool[Any]) -> Conn:
+    """A pool connection for a caller that keeps it; give it back with ``pool.putconn``.
+
+    Raises:
+        DatabaseUnavailable: none free within the pool's timeout (Postgres down or saturated).
+    """
+    with unavailable_on_error("Postgres unavailable"):
+        conn: Conn = await pool.getconn()
+    return conn
+
+
 @contextlib.asynccontextmanager
-async def acquire(
-    pool: psycopg_pool.AsyncConnectionPool[Any],
-) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-    """Borrow a connection; connection failures surface as ``DatabaseUnavailable``.
+async def connection(pool: psycopg_pool.AsyncConnectionPool[Any]) -> AsyncIterator[Conn]:
+    """Borrow a pool connection for a block; connection failures raise ``DatabaseUnavailable``.
 
     ``getconn``/``putconn`` rather than ``pool.connection()``: that one also enters the
     connection's own context, a commit (under the connection lock) that an autocommit
     connection never needs; ``putconn`` still rolls back anything left open.
     """
-    conn = await _getconn(pool)
+    conn = await borrow(pool)
     try:
-        yield conn
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(f"Postgres unavailable: {exc}") from exc
+        with unavailable_on_error("Postgres unavailable"):
+            yield conn
     finally:
         await pool.putconn(conn)
 
 
-async def _getconn(pool: psycopg_pool.AsyncConnectionPool[Any]) -> psycopg.AsyncConnection[Any]:
-    try:
-        conn: psycopg.AsyncConnection[Any] = await pool.getconn()
-    except psycopg.OperationalError as exc:  # PoolTimeout is one
-        raise DatabaseUnavailable(f"Postgres unavailable: {exc}") from exc
-    return conn
-
-
 async def run_read(
     pool: psycopg_pool.AsyncConnectionPool[Any],
-    read: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]],
+    read: Callable[[Conn], Awaitable[T]],
 ) -> T:
     """``await read(conn)`` on a pooled connection, once more on another if the first was lost.
 
     For statements that change nothing: repeating one is harmless, so a connection that died
     under it (a restart racing the checkout) costs a retry, not a 503. A second loss, or
-    any other error, propagates (connection failures as ``DatabaseUnavailable``). No context
-    managers: this is the status route's path, polled by every client.
+    any other error, propagates (connection failures as ``DatabaseUnavailable``). No
+    ``asynccontextmanager``: this is the status route's path, polled by every client.
     """
     retry = True
     while True:
-        conn = await _getconn(pool)
+        conn = await borrow(pool)
         try:
-            return await read(conn)
-        except psycopg.OperationalError as exc:
+            with unavailable_on_error("Postgres unavailable"):
+                return await read(conn)
+        except DatabaseUnavailable:
             if not (retry and conn.closed):  # Postgres answered (e.g. a timeout), or again
-                raise DatabaseUnavailable(f"Postgres unavailable: {exc}") from exc
+                raise
             retry = False
         finally:
             await pool.putconn(conn)

@@ -1,9 +1,9 @@
-"""Database connections for the worker's hot paths and for its occasional writes.
+"""The connections the worker's hot loops keep for themselves.
 
-The pool checks a connection each time it lends one (a round trip that survives Postgres
-restarts). That is right for a heartbeat every few seconds, but the claim loop and the
-completion flusher each run thousands of statements a second, so each keeps one connection
-for itself and replaces it only when it breaks.
+The claim loop and the completion flusher each run thousands of statements a second, so each
+keeps one connection rather than borrowing one per statement, and replaces it only when it
+breaks. Everything else the worker writes (heartbeats, progress, failures) borrows a pool
+connection per call with ``vidjobs.db.pool.connection``.
 """
 
 from __future__ import annotations
@@ -12,32 +12,19 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import psycopg
 import psycopg_pool
 
 from vidjobs.db.errors import DatabaseUnavailable
+from vidjobs.db.pool import borrow, connect
+from vidjobs.db.statements import Conn, unavailable_on_error
 
-__all__ = ["DedicatedConnection", "pooled"]
-
-_BROKEN = (psycopg.OperationalError, psycopg_pool.PoolTimeout)
+__all__ = ["ASYNC_COMMIT_OPTIONS", "DedicatedConnection"]
 
 #: libpq ``options`` for the claim connection when claims need not wait for the WAL flush.
 #: Safe: a claim lost in a server crash leaves the job pending, exactly as if this worker had
 #: died right after claiming; its later fenced writes then fail with LeaseLost. And any later
 #: durable commit (a completion) flushes the WAL up to itself, claim included.
 ASYNC_COMMIT_OPTIONS = "-c synchronous_commit=off"
-
-
-@contextlib.asynccontextmanager
-async def pooled(
-    pool: psycopg_pool.AsyncConnectionPool[Any],
-) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-    """Borrow a pool connection for one call; connection failures become DatabaseUnavailable."""
-    try:
-        async with pool.connection() as conn:
-            yield conn
-    except _BROKEN as exc:
-        raise DatabaseUnavailable(f"Postgres unavailable: {exc}") from exc
 
 
 class DedicatedConnection:
@@ -55,29 +42,28 @@ class DedicatedConnection:
     ) -> None:
         self._pool = pool
         self._options = options
-        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._conn: Conn | None = None
 
-    async def _open(self) -> psycopg.AsyncConnection[Any]:
+    async def _open(self) -> Conn:
         if self._options is None:
-            conn: psycopg.AsyncConnection[Any] = await self._pool.getconn()
-            return conn
+            return await borrow(self._pool)
         conninfo = self._pool.conninfo
         if not isinstance(conninfo, str):
             raise TypeError("a dedicated connection with options needs a pool with a str conninfo")
-        return await psycopg.AsyncConnection.connect(
-            conninfo, autocommit=True, options=self._options, connect_timeout=5
-        )
+        return await connect(conninfo, options=self._options)
 
     @contextlib.asynccontextmanager
-    async def use(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """The kept connection; a broken one is dropped and the next call opens another."""
+    async def use(self) -> AsyncIterator[Conn]:
+        """The kept connection; a broken one is dropped and the next call opens another.
+
+        Raises:
+            DatabaseUnavailable: no connection, or it broke during the block.
+        """
         try:
-            if self._conn is None or self._conn.closed:
-                self._conn = await self._open()
-            yield self._conn
-        except _BROKEN as exc:
-            await self.close()
-            raise DatabaseUnavailable(f"Postgres unavailable: {exc}") from exc
+            with unavailable_on_error("Postgres unavailable"):
+                if self._conn is None or self._conn.closed:
+                    self._conn = await self._open()
+                yield self._conn
         except DatabaseUnavailable:
             await self.close()
             raise

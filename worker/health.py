@@ -12,8 +12,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from vidjobs.db.errors import DatabaseUnavailable
-from vidjobs.db.health import SchemaNotReady, check_worker_schema
+from vidjobs.db.errors import DatabaseUnavailable, SchemaNotReady
+from vidjobs.db.health import check_worker_schema
 
 if TYPE_CHECKING:
     from vidjobs.blobs import BlobSettings
@@ -50,7 +50,7 @@ async def check_worker(
     yoyo's table is readable); with ``blobs`` the blob store; with ``video`` the detector
     weights file, and with ``load_models`` the detector and OCR engine themselves.
     """
-    checks = [asyncio.to_thread(_check_database, db)]
+    checks = [_check_database(db)]
     if blobs is not None:
         checks.append(asyncio.to_thread(_check_blobs, blobs))
     if video is not None:
@@ -62,10 +62,10 @@ async def check_worker(
     return results
 
 
-def _check_database(db: DatabaseSettings) -> CheckResult:
+async def _check_database(db: DatabaseSettings) -> CheckResult:
     name = "database"
     try:
-        schema = check_worker_schema(db.url, db.connect_timeout_s)
+        schema = await check_worker_schema(db.url, db.connect_timeout_s)
     except DatabaseUnavailable as exc:
         return CheckResult(name, False, f"cannot connect (check DATABASE_URL): {exc}")
     except SchemaNotReady as exc:

@@ -31,8 +31,9 @@ from vidjobs.db.leases import (
     job_release,
     job_retry_later,
 )
+from vidjobs.db.pool import connection
 from vidjobs.schema import Job
-from vidjobs.worker.dbconn import ASYNC_COMMIT_OPTIONS, DedicatedConnection, pooled
+from vidjobs.worker.dbconn import ASYNC_COMMIT_OPTIONS, DedicatedConnection
 
 __all__ = ["Completion", "JobQueue", "Notifier", "PostgresQueue"]
 
@@ -140,7 +141,7 @@ class PostgresQueue:
         self, job_id: uuid.UUID, lease_token: uuid.UUID, *, lease_seconds: float
     ) -> HeartbeatStatus:
         """``db.leases.job_heartbeat`` on a pool connection."""
-        async with pooled(self._pool) as conn:
+        async with connection(self._pool) as conn:
             return await job_heartbeat(conn, job_id, lease_token, lease_seconds=lease_seconds)
 
     async def job_progress(
@@ -152,7 +153,7 @@ class PostgresQueue:
         frames_total: int | None,
     ) -> None:
         """``db.leases.job_progress`` on a pool connection."""
-        async with pooled(self._pool) as conn:
+        async with connection(self._pool) as conn:
             await job_progress(
                 conn, job_id, lease_token, frames_done=frames_done, frames_total=frames_total
             )
@@ -172,7 +173,7 @@ class PostgresQueue:
         permanent: bool,
     ) -> None:
         """``db.leases.job_fail`` on a pool connection."""
-        async with pooled(self._pool) as conn:
+        async with connection(self._pool) as conn:
             await job_fail(
                 conn,
                 job_id,
@@ -186,14 +187,14 @@ class PostgresQueue:
         self, job_id: uuid.UUID, lease_token: uuid.UUID, *, error_kind: str, error_message: str
     ) -> None:
         """``db.leases.job_retry_later`` on a pool connection."""
-        async with pooled(self._pool) as conn:
+        async with connection(self._pool) as conn:
             await job_retry_later(
                 conn, job_id, lease_token, error_kind=error_kind, error_message=error_message
             )
 
     async def job_release(self, job_id: uuid.UUID, lease_token: uuid.UUID) -> None:
         """``db.leases.job_release`` on a pool connection."""
-        async with pooled(self._pool) as conn:
+        async with connection(self._pool) as conn:
             await job_release(conn, job_id, lease_token)
 
     async def close(self) -> None:

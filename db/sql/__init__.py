@@ -1,16 +1,20 @@
-"""Runtime SQL: the named blocks of every ``.sql`` file in ``db/sql/``.
+"""Runtime SQL: the named blocks of every ``.sql`` file in ``db/sql/``, loaded once.
 
 A block starts with ``-- name: <query_name>`` followed by one comment line saying what it does;
 it runs until the next ``-- name:`` line. Keeping SQL in files lets a DBA read and EXPLAIN it.
+:data:`QUERIES` is read at import, once per process; every statement runs through
+``db/statements.py``, which looks its text up there.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import LiteralString, cast
 
-__all__ = ["QUERIES_DIR", "load_queries"]
+__all__ = ["QUERIES", "QUERIES_DIR", "load_queries"]
 
 QUERIES_DIR = Path(__file__).parent
 _NAME = re.compile(r"^-- name: ([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
@@ -34,3 +38,7 @@ def load_queries(directory: Path = QUERIES_DIR) -> dict[str, LiteralString]:
             # The files are part of the package, never user input: literal by construction.
             queries[name] = cast(LiteralString, text)
     return queries
+
+
+QUERIES: Mapping[str, LiteralString] = MappingProxyType(load_queries())
+"""Every runtime statement by name (read-only)."""

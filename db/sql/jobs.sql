@@ -1,23 +1,25 @@
 -- Runtime SQL for vidjobs.jobs (and its audit trail vidjobs.job_events).
 -- Conventions: every statement that depends on the clock takes %(now)s (NULL: the server's now()),
--- so tests control time. Every transition writes its job_events row in the same statement
--- (a data-modifying CTE), so the trail and the state cannot disagree. Worker writes are fenced:
--- they match only WHERE job_id AND lease_token AND state = 'running'.
+-- so tests control time, and says so once: one that needs it more than once starts with the CTE
+-- clock (one row, one column now) and reads clock.now. Every transition writes its job_events
+-- row in the same statement (a data-modifying CTE), so the trail and the state cannot disagree.
+-- Worker writes are fenced: they match only WHERE job_id AND lease_token AND state = 'running'.
 
 -- name: job_insert
 -- Insert one job (or return its twin with the same idempotency key), log the submit, wake workers.
+WITH
+clock AS (SELECT coalesce(%(now)s::timestamptz, now()) AS now),
 -- The row itself; run_after defaults to now so the job is due at once.
-WITH inserted AS (
+inserted AS (
     INSERT INTO vidjobs.jobs AS j (
         job_id, tenant, pipeline, params, priority, run_after, max_attempts, input_key,
         idempotency_key, created_at, updated_at
     )
-    VALUES (
-        %(job_id)s, %(tenant)s, %(pipeline)s, %(params)s::jsonb, %(priority)s::integer,
-        coalesce(%(run_after)s::timestamptz, %(now)s::timestamptz, now()),
-        %(max_attempts)s::integer, %(input_key)s, %(idempotency_key)s::text,
-        coalesce(%(now)s::timestamptz, now()), coalesce(%(now)s::timestamptz, now())
-    )
+    SELECT %(job_id)s::uuid, %(tenant)s::text, %(pipeline)s::text, %(params)s::jsonb,
+           %(priority)s::integer, coalesce(%(run_after)s::timestamptz, clock.now),
+           %(max_attempts)s::integer, %(input_key)s::text, %(idempotency_key)s::text,
+           clock.now, clock.now
+    FROM clock
     -- A retried submit inserts nothing; the existing job is returned by the second branch.
     ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING j.*
@@ -41,20 +43,22 @@ WHERE %(idempotency_key)s::text IS NOT NULL
 
 -- name: job_insert_many
 -- Insert a batch of jobs from parallel arrays in one statement, with their submit events and one NOTIFY.
+WITH
+clock AS (SELECT coalesce(%(now)s::timestamptz, now()) AS now),
 -- Parallel arrays + unnest: the whole batch is one statement, one round trip, one commit.
-WITH inserted AS (
+inserted AS (
     INSERT INTO vidjobs.jobs (
         job_id, tenant, pipeline, params, priority, run_after, max_attempts, input_key,
         created_at, updated_at
     )
     SELECT i.job_id, i.tenant, i.pipeline, i.params::jsonb, i.priority,
-           coalesce(i.run_after, %(now)s::timestamptz, now()), i.max_attempts, i.input_key,
-           coalesce(%(now)s::timestamptz, now()), coalesce(%(now)s::timestamptz, now())
+           coalesce(i.run_after, clock.now), i.max_attempts, i.input_key, clock.now, clock.now
     FROM unnest(
         %(job_ids)s::uuid[], %(tenants)s::text[], %(pipelines)s::text[], %(params)s::text[],
         %(priorities)s::integer[], %(run_afters)s::timestamptz[], %(max_attempts)s::integer[],
         %(input_keys)s::text[]
     ) AS i(job_id, tenant, pipeline, params, priority, run_after, max_attempts, input_key)
+    CROSS JOIN clock
     RETURNING job_id, tenant, state, attempts, created_at
 ),
 -- One submit event per job, same statement.
@@ -98,6 +102,9 @@ LIMIT %(limit)s::integer;
 -- order (no sort); rows of other pipelines ahead of this worker's are read and skipped. EXPLAIN
 -- over 100k finished rows, filtered and not, custom and generic plans: test_queue_claim.py.
 WITH
+-- The claim's one "now". The two picks below compare with it as a scalar subquery (evaluated
+-- once, before the scans), not a join, so each still reads its index in order with no sort.
+clock AS (SELECT coalesce(%(now)s::timestamptz, now()) AS now),
 -- Running jobs whose worker stopped heartbeating (crashed, partitioned, paused). Taken first:
 -- they were due before anything still pending. Served by jobs_running_lease_idx. SKIP LOCKED:
 -- a row another claimer is taking right now is simply not ours; nobody waits on anybody.
@@ -105,7 +112,7 @@ expired AS (
     SELECT job_id, state AS from_state, attempts, max_attempts, worker_id AS old_worker_id,
            lease_expires_at AS old_lease_expires_at
     FROM vidjobs.jobs
-    WHERE state = 'running' AND lease_expires_at < coalesce(%(now)s::timestamptz, now())
+    WHERE state = 'running' AND lease_expires_at < (SELECT now FROM clock)
       AND (%(pipelines)s::text[] IS NULL OR pipeline = ANY(%(pipelines)s::text[]))
     ORDER BY lease_expires_at
     LIMIT %(batch_size)s::integer
@@ -119,7 +126,7 @@ due AS (
     SELECT job_id, state AS from_state, attempts, max_attempts, NULL::text AS old_worker_id,
            NULL::timestamptz AS old_lease_expires_at
     FROM vidjobs.jobs
-    WHERE state = 'pending' AND run_after <= coalesce(%(now)s::timestamptz, now())
+    WHERE state = 'pending' AND run_after <= (SELECT now FROM clock)
       AND (%(pipelines)s::text[] IS NULL OR pipeline = ANY(%(pipelines)s::text[]))
     ORDER BY priority DESC, run_after, created_at
     LIMIT greatest(%(batch_size)s::integer - (SELECT count(*) FROM expired), 0)
@@ -129,14 +136,12 @@ due AS (
 -- error_kind lease_expired, so a job that kills its worker every time cannot loop forever.
 exhausted AS (
     UPDATE vidjobs.jobs AS j
-    SET state = 'failed', lease_expires_at = NULL,
-        finished_at = coalesce(%(now)s::timestamptz, now()),
-        updated_at = coalesce(%(now)s::timestamptz, now()),
-        error_kind = 'lease_expired',
+    SET state = 'failed', lease_expires_at = NULL, finished_at = clock.now,
+        updated_at = clock.now, error_kind = 'lease_expired',
         error_message = 'worker ' || e.old_worker_id || ' stopped heartbeating (lease expired at '
             || e.old_lease_expires_at || ') on the last attempt, '
             || j.attempts || ' of ' || j.max_attempts
-    FROM expired AS e
+    FROM expired AS e CROSS JOIN clock
     WHERE j.job_id = e.job_id AND e.attempts >= e.max_attempts
     RETURNING j.job_id, j.attempts, j.error_kind, j.error_message, j.updated_at
 ),
@@ -145,17 +150,15 @@ exhausted AS (
 claimed AS (
     UPDATE vidjobs.jobs AS j
     SET state = 'running', attempts = j.attempts + 1, lease_token = gen_random_uuid(),
-        lease_expires_at = coalesce(%(now)s::timestamptz, now())
-            + make_interval(secs => %(lease_seconds)s::double precision),
-        worker_id = %(worker_id)s, heartbeat_at = coalesce(%(now)s::timestamptz, now()),
-        started_at = coalesce(%(now)s::timestamptz, now()),
-        updated_at = coalesce(%(now)s::timestamptz, now()),
-        progress = 0, frames_done = 0, frames_total = NULL
+        lease_expires_at = clock.now + make_interval(secs => %(lease_seconds)s::double precision),
+        worker_id = %(worker_id)s, heartbeat_at = clock.now, started_at = clock.now,
+        updated_at = clock.now, progress = 0, frames_done = 0, frames_total = NULL
     FROM (
         SELECT * FROM expired WHERE attempts < max_attempts
         UNION ALL
         SELECT * FROM due
     ) AS c
+    CROSS JOIN clock
     WHERE j.job_id = c.job_id
     RETURNING j.*, c.from_state, c.old_worker_id
 ),
@@ -180,13 +183,14 @@ SELECT * FROM claimed ORDER BY priority DESC, run_after, created_at;
 
 -- name: job_heartbeat
 -- Extend the lease of a job this worker holds; answers ok, cancelled or lease_lost.
+WITH
+clock AS (SELECT coalesce(%(now)s::timestamptz, now()) AS now),
 -- Fenced: only the holder of this attempt's token moves the lease.
-WITH beat AS (
+beat AS (
     UPDATE vidjobs.jobs
-    SET lease_expires_at = coalesce(%(now)s::timestamptz, now())
-            + make_interval(secs => %(lease_seconds)s::double precision),
-        heartbeat_at = coalesce(%(now)s::timestamptz, now()),
-        updated_at = coalesce(%(now)s::timestamptz, now())
+    SET lease_expires_at = clock.now + make_interval(secs => %(lease_seconds)s::double precision),
+        heartbeat_at = clock.now, updated_at = clock.now
+    FROM clock
     WHERE job_id = %(job_id)s AND lease_token = %(lease_token)s AND state = 'running'
     RETURNING job_id
 )
@@ -217,13 +221,15 @@ RETURNING job_id;
 
 -- name: job_complete
 -- Complete a job this worker holds (fenced), with its event.
+WITH
+clock AS (SELECT coalesce(%(now)s::timestamptz, now()) AS now),
 -- Fenced: matches only while this attempt's token still holds the job.
-WITH done AS (
+done AS (
     UPDATE vidjobs.jobs
     SET state = 'completed', progress = 1, frames_done = coalesce(frames_total, frames_done),
         output_key = %(output_key)s, lease_expires_at = NULL, error_kind = NULL,
-        error_message = NULL, finished_at = coalesce(%(now)s::timestamptz, now()),
-        updated_at = coalesce(%(now)s::timestamptz, now())
+        error_message = NULL, finished_at = clock.now, updated_at = clock.now
+    FROM clock
     WHERE job_id = %(job_id)s AND lease_token = %(lease_token)s AND state = 'running'
     RETURNING job_id, worker_id, attempts, finished_at
 ),
@@ -236,8 +242,10 @@ SELECT job_id FROM done;
 
 -- name: job_complete_many
 -- Complete a batch of held jobs in one statement (each fenced by its own token); returns the ids completed.
+WITH
+clock AS (SELECT coalesce(%(now)s::timestamptz, now()) AS now),
 -- The batch as rows: one statement for the whole batch instead of one commit per job.
-WITH input AS (
+input AS (
     SELECT * FROM unnest(%(job_ids)s::uuid[], %(lease_tokens)s::uuid[], %(output_keys)s::text[])
         AS i(job_id, lease_token, output_key)
 ),
@@ -246,9 +254,8 @@ done AS (
     UPDATE vidjobs.jobs AS j
     SET state = 'completed', progress = 1, frames_done = coalesce(j.frames_total, j.frames_done),
         output_key = i.output_key, lease_expires_at = NULL, error_kind = NULL,
-        error_message = NULL, finished_at = coalesce(%(now)s::timestamptz, now()),
-        updated_at = coalesce(%(now)s::timestamptz, now())
-    FROM input AS i
+        error_message = NULL, finished_at = clock.now, updated_at = clock.now
+    FROM input AS i CROSS JOIN clock
     WHERE j.job_id = i.job_id AND j.lease_token = i.lease_token AND j.state = 'running'
     RETURNING j.job_id, j.worker_id, j.attempts, j.finished_at
 ),
@@ -261,28 +268,33 @@ SELECT job_id FROM done;
 
 -- name: job_fail
 -- Fail an attempt (fenced): transient with attempts left -> pending after jittered exponential backoff, else failed.
--- One UPDATE decides retry or final failure from the row's own attempts, so no read-then-write race.
-WITH failed AS (
+WITH
+clock AS (SELECT coalesce(%(now)s::timestamptz, now()) AS now),
+-- One UPDATE decides retry or final failure from the row's own attempts, so no read-then-write
+-- race. The decision, final, is made once per row in the sub-select that sets the columns it
+-- governs.
+failed AS (
     UPDATE vidjobs.jobs AS j
-    SET state = CASE WHEN %(permanent)s::boolean OR j.attempts >= j.max_attempts
-                     THEN 'failed' ELSE 'pending' END::vidjobs.job_state,
-        -- Backoff d = min(cap, base * 2^(attempt-1)), "equal jitter": d/2 + random * d/2, so
-        -- retries of many jobs spread out and each retry still waits longer than the last.
-        run_after = CASE WHEN %(permanent)s::boolean OR j.attempts >= j.max_attempts
-            THEN j.run_after
-            ELSE coalesce(%(now)s::timestamptz, now()) + make_interval(secs =>
-                least(%(backoff_max_s)s::double precision,
-                      %(backoff_base_s)s::double precision * power(2, least(j.attempts - 1, 30)))
-                * (0.5 + random() / 2))
-        END,
-        -- The token is kept on a final failure (history), cleared when the job is pending again.
-        lease_token = CASE WHEN %(permanent)s::boolean OR j.attempts >= j.max_attempts
-                           THEN j.lease_token END,
-        finished_at = CASE WHEN %(permanent)s::boolean OR j.attempts >= j.max_attempts
-                           THEN coalesce(%(now)s::timestamptz, now()) END,
+    SET (state, run_after, lease_token, finished_at) = (
+            SELECT CASE WHEN final THEN 'failed' ELSE 'pending' END::vidjobs.job_state,
+                   -- Backoff d = min(cap, base * 2^(attempt-1)), "equal jitter": d/2 + random
+                   -- * d/2, so retries of many jobs spread out and each waits longer than the last.
+                   CASE WHEN final THEN j.run_after
+                        ELSE clock.now + make_interval(secs =>
+                            least(%(backoff_max_s)s::double precision,
+                                  %(backoff_base_s)s::double precision
+                                  * power(2, least(j.attempts - 1, 30)))
+                            * (0.5 + random() / 2))
+                   END,
+                   -- The token is kept on a final failure (history), cleared when pending again.
+                   CASE WHEN final THEN j.lease_token END,
+                   CASE WHEN final THEN clock.now END
+            FROM (SELECT %(permanent)s::boolean OR j.attempts >= j.max_attempts AS final) AS d
+        ),
         lease_expires_at = NULL,
         error_kind = %(error_kind)s, error_message = %(error_message)s,
-        updated_at = coalesce(%(now)s::timestamptz, now())
+        updated_at = clock.now
+    FROM clock
     WHERE j.job_id = %(job_id)s AND j.lease_token = %(lease_token)s AND j.state = 'running'
     RETURNING j.*
 ),
@@ -322,37 +334,39 @@ SELECT job_id FROM released CROSS JOIN wake;
 -- The blob store or the database failed, not the job: an outage must not use up max_attempts.
 -- Past max_infra_retries hand-backs the attempt counts after all (as job_fail's transient
 -- failure), so a job cannot wait forever. One UPDATE decides from the row's own counters.
-WITH retried AS (
+WITH
+clock AS (SELECT coalesce(%(now)s::timestamptz, now()) AS now),
+-- As in job_fail, the decisions are made once per row in the sub-select that sets the columns
+-- they govern: counted (past the limit: this attempt counts) and final (failed for good).
+retried AS (
     UPDATE vidjobs.jobs AS j
-    SET state = CASE WHEN j.infra_retries >= %(max_infra_retries)s::integer
-                          AND j.attempts >= j.max_attempts
-                     THEN 'failed' ELSE 'pending' END::vidjobs.job_state,
-        -- Within the limit the claim's attempt is given back, as job_release does.
-        attempts = CASE WHEN j.infra_retries < %(max_infra_retries)s::integer
-                        THEN j.attempts - 1 ELSE j.attempts END,
+    SET (state, attempts, run_after, lease_token, finished_at) = (
+            SELECT CASE WHEN final THEN 'failed' ELSE 'pending' END::vidjobs.job_state,
+                   -- Within the limit the claim's attempt is given back, as job_release does.
+                   CASE WHEN counted THEN j.attempts ELSE j.attempts - 1 END,
+                   -- d = min(cap, base * 2^infra_retries), "equal jitter" d/2 + random * d/2:
+                   -- the workers' retries of many jobs spread out over the outage, and each
+                   -- waits longer than the last. The exponent is clamped so a long-lived job
+                   -- cannot overflow power().
+                   CASE WHEN final THEN j.run_after
+                        ELSE clock.now + make_interval(secs =>
+                            least(%(backoff_max_s)s::double precision,
+                                  %(backoff_base_s)s::double precision
+                                  * power(2, least(j.infra_retries, 30)))
+                            * (0.5 + random() / 2))
+                   END,
+                   -- As in job_fail: the token stays on a final failure (history).
+                   CASE WHEN final THEN j.lease_token END,
+                   CASE WHEN final THEN clock.now END
+            FROM (SELECT j.infra_retries >= %(max_infra_retries)s::integer AS counted) AS c
+            CROSS JOIN LATERAL (SELECT c.counted AND j.attempts >= j.max_attempts AS final) AS d
+        ),
         infra_retries = j.infra_retries + 1,
-        -- d = min(cap, base * 2^infra_retries), "equal jitter" d/2 + random * d/2: the workers'
-        -- retries of many jobs spread out over the outage, and each waits longer than the last.
-        -- The exponent is clamped so a long-lived job cannot overflow power().
-        run_after = CASE WHEN j.infra_retries >= %(max_infra_retries)s::integer
-                               AND j.attempts >= j.max_attempts
-            THEN j.run_after
-            ELSE coalesce(%(now)s::timestamptz, now()) + make_interval(secs =>
-                least(%(backoff_max_s)s::double precision,
-                      %(backoff_base_s)s::double precision * power(2, least(j.infra_retries, 30)))
-                * (0.5 + random() / 2))
-        END,
-        -- As in job_fail: the token stays on a final failure (history), cleared when pending.
-        lease_token = CASE WHEN j.infra_retries >= %(max_infra_retries)s::integer
-                                AND j.attempts >= j.max_attempts
-                           THEN j.lease_token END,
-        finished_at = CASE WHEN j.infra_retries >= %(max_infra_retries)s::integer
-                                AND j.attempts >= j.max_attempts
-                           THEN coalesce(%(now)s::timestamptz, now()) END,
         lease_expires_at = NULL,
         -- Kept on the row and in the trail, so a DBA sees why the job waits.
         error_kind = %(error_kind)s, error_message = %(error_message)s,
-        updated_at = coalesce(%(now)s::timestamptz, now())
+        updated_at = clock.now
+    FROM clock
     WHERE j.job_id = %(job_id)s AND j.lease_token = %(lease_token)s AND j.state = 'running'
     RETURNING j.*
 ),
@@ -369,8 +383,10 @@ SELECT * FROM retried;
 
 -- name: job_cancel
 -- Cancel a pending or running job (a terminal one is returned unchanged); a running holder learns it at its next heartbeat.
+WITH
+clock AS (SELECT coalesce(%(now)s::timestamptz, now()) AS now),
 -- Lock first, so a concurrent claim or completion is seen as it committed (not a stale snapshot).
-WITH target AS (
+target AS (
     SELECT * FROM vidjobs.jobs
     WHERE job_id = %(job_id)s AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s::text)
     FOR UPDATE
@@ -378,10 +394,9 @@ WITH target AS (
 -- The lease token is kept, so the holder's heartbeat can answer "cancelled" (not "lease lost").
 cancelled AS (
     UPDATE vidjobs.jobs AS j
-    SET state = 'cancelled', lease_expires_at = NULL,
-        finished_at = coalesce(%(now)s::timestamptz, now()),
-        updated_at = coalesce(%(now)s::timestamptz, now())
-    FROM target AS t
+    SET state = 'cancelled', lease_expires_at = NULL, finished_at = clock.now,
+        updated_at = clock.now
+    FROM target AS t CROSS JOIN clock
     WHERE j.job_id = t.job_id AND t.state IN ('pending', 'running')
     RETURNING j.*, t.state AS from_state
 ),

@@ -17,7 +17,7 @@ import pytest
 
 from vidjobs.db.errors import DatabaseUnavailable
 from vidjobs.db.jobs import job_count_by_state
-from vidjobs.db.pool import DatabaseSettings, acquire, open_pool, run_read
+from vidjobs.db.pool import DatabaseSettings, connection, open_pool, run_read
 from vidjobs.schema import JobState
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -45,7 +45,7 @@ async def test_killed_idle_connections_are_replaced_without_waiting(database_url
         await asyncio.sleep(0.2)  # the FATAL message and EOF reach the idle sockets
         started = time.monotonic()
         for _ in range(3):  # every idle connection is dead: each checkout must skip them all
-            async with acquire(pool) as conn:
+            async with connection(pool) as conn:
                 assert (await job_count_by_state(conn))[JobState.PENDING] == 0
         # psycopg_pool's own check slept 1 s, then 2 s ... after each dead connection.
         assert time.monotonic() - started < 1.0
@@ -97,13 +97,13 @@ async def test_run_read_retries_once_when_the_connection_dies_under_it(database_
         await pool.close()
 
 
-async def test_acquire_does_not_retry_what_may_have_changed_something(database_url: str) -> None:
+async def test_connection_does_not_retry_what_may_have_changed_something(database_url: str) -> None:
     pool = await open_pool(DatabaseSettings(url=database_url, pool_max_size=2))
     try:
         with pytest.raises(DatabaseUnavailable):
-            async with acquire(pool) as conn:
+            async with connection(pool) as conn:
                 await conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
-        async with acquire(pool) as conn:  # and the pool lends a live one afterwards
+        async with connection(pool) as conn:  # and the pool lends a live one afterwards
             assert not conn.closed
             await conn.execute("SELECT 1")
     finally:

@@ -15,7 +15,7 @@ from psycopg import sql
 from tests.support.queue import T0, at, submit
 from vidjobs.db.jobs import NewJob, job_event_list, job_insert_many
 from vidjobs.db.leases import job_claim
-from vidjobs.db.sql import load_queries
+from vidjobs.db.sql import QUERIES
 from vidjobs.schema import JobState
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -131,7 +131,7 @@ async def test_explain_claim_uses_the_partial_indexes(
     )
     await submit(conn)
     await conn.execute("ANALYZE vidjobs.jobs")
-    query = load_queries()["job_claim"]
+    query = QUERIES["job_claim"]
     args = {"worker_id": "w", "batch_size": 10, "lease_seconds": 30.0, "now": None,
             "pipelines": pipelines}  # fmt: skip
     cur = await conn.execute("EXPLAIN " + query, args)

@@ -7,7 +7,7 @@ import pytest
 from tests.support.queue import submit
 from vidjobs.db.errors import DatabaseUnavailable
 from vidjobs.db.jobs import job_count_by_state
-from vidjobs.db.pool import DatabaseSettings, acquire, open_pool
+from vidjobs.db.pool import DatabaseSettings, connection, open_pool
 from vidjobs.devstack.embedded import free_port
 from vidjobs.schema import JobState
 
@@ -27,11 +27,11 @@ def test_settings_from_env() -> None:
 async def test_pool_connections_commit_each_call(database_url: str) -> None:
     pool = await open_pool(DatabaseSettings(url=database_url, pool_max_size=2))
     try:
-        async with acquire(pool) as conn:
+        async with connection(pool) as conn:
             assert conn.autocommit
             await submit(conn)
         # Another connection sees it at once: the insert committed by itself.
-        async with acquire(pool) as conn, acquire(pool) as other:
+        async with connection(pool) as conn, connection(pool) as other:
             assert conn is not other
             assert (await job_count_by_state(other))[JobState.PENDING] == 1
     finally:

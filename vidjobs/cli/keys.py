@@ -17,18 +17,18 @@ T = TypeVar("T")
 
 
 def _run(database_url: str, action: Callable[[Any], Awaitable[T]]) -> T:
-    """Run one db.keys call on its own autocommit connection."""
-    import psycopg
+    """Run one ``vidjobs.db.api_keys`` call on a connection of its own."""
+    from vidjobs.db.errors import DatabaseUnavailable
+    from vidjobs.db.pool import connect
 
     async def go() -> T:
-        try:
-            conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
-        except psycopg.OperationalError as exc:
-            raise click.ClickException(f"cannot connect to Postgres: {exc}") from exc
-        async with conn:
+        async with await connect(database_url) as conn:
             return await action(conn)
 
-    return asyncio.run(go())
+    try:
+        return asyncio.run(go())
+    except DatabaseUnavailable as exc:  # refused, or lost during the call
+        raise click.ClickException(str(exc)) from exc
 
 
 @click.group()
