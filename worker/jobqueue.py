@@ -106,9 +106,9 @@ class Notifier(Protocol):
 class PostgresQueue:
     """``JobQueue`` on Postgres, with the connection each path needs.
 
-    The pool checks a connection each time it lends one; that is right for heartbeats and
-    failures, but the claim loop and the completion flusher run thousands of statements a
-    second, so ``job_claim`` and ``job_complete_many`` each keep one connection (call each
+    Heartbeats and failures borrow a pool connection per call (``vidjobs.db.pool.connection``),
+    but the claim loop and the completion flusher run thousands of statements a second, so
+    ``job_claim`` and ``job_complete_many`` each keep one connection (call each
     from one task at a time, as the worker does). ``close()`` gives them back.
 
     Args:
