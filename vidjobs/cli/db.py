@@ -112,15 +112,15 @@ def prune(database_url: str, older_than_days: float, batch: int) -> None:
     import asyncio
     from datetime import timedelta
 
-    import psycopg
-
     from vidjobs.blobs import BlobSettings, open_blob_store
+    from vidjobs.db.errors import DatabaseUnavailable
+    from vidjobs.db.pool import connect
     from vidjobs.db.retention import prune_finished
 
     store = open_blob_store(BlobSettings.from_env())
 
     async def run() -> None:
-        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        async with await connect(database_url) as conn:
             report = await prune_finished(
                 conn, store, older_than=timedelta(days=older_than_days), batch=batch
             )
@@ -133,5 +133,7 @@ def prune(database_url: str, older_than_days: float, batch: int) -> None:
 
     try:
         asyncio.run(run())
+    except DatabaseUnavailable as exc:  # refused, or lost during the prune
+        raise click.ClickException(str(exc)) from exc
     finally:
         store.close()
