@@ -4,8 +4,8 @@ Postgres pool and blob store are opened in the lifespan and closed at shutdown. 
 even while Postgres is down (an orchestrator restarting both must not need an order): until it
 answers, ``/ready`` and every database route answer 503, and the pool connects by itself once
 it is back. A blob store that cannot be reached at start still fails the start, loudly.
-uvicorn builds the app through :func:`app_from_env` (``--factory``), so every worker reads its
-settings from the environment.
+``vidjobs api`` builds the settings once and hands them to every uvicorn process as
+``create_app``'s argument.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from vidjobs.api.videos import VideoController
 from vidjobs.blobs import open_blob_store
 from vidjobs.db.pool import open_pool
 
-__all__ = ["app_from_env", "create_app"]
+__all__ = ["create_app"]
 
 _MAX_CONCURRENT_UPLOADS = 32
 
@@ -101,8 +101,3 @@ def create_app(settings: ApiSettings) -> Litestar:
             ),
         ),
     )
-
-
-def app_from_env() -> Litestar:
-    """uvicorn's factory: settings from the environment (``vidjobs api`` sets them)."""
-    return create_app(ApiSettings.from_env())

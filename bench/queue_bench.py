@@ -36,7 +36,7 @@ from psycopg import sql
 
 from vidjobs.db.jobs import NewJob, job_insert, job_insert_many
 from vidjobs.db.migrate import migrate
-from vidjobs.db.pool import DatabaseSettings
+from vidjobs.db.settings import DatabaseSettings
 from vidjobs.worker.main import run_worker
 from vidjobs.worker.pipelines.contract import JobContext
 from vidjobs.worker.pipelines.noop import NoopPipeline

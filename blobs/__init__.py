@@ -2,7 +2,7 @@
 
 Usage::
 
-    store = open_blob_store(BlobSettings.from_env())
+    store = open_blob_store(BlobSettings())  # the VIDJOBS_BLOB_* / VIDJOBS_S3_* variables
     store.ensure_ready()
     store.put_stream(video_key(job_id), upload.file, size=None, content_type="video/mp4")
 

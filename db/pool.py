@@ -1,4 +1,4 @@
-"""Database settings and the async connection pool.
+"""The async connection pool (its settings: ``vidjobs.db.settings.DatabaseSettings``).
 
 Pool connections are in autocommit mode: every db/jobs.py and db/leases.py call is one
 statement, hence one transaction with one durable commit and one round trip. A caller needing
@@ -17,8 +17,6 @@ that has something to read is checked with a query before it is lent (see :class
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import os
 import select
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,38 +26,12 @@ import psycopg
 import psycopg_pool
 
 from vidjobs.db.errors import DatabaseUnavailable
+from vidjobs.db.settings import DatabaseSettings
 from vidjobs.db.statements import Conn, unavailable_on_error
 
 __all__ = ["DatabaseSettings", "borrow", "connect", "connection", "open_pool", "run_read"]
 
 T = TypeVar("T")
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class DatabaseSettings:
-    """How to reach Postgres."""
-
-    url: str
-    """libpq URL or key=value DSN (``DATABASE_URL``)."""
-    pool_min_size: int = 1
-    """Connections kept open even when idle (``VIDJOBS_DB_POOL_MIN``)."""
-    pool_max_size: int = 10
-    """Most connections the pool opens (``VIDJOBS_DB_POOL_MAX``)."""
-    connect_timeout_s: float = 5.0
-    """How long to wait for a connection before reporting the database unavailable."""
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> DatabaseSettings:
-        """Read ``DATABASE_URL``, ``VIDJOBS_DB_POOL_MIN`` and ``VIDJOBS_DB_POOL_MAX``."""
-        env = dict(os.environ) if env is None else env
-        url = env.get("DATABASE_URL")
-        if not url:
-            raise ValueError("DATABASE_URL is not set (e.g. postgresql://user@host:5432/vidjobs)")
-        return cls(
-            url=url,
-            pool_min_size=int(env.get("VIDJOBS_DB_POOL_MIN", "1")),
-            pool_max_size=int(env.get("VIDJOBS_DB_POOL_MAX", "10")),
-        )
 
 
 def _has_input(fd: int) -> bool:

@@ -26,10 +26,10 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
+from pydantic_core import ErrorDetails, PydanticUndefined
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-__all__ = ["Declared", "Settings", "SettingsError", "declared", "setting"]
+__all__ = ["Declared", "Settings", "SettingsError", "declared", "problem", "setting"]
 
 
 class SettingsError(ValueError):
@@ -160,6 +160,16 @@ _PLAIN = {
 }
 
 
+def problem(error: ErrorDetails) -> str:
+    """What is wrong, in words, for one pydantic error (the CLI uses it for a flag's value)."""
+    template = _PLAIN.get(error["type"])
+    if template is not None:
+        return template.format(**error.get("ctx", {}))
+    if error["type"] == "value_error":
+        return str(error.get("ctx", {}).get("error", error["msg"]))
+    return error["msg"]
+
+
 def _explain(cls: type[Settings], exc: ValidationError) -> str:
     """One line per problem: which variable (or field), what is wrong, what it got."""
     lines = []
@@ -169,16 +179,8 @@ def _explain(cls: type[Settings], exc: ValidationError) -> str:
         field = cls.model_fields.get(name)
         env = _extra(field).get("env") if field is not None else None
         where = f"{env} ({name})" if env else name
-        ctx = error.get("ctx", {})
-        template = _PLAIN.get(error["type"])
-        if template is not None:
-            what = template.format(**ctx)
-        elif error["type"] == "value_error":
-            what = str(ctx.get("error", error["msg"]))
-        else:
-            what = error["msg"]
         got = f", got {error['input']!r}" if loc and error["type"] != "missing" else ""
-        lines.append(f"{where}: {what}{got}" if where else what)
+        lines.append(f"{where}: {problem(error)}{got}" if where else problem(error))
     return "; ".join(lines)
 
 

@@ -8,7 +8,6 @@ another worker takes the jobs.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import signal
@@ -17,7 +16,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 from vidjobs.db.notify import JobNotifier
-from vidjobs.db.pool import DatabaseSettings, open_pool
+from vidjobs.db.pool import open_pool
+from vidjobs.db.settings import DatabaseSettings
 from vidjobs.worker.jobqueue import PostgresQueue
 from vidjobs.worker.pipelines.registry import PipelineRegistry
 from vidjobs.worker.runner import Worker, WorkerStats
@@ -52,7 +52,9 @@ async def run_worker(
         on_ready: awaited with the worker once the pool and LISTEN are up, before it claims.
     """
     size = max(db.pool_max_size, settings.concurrency + _EXTRA_CONNECTIONS)
-    db = dataclasses.replace(db, pool_min_size=min(size, _EXTRA_CONNECTIONS), pool_max_size=size)
+    db = db.model_copy(
+        update={"pool_min_size": min(size, _EXTRA_CONNECTIONS), "pool_max_size": size}
+    )
     pool = await open_pool(db)
     queue = PostgresQueue(pool, durable_claims=settings.durable_claims)
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -132,9 +131,9 @@ def test_blob_store_down_during_submit_is_503_and_no_row(
     with TestClient(healthy) as c:
         assert _upload(c, keys.acme).status_code == 202
     assert count_jobs(database_url) == 1
-    down = replace(
-        api_settings,
-        blobs=replace(api_settings.blobs, s3_endpoint=f"127.0.0.1:{_closed_port()}"),
+    closed = f"127.0.0.1:{_closed_port()}"
+    down = api_settings.model_copy(
+        update={"blobs": api_settings.blobs.model_copy(update={"s3_endpoint": closed})}
     )
     app = create_app(down)
     # The store is checked at start: an API that cannot reach it refuses to start.

@@ -14,16 +14,6 @@ from vidjobs.schema import JobState
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 
-def test_settings_from_env() -> None:
-    settings = DatabaseSettings.from_env(
-        {"DATABASE_URL": "postgresql://x@h/db", "VIDJOBS_DB_POOL_MAX": "4"}
-    )
-    assert (settings.url, settings.pool_min_size, settings.pool_max_size) == (
-        "postgresql://x@h/db", 1, 4)  # fmt: skip
-    with pytest.raises(ValueError, match="DATABASE_URL"):
-        DatabaseSettings.from_env({})
-
-
 async def test_pool_connections_commit_each_call(database_url: str) -> None:
     pool = await open_pool(DatabaseSettings(url=database_url, pool_max_size=2))
     try:

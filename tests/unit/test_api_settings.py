@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from vidjobs.api.problems import ApiError
@@ -9,9 +12,12 @@ from vidjobs.api.settings import ApiSettings
 from vidjobs.api.submit import validate_fields
 from vidjobs.api.uploads import FormField
 
+FromEnv = Callable[..., Any]
 
-def test_from_env_reads_every_variable() -> None:
-    s = ApiSettings.from_env(
+
+def test_every_variable_is_read(from_env: FromEnv) -> None:
+    s = from_env(
+        ApiSettings,
         {
             "DATABASE_URL": "postgresql://u@h/db",
             "VIDJOBS_API_HOST": "0.0.0.0",
@@ -22,7 +28,7 @@ def test_from_env_reads_every_variable() -> None:
             "VIDJOBS_API_MAX_ATTEMPTS": "5",
             "VIDJOBS_API_AUTH_CACHE_SECONDS": "2.5",
             "VIDJOBS_BLOB_BACKEND": "s3",
-        }
+        },
     )
     assert (s.host, s.port, s.workers, s.max_upload_bytes) == ("0.0.0.0", 9000, 3, 1000)
     assert (s.default_pipeline, s.max_attempts, s.auth_cache_seconds) == ("noop", 5, 2.5)
@@ -30,11 +36,16 @@ def test_from_env_reads_every_variable() -> None:
     assert s.blobs.backend == "s3"
 
 
-def test_defaults() -> None:
-    s = ApiSettings.from_env({"DATABASE_URL": "postgresql://u@h/db"})
+def test_defaults(from_env: FromEnv) -> None:
+    s = from_env(ApiSettings, {"DATABASE_URL": "postgresql://u@h/db"})
     assert s.max_upload_bytes == 2 * 1024**3
     assert s.default_pipeline == "yolo_ocr"
     assert s.auth_cache_seconds == 0
+
+
+def test_the_database_url_is_required(from_env: FromEnv) -> None:
+    with pytest.raises(ValueError, match="DATABASE_URL"):
+        from_env(ApiSettings, {})
 
 
 @pytest.mark.parametrize(
@@ -46,9 +57,9 @@ def test_defaults() -> None:
         ("VIDJOBS_API_MAX_UPLOAD_BYTES", "0"),
     ],
 )
-def test_bad_values_name_the_problem(var: str, value: str) -> None:
+def test_bad_values_name_the_problem(from_env: FromEnv, var: str, value: str) -> None:
     with pytest.raises(ValueError, match=r"VIDJOBS_API_\*|port|pipeline|at least"):
-        ApiSettings.from_env({"DATABASE_URL": "postgresql://u@h/db", var: value})
+        from_env(ApiSettings, {"DATABASE_URL": "postgresql://u@h/db", var: value})
 
 
 def test_validate_fields_fills_defaults() -> None:

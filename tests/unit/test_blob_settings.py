@@ -1,25 +1,31 @@
-"""BlobSettings.from_env: every variable read, bad values refused with the variable's name."""
+"""BlobSettings from the environment: every variable read, bad values refused with its name."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from vidjobs.blobs import BlobSettings, BlobStoreError, open_blob_store
+from vidjobs.blobs import BlobSettings, open_blob_store
 from vidjobs.blobs.local import LocalBlobStore
 from vidjobs.blobs.s3 import S3BlobStore
+from vidjobs.settings import SettingsError
+
+FromEnv = Callable[..., Any]
 
 
-def test_defaults_are_a_local_directory() -> None:
-    settings = BlobSettings.from_env({})
+def test_defaults_are_a_local_directory(from_env: FromEnv) -> None:
+    settings = from_env(BlobSettings, {})
     assert settings == BlobSettings()
     assert settings.backend == "local"
     assert isinstance(open_blob_store(settings), LocalBlobStore)
 
 
-def test_every_variable_is_read() -> None:
-    settings = BlobSettings.from_env(
+def test_every_variable_is_read(from_env: FromEnv) -> None:
+    settings = from_env(
+        BlobSettings,
         {
             "VIDJOBS_BLOB_BACKEND": "S3",
             "VIDJOBS_BLOB_DIR": "/srv/blobs",
@@ -32,7 +38,7 @@ def test_every_variable_is_read() -> None:
             "VIDJOBS_S3_CONNECT_TIMEOUT": "1.5",
             "VIDJOBS_S3_READ_TIMEOUT": "10",
             "VIDJOBS_S3_PARALLEL_UPLOADS": "2",
-        }
+        },
     )
     assert settings == BlobSettings(
         backend="s3",
@@ -72,6 +78,6 @@ def test_scheme_in_the_endpoint_sets_secure() -> None:
         ("VIDJOBS_S3_PARALLEL_UPLOADS", "many"),
     ],
 )
-def test_bad_values_name_the_variable(name: str, value: str) -> None:
-    with pytest.raises(BlobStoreError, match=name):
-        BlobSettings.from_env({name: value})
+def test_bad_values_name_the_variable(from_env: FromEnv, name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        from_env(BlobSettings, {name: value})

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from vidjobs.schema.results import VideoInfo
 from vidjobs.worker.pipelines.yolo_ocr.decode import planned_samples
 from vidjobs.worker.pipelines.yolo_ocr.settings import FIXTURE_WEIGHTS, PipelineSettings
 
+FromEnv = Callable[..., Any]
 
-def test_from_env_reads_every_variable() -> None:
-    settings = PipelineSettings.from_env(
+
+def test_every_variable_is_read(from_env: FromEnv) -> None:
+    settings = from_env(
+        PipelineSettings,
         {
             "VIDJOBS_DETECTOR_WEIGHTS": "/models/x.onnx",
             "VIDJOBS_DETECTOR_IMGSZ": "416",
@@ -20,7 +26,7 @@ def test_from_env_reads_every_variable() -> None:
             "VIDJOBS_OCR_USE_CLS": "true",
             "VIDJOBS_OCR_THREADS": "2",
             "VIDJOBS_SKIP_UNCHANGED": "0",
-        }
+        },
     )
     assert settings == PipelineSettings(
         detector_weights="/models/x.onnx",
@@ -34,8 +40,8 @@ def test_from_env_reads_every_variable() -> None:
     )
 
 
-def test_defaults_and_fixture() -> None:
-    assert PipelineSettings.from_env({}) == PipelineSettings()
+def test_defaults_and_fixture(from_env: FromEnv) -> None:
+    assert from_env(PipelineSettings, {}) == PipelineSettings()
     assert PipelineSettings().detector_weights == "yolo11n.pt"
     assert PipelineSettings().detector_imgsz is None
     fixture = PipelineSettings.fixture()
@@ -43,11 +49,11 @@ def test_defaults_and_fixture() -> None:
     assert fixture.detector_imgsz == 320
 
 
-def test_bad_values_name_the_variable() -> None:
+def test_bad_values_name_the_variable(from_env: FromEnv) -> None:
     with pytest.raises(ValueError, match="VIDJOBS_OCR_USE_CLS"):
-        PipelineSettings.from_env({"VIDJOBS_OCR_USE_CLS": "maybe"})
+        from_env(PipelineSettings, {"VIDJOBS_OCR_USE_CLS": "maybe"})
     with pytest.raises(ValueError, match="VIDJOBS_DETECTOR_IMGSZ"):
-        PipelineSettings.from_env({"VIDJOBS_DETECTOR_IMGSZ": "big"})
+        from_env(PipelineSettings, {"VIDJOBS_DETECTOR_IMGSZ": "big"})
     with pytest.raises(ValueError, match="detector_conf"):
         PipelineSettings(detector_conf=2.0)
 

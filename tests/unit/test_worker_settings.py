@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from vidjobs.worker.settings import WorkerSettings
 
+FromEnv = Callable[..., Any]
 
-def test_defaults_suit_a_video_worker() -> None:
-    s = WorkerSettings.from_env({})
+
+def test_defaults_suit_a_video_worker(from_env: FromEnv) -> None:
+    s = from_env(WorkerSettings, {})
     assert s.concurrency == 1
     assert s.prefetch == 0, "claimed-but-waiting video jobs would starve idle workers"
     assert s.durable_claims is True
     assert s.heartbeat_interval_s < s.lease_seconds
 
 
-def test_every_variable_is_read() -> None:
-    s = WorkerSettings.from_env(
+def test_every_variable_is_read(from_env: FromEnv) -> None:
+    s = from_env(
+        WorkerSettings,
         {
             "VIDJOBS_WORKER_CONCURRENCY": "8",
             "VIDJOBS_WORKER_BATCH_SIZE": "200",
@@ -29,7 +35,7 @@ def test_every_variable_is_read() -> None:
             "VIDJOBS_WORKER_IDLE_BACKOFF_MAX": "3",
             "VIDJOBS_WORKER_ID": "box-1",
             "VIDJOBS_WORKER_DURABLE_CLAIMS": "off",
-        }
+        },
     )
     assert s == WorkerSettings(
         concurrency=8,
@@ -46,10 +52,15 @@ def test_every_variable_is_read() -> None:
     )
 
 
-def test_empty_variables_keep_the_defaults() -> None:
-    s = WorkerSettings.from_env({"VIDJOBS_WORKER_CONCURRENCY": " ", "VIDJOBS_WORKER_ID": ""})
+def test_empty_variables_keep_the_defaults(from_env: FromEnv) -> None:
+    s = from_env(WorkerSettings, {"VIDJOBS_WORKER_CONCURRENCY": " ", "VIDJOBS_WORKER_ID": ""})
     assert s.concurrency == 1
     assert s.worker_id  # hostname-pid
+
+
+def test_a_value_in_code_beats_the_variable(from_env: FromEnv) -> None:
+    s = from_env(WorkerSettings, {"VIDJOBS_WORKER_CONCURRENCY": "8"}, concurrency=2)
+    assert s.concurrency == 2
 
 
 @pytest.mark.parametrize(
@@ -61,6 +72,8 @@ def test_empty_variables_keep_the_defaults() -> None:
         ({"VIDJOBS_WORKER_DURABLE_CLAIMS": "maybe"}, "not a boolean"),
     ],
 )
-def test_impossible_settings_are_refused(env: dict[str, str], message: str) -> None:
+def test_impossible_settings_are_refused(
+    from_env: FromEnv, env: dict[str, str], message: str
+) -> None:
     with pytest.raises(ValueError, match=message):
-        WorkerSettings.from_env(env)
+        from_env(WorkerSettings, env)

@@ -1,53 +1,30 @@
 """``vidjobs api``: serve the HTTP API with uvicorn.
 
-uvicorn builds the app through the factory ``api.app:app_from_env``, so every worker process
-reads the same settings from the environment; the flags here are written into it first.
+The settings are built once, here, from the flags and the environment, and handed to every
+uvicorn process as the argument of the app factory (``create_app(settings)``): with
+``--workers N`` uvicorn pickles its config, factory and settings included, into each spawned
+process, so no process reads the environment again.
 """
 
 from __future__ import annotations
 
-import os
+import functools
+import sys
 
 import click
 
-from vidjobs.cli.options import database_url_option
+from vidjobs.api.settings import ApiSettings
+from vidjobs.cli.options import settings_from_cli, settings_options
+from vidjobs.db.settings import DatabaseSettings
 
 __all__ = ["api"]
 
+_STARTUP_FAILURE = 3  # uvicorn's exit status when the app did not start
+
 
 @click.command()
-@click.option(
-    "--host",
-    envvar="VIDJOBS_API_HOST",
-    show_envvar=True,
-    default="127.0.0.1",
-    help="Interface to listen on (0.0.0.0 for every interface).",
-)
-@click.option(
-    "--port",
-    envvar="VIDJOBS_API_PORT",
-    show_envvar=True,
-    type=click.IntRange(1, 65535),
-    default=8000,
-    help="TCP port.",
-)
-@click.option(
-    "--workers",
-    envvar="VIDJOBS_API_WORKERS",
-    show_envvar=True,
-    type=click.IntRange(min=1),
-    default=1,
-    help="uvicorn worker processes (uploads are I/O bound: one per core is plenty).",
-)
-@database_url_option
-@click.option(
-    "--max-upload-bytes",
-    envvar="VIDJOBS_API_MAX_UPLOAD_BYTES",
-    show_envvar=True,
-    type=click.IntRange(min=1),
-    default=2 * 1024**3,
-    help="Largest video accepted; enforced while streaming (413 beyond it).",
-)
+@settings_options(ApiSettings)
+@settings_options(DatabaseSettings, only=["url"])
 @click.option(
     "--log-level",
     envvar="VIDJOBS_API_LOG_LEVEL",
@@ -56,43 +33,36 @@ __all__ = ["api"]
     default="info",
     help="uvicorn log level.",
 )
-def api(
-    host: str,
-    port: int,
-    workers: int,
-    database_url: str,
-    max_upload_bytes: int,
-    log_level: str,
-) -> None:
+def api(log_level: str) -> None:
     """Serve the vidjobs HTTP API (submit, status, results, jobs; OpenAPI at /schema).
 
     Blob storage is configured by VIDJOBS_BLOB_BACKEND, VIDJOBS_BLOB_DIR and VIDJOBS_S3_*
     (see docs/api.md).
     """
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
-    from vidjobs.api.settings import ApiSettings
+    from vidjobs.api.app import create_app
 
-    os.environ.update(
-        {
-            "DATABASE_URL": database_url,
-            "VIDJOBS_API_HOST": host,
-            "VIDJOBS_API_PORT": str(port),
-            "VIDJOBS_API_WORKERS": str(workers),
-            "VIDJOBS_API_MAX_UPLOAD_BYTES": str(max_upload_bytes),
-        }
-    )
-    try:
-        ApiSettings.from_env()  # fail here, with a clear message, not in every worker
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
-    uvicorn.run(
-        "vidjobs.api.app:app_from_env",
+    settings = settings_from_cli(ApiSettings, database=settings_from_cli(DatabaseSettings))
+    config = uvicorn.Config(
+        functools.partial(create_app, settings),
         factory=True,
-        host=host,
-        port=port,
-        workers=workers,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
         log_level=log_level,
         proxy_headers=True,
         timeout_graceful_shutdown=30,
     )
+    server = uvicorn.Server(config)
+    try:
+        if settings.workers > 1:
+            # What uvicorn.run does for workers > 1 (which it allows only for an import string).
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
+            return
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    if settings.workers == 1 and not server.started:
+        sys.exit(_STARTUP_FAILURE)

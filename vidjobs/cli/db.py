@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from vidjobs.cli.options import database_url_option
+from vidjobs.cli.options import database_url_option, settings_from_cli
 
 __all__ = ["db"]
 
@@ -117,7 +117,7 @@ def prune(database_url: str, older_than_days: float, batch: int) -> None:
     from vidjobs.db.pool import connect
     from vidjobs.db.retention import prune_finished
 
-    store = open_blob_store(BlobSettings.from_env())
+    store = open_blob_store(settings_from_cli(BlobSettings))
 
     async def run() -> None:
         async with await connect(database_url) as conn:
