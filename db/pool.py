@@ -29,7 +29,7 @@ from vidjobs.db.errors import DatabaseUnavailable
 from vidjobs.db.settings import DatabaseSettings
 from vidjobs.db.statements import Conn, unavailable_on_error
 
-__all__ = ["DatabaseSettings", "borrow", "connect", "connection", "open_pool", "run_read"]
+__all__ = ["borrow", "connect", "connection", "open_pool", "run_read"]
 
 T = TypeVar("T")
 

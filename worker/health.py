@@ -17,7 +17,7 @@ from vidjobs.db.health import check_worker_schema
 
 if TYPE_CHECKING:
     from vidjobs.blobs import BlobSettings
-    from vidjobs.db.pool import DatabaseSettings
+    from vidjobs.db.settings import DatabaseSettings
     from vidjobs.worker.pipelines.yolo_ocr.settings import PipelineSettings
 
 __all__ = ["CheckResult", "check_worker"]

@@ -19,7 +19,7 @@ from tests.support.keys import Keys
 from vidjobs.api.app import create_app
 from vidjobs.api.settings import ApiSettings
 from vidjobs.blobs import BlobSettings
-from vidjobs.db.pool import DatabaseSettings
+from vidjobs.db.settings import DatabaseSettings
 
 
 @pytest.fixture

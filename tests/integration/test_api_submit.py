@@ -408,7 +408,7 @@ def test_end_to_end_on_the_local_directory_store_with_stand_in_worker(
     """The same flow on the single-machine backend: upload, oversize cut, results."""
 
     from vidjobs.api.app import create_app
-    from vidjobs.db.pool import DatabaseSettings
+    from vidjobs.db.settings import DatabaseSettings
 
     settings = ApiSettings(
         database=DatabaseSettings(url=database_url, pool_max_size=2),

@@ -17,7 +17,8 @@ import pytest
 
 from vidjobs.db.errors import DatabaseUnavailable
 from vidjobs.db.jobs import job_count_by_state
-from vidjobs.db.pool import DatabaseSettings, connection, open_pool, run_read
+from vidjobs.db.pool import connection, open_pool, run_read
+from vidjobs.db.settings import DatabaseSettings
 from vidjobs.schema import JobState
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]

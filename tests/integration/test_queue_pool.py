@@ -7,7 +7,8 @@ import pytest
 from tests.support.queue import submit
 from vidjobs.db.errors import DatabaseUnavailable
 from vidjobs.db.jobs import job_count_by_state
-from vidjobs.db.pool import DatabaseSettings, connection, open_pool
+from vidjobs.db.pool import connection, open_pool
+from vidjobs.db.settings import DatabaseSettings
 from vidjobs.devstack.embedded import free_port
 from vidjobs.schema import JobState
 

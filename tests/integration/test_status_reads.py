@@ -12,7 +12,8 @@ from tests.support.queue import submit
 from vidjobs.api.status_reads import StatusReads
 from vidjobs.db.api_keys import api_key_create, api_key_revoke, hash_key
 from vidjobs.db.errors import DatabaseUnavailable
-from vidjobs.db.pool import DatabaseSettings, open_pool
+from vidjobs.db.pool import open_pool
+from vidjobs.db.settings import DatabaseSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 

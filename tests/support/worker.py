@@ -15,7 +15,7 @@ from typing import Any
 
 from tests.support.db import Conn
 from vidjobs.db.jobs import job_get, job_insert
-from vidjobs.db.pool import DatabaseSettings
+from vidjobs.db.settings import DatabaseSettings
 from vidjobs.schema import Job
 from vidjobs.worker.main import run_worker
 from vidjobs.worker.pipelines.registry import PipelineRegistry, noop_only
