@@ -140,7 +140,8 @@ async def connect(
         DatabaseUnavailable: no connection within ``connect_timeout_s``.
     """
     timeout = _whole_seconds(connect_timeout_s)
-    with unavailable_on_error("cannot connect to Postgres"):  # options=None adds nothing
+    # libpq's message says "connection failed: ..." itself; options=None adds nothing.
+    with unavailable_on_error():
         return await psycopg.AsyncConnection.connect(
             conninfo, autocommit=True, connect_timeout=timeout, options=options
         )

@@ -62,14 +62,16 @@ class _Unavailable:
         # psycopg_pool.PoolTimeout is an OperationalError; so is a statement timeout (Postgres
         # answered, but the caller's remedy is the same: back off and retry).
         if isinstance(exc, psycopg.OperationalError):
-            raise DatabaseUnavailable(f"{self._what}: {one_line(exc)}") from exc
+            text = one_line(exc)
+            raise DatabaseUnavailable(f"{self._what}: {text}" if self._what else text) from exc
 
 
-def unavailable_on_error(what: str) -> _Unavailable:
+def unavailable_on_error(what: str = "") -> _Unavailable:
     """``with unavailable_on_error(what):`` a connection failure inside raises DatabaseUnavailable.
 
     Args:
-        what: what was being done, the start of the error's message.
+        what: what was being done, the start of the error's message; empty where the driver's
+            own message says it (libpq's "connection failed: ...").
     """
     return _Unavailable(what)
 

@@ -18,9 +18,12 @@ class _OneLineErrors(click.Group):
         import psycopg
 
         from vidjobs.blobs import BlobStoreError
+        from vidjobs.db.errors import DatabaseError
 
         try:
             return super().invoke(ctx)
+        except DatabaseError as exc:  # the db layer's own: already one line
+            raise click.ClickException(f"database: {exc}") from exc
         except psycopg.Error as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise click.ClickException(f"database: {first}") from exc
@@ -113,7 +116,6 @@ def prune(database_url: str, older_than_days: float, batch: int) -> None:
     from datetime import timedelta
 
     from vidjobs.blobs import BlobSettings, open_blob_store
-    from vidjobs.db.errors import DatabaseUnavailable
     from vidjobs.db.pool import connect
     from vidjobs.db.retention import prune_finished
 
@@ -133,7 +135,5 @@ def prune(database_url: str, older_than_days: float, batch: int) -> None:
 
     try:
         asyncio.run(run())
-    except DatabaseUnavailable as exc:  # refused, or lost during the prune
-        raise click.ClickException(str(exc)) from exc
     finally:
         store.close()
