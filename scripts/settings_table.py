@@ -49,6 +49,7 @@ END = "<!-- settings-table:end -->"
 #: (section title, module, class) of every settings class, in the order the docs show them.
 SETTINGS: list[tuple[str, str, str]] = [
     ("Database (API, worker)", "vidjobs.db.settings", "DatabaseSettings"),
+    ("Tenant defaults (API, worker)", "vidjobs.db.settings", "TenantDefaults"),
     ("Blob store (API, worker)", "vidjobs.blobs.settings", "BlobSettings"),
     ("API process (`vidjobs api`)", "vidjobs.api.settings", "ApiSettings"),
     ("Worker process (`vidjobs worker`)", "vidjobs.worker.settings", "WorkerSettings"),

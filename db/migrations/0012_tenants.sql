@@ -16,7 +16,7 @@
 
 CREATE TABLE vidjobs.tenants (
     tenant              text             PRIMARY KEY,
-    weight              integer          NOT NULL DEFAULT 1,
+    weight              integer,
     max_running         integer,
     max_pending         integer,
     submit_rate_per_min double precision,
@@ -161,7 +161,7 @@ COMMENT ON TABLE vidjobs.tenants IS
 COMMENT ON COLUMN vidjobs.tenants.tenant IS 'The tenant, as in jobs.tenant and api_keys.tenant.';
 COMMENT ON COLUMN vidjobs.tenants.weight IS
     'Share of the workers when tenants compete: a tenant of weight 2 gets about twice the jobs '
-    'per claim round of a tenant of weight 1.';
+    'per claim round of a tenant of weight 1; NULL = the default setting.';
 COMMENT ON COLUMN vidjobs.tenants.max_running IS
     'Most of the tenant''s jobs running at once across all workers; NULL = the default setting.';
 COMMENT ON COLUMN vidjobs.tenants.max_pending IS
