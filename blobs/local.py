@@ -6,7 +6,6 @@ Every write goes to a temp file in the target's directory and is renamed into pl
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import tempfile
@@ -15,7 +14,7 @@ from typing import BinaryIO
 
 from vidjobs.blobs.errors import BlobNotFound, BlobStoreError, BlobStoreUnavailable
 from vidjobs.blobs.keys import check_key
-from vidjobs.blobs.protocol import DEFAULT_CONTENT_TYPE
+from vidjobs.blobs.protocol import BlobStore, SourceStream
 
 __all__ = ["LocalBlobStore"]
 
@@ -23,8 +22,8 @@ _CHUNK = 1024 * 1024
 _TMP_PREFIX = ".tmp-"
 
 
-class LocalBlobStore:
-    """A :class:`~db.blobs.protocol.BlobStore` over a directory.
+class LocalBlobStore(BlobStore):
+    """A :class:`~vidjobs.blobs.protocol.BlobStore` over a directory.
 
     Args:
         root: the directory; created by ``ensure_ready``.
@@ -43,6 +42,15 @@ class LocalBlobStore:
             raise BlobStoreError(f"blob key {key!r} leaves the store's directory")
         return path
 
+    def _open(self, key: str) -> BinaryIO:
+        """The blob's file, open for reading; ``BlobNotFound`` if there is none."""
+        try:
+            return self._path(key).open("rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise BlobNotFound(key) from exc
+        except OSError as exc:
+            raise BlobStoreUnavailable(f"cannot read blob {key!r}: {exc}") from exc
+
     def ensure_ready(self) -> None:
         """Create the directory if missing."""
         try:
@@ -58,15 +66,8 @@ class LocalBlobStore:
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise BlobStoreUnavailable(f"blob directory {self.root} is not writable")
 
-    def put_stream(
-        self,
-        key: str,
-        stream: BinaryIO,
-        *,
-        size: int | None = None,
-        content_type: str = DEFAULT_CONTENT_TYPE,
-    ) -> int:
-        """Copy ``stream`` in 1 MiB chunks into a temp file, then rename it onto the key."""
+    def _write(self, key: str, source: SourceStream, content_type: str) -> None:
+        """Copy ``source`` in 1 MiB chunks into a temp file, then rename it onto the key."""
         del content_type  # a directory has nowhere to keep it
         target = self._path(key)
         try:
@@ -75,25 +76,13 @@ class LocalBlobStore:
         except OSError as exc:
             raise BlobStoreUnavailable(f"cannot write under {self.root}: {exc}") from exc
         tmp = Path(tmp_name)
-        written = 0
         try:
             with os.fdopen(fd, "wb") as out:
-                while size is None or written < size:
-                    want = _CHUNK if size is None else min(_CHUNK, size - written)
-                    try:
-                        chunk = stream.read(want)
-                    except OSError as exc:  # the source failed, not the store
-                        raise BlobStoreError(f"reading the stream for {key!r}: {exc}") from exc
-                    if not chunk:
-                        break
+                while chunk := source.read(_CHUNK):
                     out.write(chunk)
-                    written += len(chunk)
                 out.flush()
                 os.fsync(out.fileno())
-            if size is not None and written != size:
-                raise BlobStoreError(
-                    f"stream for {key!r} ended after {written} of {size} bytes; nothing stored"
-                )
+            source.check_complete()
             os.replace(tmp, target)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
@@ -101,46 +90,23 @@ class LocalBlobStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return written
-
-    def put_bytes(self, key: str, data: bytes, *, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
-        """Store ``data`` atomically."""
-        self.put_stream(key, io.BytesIO(data), size=len(data), content_type=content_type)
 
     def get_to_tempfile(self, key: str, *, suffix: str = "", directory: Path | None = None) -> Path:
         """Copy the blob to a new temp file (the caller deletes it)."""
-        source = self._path(key)
-        try:
-            src = source.open("rb")
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
-            raise BlobNotFound(key) from exc
-        except OSError as exc:
-            raise BlobStoreUnavailable(f"cannot read blob {key!r}: {exc}") from exc
-        with src:
+        with self._open(key) as src, self._tempfile(key, suffix, directory) as (out, path):
             try:
-                fd, name = tempfile.mkstemp(suffix=suffix, dir=directory)
+                shutil.copyfileobj(src, out, _CHUNK)
             except OSError as exc:
-                raise BlobStoreError(f"cannot create a temp file for {key!r}: {exc}") from exc
-            path = Path(name)
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    shutil.copyfileobj(src, out, _CHUNK)
-            except OSError as exc:
-                path.unlink(missing_ok=True)
                 raise BlobStoreError(f"copying {key!r} to {path}: {exc}") from exc
-            except BaseException:
-                path.unlink(missing_ok=True)
-                raise
         return path
 
     def get_bytes(self, key: str) -> bytes:
         """Read the whole blob."""
-        try:
-            return self._path(key).read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
-            raise BlobNotFound(key) from exc
-        except OSError as exc:
-            raise BlobStoreUnavailable(f"cannot read blob {key!r}: {exc}") from exc
+        with self._open(key) as src:
+            try:
+                return src.read()
+            except OSError as exc:
+                raise BlobStoreUnavailable(f"cannot read blob {key!r}: {exc}") from exc
 
     def exists(self, key: str) -> bool:
         """True if a file is stored under ``key``."""

@@ -8,9 +8,7 @@ so the API answers 503 and the worker requeues, instead of hanging a request.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, cast
@@ -22,7 +20,7 @@ from minio.error import InvalidResponseError, MinioException, S3Error, ServerErr
 
 from vidjobs.blobs.errors import BlobNotFound, BlobStoreError, BlobStoreUnavailable
 from vidjobs.blobs.keys import check_key
-from vidjobs.blobs.protocol import DEFAULT_CONTENT_TYPE
+from vidjobs.blobs.protocol import BlobStore, SourceStream
 
 __all__ = ["PART_SIZE", "S3BlobStore"]
 
@@ -36,37 +34,8 @@ _BUSY = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "S
 _BUCKET_TAKEN = {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}
 
 
-class _FillingReader:
-    """Returns full ``read(n)`` results from any stream and counts bytes.
-
-    The SDK concatenates reads with ``bytes +=``; a stream that returns small chunks would make
-    that quadratic. Errors of the source stream become :class:`BlobStoreError` so they are not
-    mistaken for an unreachable store.
-    """
-
-    def __init__(self, stream: BinaryIO, key: str) -> None:
-        self._stream = stream
-        self._key = key
-        self.count = 0
-
-    def read(self, n: int = -1) -> bytes:
-        parts: list[bytes] = []
-        got = 0
-        while n < 0 or got < n:
-            try:
-                chunk = self._stream.read(_CHUNK if n < 0 else n - got)
-            except OSError as exc:
-                raise BlobStoreError(f"reading the stream for {self._key!r}: {exc}") from exc
-            if not chunk:
-                break
-            parts.append(bytes(chunk))
-            got += len(chunk)
-        self.count += got
-        return b"".join(parts)
-
-
-class S3BlobStore:
-    """A :class:`~db.blobs.protocol.BlobStore` over one S3 bucket.
+class S3BlobStore(BlobStore):
+    """A :class:`~vidjobs.blobs.protocol.BlobStore` over one S3 bucket.
 
     Args:
         endpoint: ``host:port``; an ``http://`` or ``https://`` prefix also sets ``secure``.
@@ -173,40 +142,23 @@ class S3BlobStore:
         if not found:
             raise BlobStoreError(f"bucket {self.bucket!r} does not exist (ensure_ready creates it)")
 
-    def put_stream(
-        self,
-        key: str,
-        stream: BinaryIO,
-        *,
-        size: int | None = None,
-        content_type: str = DEFAULT_CONTENT_TYPE,
-    ) -> int:
+    def _write(self, key: str, source: SourceStream, content_type: str) -> None:
         """Upload in 16 MiB parts (multipart when larger); an aborted upload leaves no object."""
-        check_key(key)
-        reader = _FillingReader(stream, key)
         try:
             with self._errors(f"uploading {key!r}"):
                 self._client.put_object(
                     self.bucket,
                     key,
-                    cast(BinaryIO, reader),
-                    length=-1 if size is None else size,
+                    cast(BinaryIO, source),
+                    length=-1 if source.size is None else source.size,
                     part_size=PART_SIZE,
                     content_type=content_type,
                     num_parallel_uploads=self.parallel_uploads,
                 )
         except BlobStoreUnavailable:
-            if size is not None and reader.count < size:
-                # The SDK raises IOError for a short stream; that is the caller's data, not S3.
-                raise BlobStoreError(
-                    f"stream for {key!r} ended after {reader.count} of {size} bytes; nothing stored"
-                ) from None
+            # The SDK raises IOError for a short stream; that is the caller's data, not S3.
+            source.check_complete()
             raise
-        return reader.count
-
-    def put_bytes(self, key: str, data: bytes, *, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
-        """Store a small blob in one PUT."""
-        self.put_stream(key, io.BytesIO(data), size=len(data), content_type=content_type)
 
     def get_to_tempfile(self, key: str, *, suffix: str = "", directory: Path | None = None) -> Path:
         """Stream the object into a new temp file in 1 MiB chunks (the caller deletes it)."""
@@ -214,14 +166,7 @@ class S3BlobStore:
         with self._errors(f"downloading {key!r}", key):
             response = self._client.get_object(self.bucket, key)
         try:
-            fd, name = tempfile.mkstemp(suffix=suffix, dir=directory)
-        except OSError as exc:
-            response.close()
-            response.release_conn()
-            raise BlobStoreError(f"cannot create a temp file for {key!r}: {exc}") from exc
-        path = Path(name)
-        try:
-            with os.fdopen(fd, "wb") as out:
+            with self._tempfile(key, suffix, directory) as (out, path):
                 chunks = response.stream(_CHUNK)
                 while True:
                     with self._errors(f"downloading {key!r}", key):
@@ -232,9 +177,6 @@ class S3BlobStore:
                         out.write(chunk)
                     except OSError as exc:  # a full local disk is not an S3 outage
                         raise BlobStoreError(f"writing {path} for {key!r}: {exc}") from exc
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
         finally:
             response.close()
             response.release_conn()
