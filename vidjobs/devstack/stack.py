@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 
 import httpx
 import psycopg
@@ -208,18 +208,13 @@ class LocalStack:
         try:
             return self.start()
         except BaseException as exc:
-            self.__exit__(None, None, None)
+            self.__exit__()
             if isinstance(exc, Exception):
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise StackStartError(f"{first} (logs in {self.logs})") from exc
             raise
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         try:
             self.stop()
         finally:

@@ -56,6 +56,8 @@ _WORDS = (
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _TEXT_SCALE = 1.6
 _TEXT_THICKNESS = 3
+# Text is drawn twice, a thick black outline under white letters: readable on any background.
+_TEXT_STROKES = (((0, 0, 0), _TEXT_THICKNESS + 5), ((255, 255, 255), _TEXT_THICKNESS))
 
 
 @dataclass(frozen=True)
@@ -178,27 +180,17 @@ def _render(segments: list[_Segment], fps: float, frames: int) -> Iterator[Image
         for s0, s1, _ in seg.shapes:
             draw_shape(img, _lerp(s0, s1, f))
         if seg.text is not None:
-            org = seg.text_org
-            cv2.putText(
-                img,
-                seg.text.text,
-                org,
-                _FONT,
-                _TEXT_SCALE,
-                (0, 0, 0),
-                _TEXT_THICKNESS + 5,
-                cv2.LINE_AA,
-            )
-            cv2.putText(
-                img,
-                seg.text.text,
-                org,
-                _FONT,
-                _TEXT_SCALE,
-                (255, 255, 255),
-                _TEXT_THICKNESS,
-                cv2.LINE_AA,
-            )
+            for colour, thickness in _TEXT_STROKES:
+                cv2.putText(
+                    img,
+                    seg.text.text,
+                    seg.text_org,
+                    _FONT,
+                    _TEXT_SCALE,
+                    colour,
+                    thickness,
+                    cv2.LINE_AA,
+                )
         yield img
 
 
