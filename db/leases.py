@@ -55,12 +55,18 @@ class HeartbeatStatus(enum.StrEnum):
 
 
 class JobClaimParams(msgspec.Struct, frozen=True, kw_only=True):
-    """``job_claim``: who claims, how many, for how long, which pipelines (None: all)."""
+    """``job_claim``: who claims, how many, for how long, which pipelines (None: all).
+
+    ``default_max_running`` and ``default_weight`` apply to tenants whose row leaves them NULL
+    (``TenantDefaults``); ``default_max_running`` None means no limit.
+    """
 
     worker_id: str
     batch_size: int
     lease_seconds: float
     pipelines: list[str] | None
+    default_max_running: int | None
+    default_weight: int
     now: datetime | None
 
 
@@ -122,16 +128,22 @@ async def job_claim(
     batch_size: int,
     lease_seconds: float,
     pipelines: Sequence[str] | None = None,
+    default_max_running: int | None = None,
+    default_weight: int = 1,
     now: datetime | None = None,
 ) -> list[Job]:
     """Claim up to ``batch_size`` jobs (THE claim statement); each is running under a new lease.
 
     Also takes back running jobs whose lease expired (and fails for good those that were on their
-    last attempt, ``error_kind='lease_expired'``).
+    last attempt, ``error_kind='lease_expired'``). Pending jobs are served fairly: tenants take
+    turns (weighted), none over its ``max_running``; priority orders a tenant's own jobs only.
+    The jobs come back in that order, take-backs first.
 
     Args:
         pipelines: take only jobs of these pipelines (pending and expired alike), so a worker
             never claims a job it cannot run and others can; None takes every pipeline.
+        default_max_running: the limit of tenants whose ``max_running`` is NULL (None: none).
+        default_weight: the weight of tenants whose ``weight`` is NULL.
     """
     if isinstance(pipelines, str):
         raise TypeError("pipelines is a sequence of names, not one name")
@@ -140,6 +152,8 @@ async def job_claim(
         batch_size=batch_size,
         lease_seconds=lease_seconds,
         pipelines=None if pipelines is None else list(pipelines),
+        default_max_running=default_max_running,
+        default_weight=default_weight,
         now=now,
     )
     return await fetch_jobs(conn, "job_claim", params)

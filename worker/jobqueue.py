@@ -32,6 +32,7 @@ from vidjobs.db.leases import (
     job_retry_later,
 )
 from vidjobs.db.pool import connection
+from vidjobs.db.settings import TenantDefaults
 from vidjobs.schema import Job
 from vidjobs.worker.dbconn import ASYNC_COMMIT_OPTIONS, DedicatedConnection
 
@@ -115,10 +116,19 @@ class PostgresQueue:
         pool: the worker's connections.
         durable_claims: False runs claims with ``synchronous_commit=off`` (see
             ``WorkerSettings.durable_claims``).
+        tenants: the defaults the claim applies to tenants whose row leaves weight or
+            max_running NULL (``WorkerSettings.tenants``).
     """
 
-    def __init__(self, pool: AsyncConnectionPool[Any], *, durable_claims: bool = True) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        *,
+        durable_claims: bool = True,
+        tenants: TenantDefaults | None = None,
+    ) -> None:
         self._pool = pool
+        self._tenants = tenants or TenantDefaults()
         self._claims = DedicatedConnection(
             pool, options=None if durable_claims else ASYNC_COMMIT_OPTIONS
         )
@@ -135,6 +145,8 @@ class PostgresQueue:
                 batch_size=batch_size,
                 lease_seconds=lease_seconds,
                 pipelines=pipelines,
+                default_max_running=self._tenants.max_running,
+                default_weight=self._tenants.weight,
             )
 
     async def job_heartbeat(

@@ -56,7 +56,7 @@ async def run_worker(
         update={"pool_min_size": min(size, _EXTRA_CONNECTIONS), "pool_max_size": size}
     )
     pool = await open_pool(db)
-    queue = PostgresQueue(pool, durable_claims=settings.durable_claims)
+    queue = PostgresQueue(pool, durable_claims=settings.durable_claims, tenants=settings.tenants)
     try:
         async with JobNotifier(db.url) as notifier:
             worker = Worker(settings, queue, registry, notifier, drain=drain)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import socket
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
+from vidjobs.db.settings import TenantDefaults
 from vidjobs.settings import Settings, setting
 
 __all__ = ["WorkerSettings", "default_worker_id"]
@@ -19,6 +20,12 @@ def default_worker_id() -> str:
 
 class WorkerSettings(Settings):
     """Settings of one worker process (``VIDJOBS_WORKER_*``, the flags of ``vidjobs worker``)."""
+
+    tenants: TenantDefaults = Field(
+        default_factory=TenantDefaults,
+        description="The claim's defaults for tenants whose row leaves weight or max_running "
+        "NULL (``VIDJOBS_TENANT_DEFAULT_*``).",
+    )
 
     concurrency: int = setting(
         1,

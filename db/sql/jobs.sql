@@ -92,25 +92,32 @@ ORDER BY created_at DESC, job_id DESC
 LIMIT %(limit)s::integer;
 
 -- name: job_claim
--- THE claim: up to batch_size jobs for one worker (expired leases first, then due pending jobs by priority, run_after, age).
+-- THE claim: up to batch_size jobs for one worker (expired leases first, then due pending jobs, round-robin across tenants by weight and max_running, by priority, run_after, age within a tenant).
+-- Fair: a tenant's priority orders its own jobs only. Tenants take turns, the longest unserved
+-- first (tenants.last_claimed_at), each getting about weight × batch / (tenants in turn) jobs,
+-- interleaved one round at a time; so every tenant with due work is served within
+-- ceil(active tenants / batch) claims, whatever the others' backlogs or priorities.
 -- Only the pipelines this worker can run (parameter pipelines, a text[]; NULL: every pipeline),
--- in both the take-back and the pending pick: a noop-only worker (`vidjobs worker --no-video`)
--- leaves yolo_ocr jobs, expired ones included, to workers that run them instead of failing them
--- with unknown_pipeline. "NULL OR = ANY" keeps ONE claim statement for both uses: a custom plan
--- folds the NULL test away, a generic plan checks it per row as a cheap filter. The filter does
--- not change the index scans: rows still come from the head of each partial index in the claim's
--- order (no sort); rows of other pipelines ahead of this worker's are read and skipped. EXPLAIN
--- over 100k finished rows, filtered and not, custom and generic plans: test_queue_claim.py.
+-- in the take-back, the turn and the pending pick: a noop-only worker (`vidjobs worker
+-- --no-video`) leaves yolo_ocr jobs, expired ones included, to workers that run them instead of
+-- failing them with unknown_pipeline. "NULL OR = ANY" keeps ONE claim statement for both uses:
+-- a custom plan folds the NULL test away, a generic plan checks it per row as a cheap filter.
+-- The filter does not change the index scans: rows still come from the head of a partial index
+-- in the claim's order (no sort of the backlog); rows of other pipelines ahead of this worker's
+-- are read and skipped. default_max_running and default_weight are the deployment's defaults
+-- (TenantDefaults) for a tenant whose row leaves them NULL; default_max_running NULL = no limit.
+-- EXPLAIN over 100k finished rows and 100k pending rows of 1,000 tenants: test_queue_claim.py.
 WITH
--- The claim's one "now". The two picks below compare with it as a scalar subquery (evaluated
+-- The claim's one "now". The picks below compare with it as a scalar subquery (evaluated
 -- once, before the scans), not a join, so each still reads its index in order with no sort.
 clock AS (SELECT coalesce(%(now)s::timestamptz, now()) AS now),
 -- Running jobs whose worker stopped heartbeating (crashed, partitioned, paused). Taken first:
--- they were due before anything still pending. Served by jobs_running_lease_idx. SKIP LOCKED:
--- a row another claimer is taking right now is simply not ours; nobody waits on anybody.
+-- they were due before anything still pending (and already count in their tenant's running).
+-- Served by jobs_running_lease_idx. SKIP LOCKED: a row another claimer is taking right now is
+-- simply not ours; nobody waits on anybody.
 expired AS (
-    SELECT job_id, state AS from_state, attempts, max_attempts, worker_id AS old_worker_id,
-           lease_expires_at AS old_lease_expires_at
+    SELECT job_id, tenant, state AS from_state, attempts, max_attempts,
+           worker_id AS old_worker_id, lease_expires_at AS old_lease_expires_at
     FROM vidjobs.jobs
     WHERE state = 'running' AND lease_expires_at < (SELECT now FROM clock)
       AND (%(pipelines)s::text[] IS NULL OR pipeline = ANY(%(pipelines)s::text[]))
@@ -118,19 +125,107 @@ expired AS (
     LIMIT %(batch_size)s::integer
     FOR UPDATE SKIP LOCKED
 ),
--- Due pending jobs, best first, only as many as the batch still has room for. The WHERE and
--- ORDER BY are exactly the partial index jobs_claim_pending_idx, so this reads the head of a
--- small index however many finished jobs the table holds; no sort, no heap scan. The pipeline
--- test is a filter on the rows read (see above), not an index condition.
+-- How many pending jobs the batch still has room for.
+room AS (
+    SELECT greatest(%(batch_size)s::integer - (SELECT count(*) FROM expired), 0)::integer AS n
+),
+-- Whose turn it is: tenants with a due pending job of this worker's pipelines (one EXISTS probe
+-- each, on the head of jobs_tenant_pending_idx) and a free slot under max_running (a snapshot
+-- read; the exact check is `locked` below), the longest unserved first. At most a batch of
+-- tenants, so each one in turn gets a job in this claim. The scan is over tenants (one row
+-- each), never over the backlog.
+turn AS (
+    SELECT t.tenant, t.last_claimed_at,
+           coalesce(t.weight, %(default_weight)s::integer) AS weight,
+           coalesce(t.max_running, %(default_max_running)s::integer) AS max_running,
+           coalesce(t.max_running, %(default_max_running)s::integer) - t.running AS free
+    FROM vidjobs.tenants AS t
+    WHERE (coalesce(t.max_running, %(default_max_running)s::integer) IS NULL
+           OR coalesce(t.max_running, %(default_max_running)s::integer) > t.running)
+      AND EXISTS (
+          SELECT FROM vidjobs.jobs AS j
+          WHERE j.tenant = t.tenant AND j.state = 'pending'
+            AND j.run_after <= (SELECT now FROM clock)
+            AND (%(pipelines)s::text[] IS NULL OR j.pipeline = ANY(%(pipelines)s::text[]))
+      )
+    ORDER BY t.last_claimed_at NULLS FIRST, t.tenant
+    LIMIT %(batch_size)s::integer
+),
+-- Each tenant's share of the room: weight × ceil(room / tenants in turn), never more than its
+-- free slots.
+shares AS (
+    SELECT turn.*,
+           least(coalesce(turn.free, room.n),
+                 turn.weight * ceil(room.n::numeric / (SELECT count(*) FROM turn)))::integer
+               AS share
+    FROM turn CROSS JOIN room
+),
+-- Each tenant's best due jobs: a LATERAL read of the head of jobs_tenant_pending_idx, whose
+-- WHERE and ORDER BY it is exactly (no sort, no heap scan beyond the rows taken), LIMIT its
+-- share. SKIP LOCKED: jobs another claimer is taking are not ours.
 due AS (
-    SELECT job_id, state AS from_state, attempts, max_attempts, NULL::text AS old_worker_id,
-           NULL::timestamptz AS old_lease_expires_at
-    FROM vidjobs.jobs
-    WHERE state = 'pending' AND run_after <= (SELECT now FROM clock)
-      AND (%(pipelines)s::text[] IS NULL OR pipeline = ANY(%(pipelines)s::text[]))
-    ORDER BY priority DESC, run_after, created_at
-    LIMIT greatest(%(batch_size)s::integer - (SELECT count(*) FROM expired), 0)
-    FOR UPDATE SKIP LOCKED
+    SELECT d.*, s.weight, s.max_running, s.last_claimed_at
+    FROM shares AS s
+    CROSS JOIN LATERAL (
+        SELECT j.job_id, j.tenant, j.priority, j.run_after, j.created_at
+        FROM vidjobs.jobs AS j
+        WHERE j.tenant = s.tenant AND j.state = 'pending'
+          AND j.run_after <= (SELECT now FROM clock)
+          AND (%(pipelines)s::text[] IS NULL OR j.pipeline = ANY(%(pipelines)s::text[]))
+        ORDER BY j.priority DESC, j.run_after, j.created_at
+        LIMIT s.share
+        FOR UPDATE SKIP LOCKED
+    ) AS d
+),
+-- Round-robin: a tenant's k-th job comes in round (k - 1) / weight, so a tenant of weight 2
+-- puts two jobs in each round; within a round the longest unserved tenant goes first. The sort
+-- is over the few rows taken above (at most about two batches), not over the backlog.
+pick AS (
+    SELECT r.*, row_number() OVER (
+               ORDER BY (r.rank - 1) / r.weight, r.last_claimed_at NULLS FIRST, r.tenant, r.rank
+           ) AS ord
+    FROM (
+        SELECT due.*, row_number() OVER (
+                   PARTITION BY due.tenant ORDER BY due.priority DESC, due.run_after, due.created_at
+               ) AS rank
+        FROM due
+    ) AS r
+    ORDER BY ord
+    LIMIT (SELECT n FROM room)
+),
+-- The tenant rows this claim changes, locked in tenant order (the order the counters' trigger
+-- locks them in, so no deadlock): READ COMMITTED returns each locked row's newest version, so
+-- `running` here counts every claim committed before ours, and none can commit in between; that
+-- is what holds max_running exactly across workers. Taken only when a served tenant has a limit
+-- or more than one tenant competes (to record whose turn it was): a single unlimited tenant's
+-- drain is not serialised here (its counter's update in the trigger still is, briefly).
+-- Tenants of expired jobs are in the set too, since the trigger updates theirs when one fails.
+locked AS (
+    SELECT t.tenant, t.running,
+           coalesce(t.max_running, %(default_max_running)s::integer) AS max_running
+    FROM vidjobs.tenants AS t
+    WHERE t.tenant IN (SELECT tenant FROM pick UNION SELECT tenant FROM expired)
+      AND ((SELECT count(*) FROM turn) > 1
+           OR EXISTS (SELECT FROM pick WHERE max_running IS NOT NULL))
+    ORDER BY t.tenant
+    FOR UPDATE
+),
+-- The picks the locked counters allow: a tenant under its limit gets its first (limit - running)
+-- picks; the rest stay pending (their row locks go at commit) for a later claim.
+granted AS (
+    SELECT p.job_id, p.tenant, p.ord
+    FROM pick AS p
+    LEFT JOIN locked AS l ON l.tenant = p.tenant
+    WHERE CASE WHEN l.tenant IS NULL THEN p.max_running IS NULL
+               ELSE l.max_running IS NULL OR p.rank <= l.max_running - l.running END
+),
+-- Served tenants go to the back of the turn. Only rows already locked above (when tenants
+-- compete; a lone tenant's turn needs no record).
+rotated AS (
+    UPDATE vidjobs.tenants AS t
+    SET last_claimed_at = (SELECT now FROM clock)
+    FROM locked AS l
+    WHERE t.tenant = l.tenant AND t.tenant IN (SELECT tenant FROM granted)
 ),
 -- An expired job already on its last attempt is not run again: it fails for good here with
 -- error_kind lease_expired, so a job that kills its worker every time cannot loop forever.
@@ -146,7 +241,8 @@ exhausted AS (
     RETURNING j.job_id, j.attempts, j.error_kind, j.error_message, j.updated_at
 ),
 -- The claim: every chosen job becomes running under a fresh lease token (the fencing token of
--- this attempt; the previous holder's writes stop matching) and counts an attempt.
+-- this attempt; the previous holder's writes stop matching) and counts an attempt. The trigger
+-- on jobs then adds them to their tenant's running (not done here).
 claimed AS (
     UPDATE vidjobs.jobs AS j
     SET state = 'running', attempts = j.attempts + 1, lease_token = gen_random_uuid(),
@@ -154,13 +250,14 @@ claimed AS (
         worker_id = %(worker_id)s, heartbeat_at = clock.now, started_at = clock.now,
         updated_at = clock.now, progress = 0, frames_done = 0, frames_total = NULL
     FROM (
-        SELECT * FROM expired WHERE attempts < max_attempts
+        SELECT job_id, from_state, old_worker_id, 0::bigint AS ord
+        FROM expired WHERE attempts < max_attempts
         UNION ALL
-        SELECT * FROM due
+        SELECT job_id, 'pending'::vidjobs.job_state, NULL::text, ord FROM granted
     ) AS c
     CROSS JOIN clock
     WHERE j.job_id = c.job_id
-    RETURNING j.*, c.from_state, c.old_worker_id
+    RETURNING j.*, c.from_state, c.old_worker_id, c.ord AS claim_ord
 ),
 -- The audit trail of both transitions, same statement. A take-back is running -> running with
 -- error_kind lease_expired, naming the worker that lost the job.
@@ -179,7 +276,8 @@ events AS (
            error_message
     FROM exhausted
 )
-SELECT * FROM claimed ORDER BY priority DESC, run_after, created_at;
+-- Take-backs first, then the fair order.
+SELECT * FROM claimed ORDER BY claim_ord;
 
 -- name: job_heartbeat
 -- Extend the lease of a job this worker holds; answers ok, cancelled or lease_lost.

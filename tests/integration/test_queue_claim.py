@@ -114,10 +114,18 @@ def _cte(plan: str, name: str) -> str:
     return "\n".join(lines[start:end])
 
 
+def _sorts(text: str) -> list[str]:
+    """The sort keys of every Sort node in a plan text."""
+    return [
+        line.split("Sort Key:", 1)[1].strip() for line in text.splitlines() if "Sort Key:" in line
+    ]
+
+
 @pytest.mark.parametrize("pipelines", [None, ["noop"], ["noop", "yolo_ocr"]])
 async def test_explain_claim_uses_the_partial_indexes(
     conn: Conn, pipelines: list[str] | None
 ) -> None:
+    # 100k finished rows, and a backlog of 100k pending jobs over 1,000 tenants.
     await conn.execute(
         """
         INSERT INTO vidjobs.jobs (job_id, tenant, state, pipeline, attempts, lease_token,
@@ -129,23 +137,40 @@ async def test_explain_claim_uses_the_partial_indexes(
         FROM generate_series(1, 100000) AS g
         """
     )
-    await submit(conn)
+    await conn.execute(
+        """
+        INSERT INTO vidjobs.jobs (job_id, tenant, pipeline, priority, created_at, run_after)
+        SELECT gen_random_uuid(), 't' || (g % 1000), 'noop', g % 7,
+               now() - make_interval(secs => g), now() - make_interval(secs => g)
+        FROM generate_series(1, 100000) AS g
+        """
+    )
     await conn.execute("ANALYZE vidjobs.jobs")
+    await conn.execute("ANALYZE vidjobs.tenants")
     query = QUERIES["job_claim"]
-    args = {"worker_id": "w", "batch_size": 10, "lease_seconds": 30.0, "now": None,
-            "pipelines": pipelines}  # fmt: skip
+    args = {"worker_id": "w", "batch_size": 100, "lease_seconds": 30.0, "now": None,
+            "pipelines": pipelines, "default_max_running": None,
+            "default_weight": 1}  # fmt: skip
     cur = await conn.execute("EXPLAIN " + query, args)
     plan = "\n".join(row[0] for row in await cur.fetchall())
-    assert "jobs_claim_pending_idx" in plan, plan
-    assert "jobs_running_lease_idx" in plan, plan
     assert "Seq Scan on jobs" not in plan, plan
-    due = _cte(plan, "due")
-    assert "Index Scan using jobs_claim_pending_idx" in due, plan
-    assert "Sort" not in due, plan  # the index gives the order; no sort of the backlog
+    due, turn = _cte(plan, "due"), _cte(plan, "turn")
+    # Each tenant's head is read from the per-tenant partial index, in its order: no sort.
+    assert "Index Scan using jobs_tenant_pending_idx" in due, plan
+    assert "Sort" not in due, plan
+    assert "LockRows" in due, plan
+    # The turn probes the same index once per tenant and sorts tenants, never jobs.
+    assert "jobs_tenant_pending_idx" in turn, plan
+    assert all("last_claimed_at" in key for key in _sorts(turn)), plan
+    # The round-robin sorts only the rows taken (the CTE due), never the backlog.
+    assert "CTE Scan on due" in _cte(plan, "pick"), plan
+    assert "Index" not in _cte(plan, "pick"), plan
+    assert "Seq Scan" not in _cte(plan, "pick"), plan
     assert "Index Scan using jobs_running_lease_idx" in _cte(plan, "expired"), plan
     # A custom plan folds the NULL test away: no filter at all, or just the pipeline list.
-    assert "IS NULL" not in plan, plan
-    assert ("ANY" in plan) is (pipelines is not None), plan
+    pipeline_filters = [line for line in plan.splitlines() if "pipeline" in line]
+    assert not any("IS NULL" in line for line in pipeline_filters), plan
+    assert ("pipeline = ANY" in plan) is (pipelines is not None), plan
     # With a generic plan too: what a prepared statement may run after 5 uses (psycopg prepares
     # the claim after 5 executions). EXPLAIN with bound parameters plans for their values, so
     # the statement is PREPAREd under its own name and EXPLAIN EXECUTEd with a forced generic plan.
@@ -161,9 +186,11 @@ async def test_explain_claim_uses_the_partial_indexes(
     values = sql.SQL(", ").join(sql.Literal(args[n]) for n in names)
     cur = await conn.execute(sql.SQL("EXPLAIN EXECUTE claim({})").format(values))
     generic = "\n".join(row[0] for row in await cur.fetchall())
-    assert "IS NULL" in _cte(generic, "due"), "not a generic plan: " + generic
-    assert "Index Scan using jobs_claim_pending_idx" in _cte(generic, "due"), generic
-    assert "Sort" not in _cte(generic, "due"), generic
+    due = _cte(generic, "due")
+    assert "IS NULL" in due, "not a generic plan: " + generic
+    assert "Index Scan using jobs_tenant_pending_idx" in due, generic
+    assert "Sort" not in due, generic
+    assert all("last_claimed_at" in key for key in _sorts(_cte(generic, "turn"))), generic
     assert "Index Scan using jobs_running_lease_idx" in _cte(generic, "expired"), generic
     assert "Seq Scan on jobs" not in generic, generic
 
