@@ -22,6 +22,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from vidjobs.api.admission import TenantUploads
 from vidjobs.api.auth import AuthCache
 from vidjobs.api.dependencies import dependencies
 from vidjobs.api.jobs import JobsController
@@ -36,8 +37,6 @@ from vidjobs.blobs import open_blob_store
 from vidjobs.db.pool import open_pool
 
 __all__ = ["create_app"]
-
-_MAX_CONCURRENT_UPLOADS = 32
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,8 @@ def create_app(settings: ApiSettings) -> Litestar:
                 store=store,
                 metrics=metrics,
                 auth_cache=AuthCache(settings.auth_cache_seconds),
-                upload_limiter=CapacityLimiter(_MAX_CONCURRENT_UPLOADS),
+                upload_limiter=CapacityLimiter(settings.upload_slots),
+                tenant_uploads=TenantUploads(settings.tenant_upload_slots),
                 status_reads=StatusReads(pool),
             ).install(app.state)
             log.info("vidjobs API ready (blobs: %r)", settings.blobs)

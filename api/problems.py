@@ -35,7 +35,9 @@ __all__ = [
     "ApiError",
     "InvalidInput",
     "JobNotFound",
+    "LimitExceeded",
     "Unauthorized",
+    "UploadTimeout",
     "exception_handlers",
     "problem_details",
     "problem_responses",
@@ -59,6 +61,8 @@ class ApiError(ProblemDetailsException):
         errors: the invalid inputs of a validation problem.
         job_status: the job's state, for problems about one job.
         headers: extra response headers (``Retry-After``, ``Connection``).
+        limit: for a refused submit, the tenant limit, its value and the usage
+            (:class:`LimitExceeded`).
     """
 
     def __init__(
@@ -70,6 +74,7 @@ class ApiError(ProblemDetailsException):
         errors: list[FieldError] | None = None,
         job_status: JobState | None = None,
         headers: Mapping[str, str] | None = None,
+        limit: tuple[str, float, float] | None = None,
     ) -> None:
         phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
         super().__init__(
@@ -82,9 +87,11 @@ class ApiError(ProblemDetailsException):
         self.slug = slug
         self.errors = errors
         self.job_status = job_status
+        self.limit = limit
 
     def to_response(self, request: Request[Any, Any, Any]) -> Response[Any]:
         """The problem document: the :class:`Problem` struct the OpenAPI document shows."""
+        name, value, usage = self.limit if self.limit is not None else (None, None, None)
         body = Problem(
             type=self.type_ or "about:blank",
             title=self.title or "Error",
@@ -93,6 +100,9 @@ class ApiError(ProblemDetailsException):
             instance=request.url.path,
             errors=self.errors,
             job_status=self.job_status,
+            limit=name,
+            limit_value=value,
+            usage=usage,
         )
         return Response(
             body, status_code=self.status_code, media_type=PROBLEM_MEDIA_TYPE, headers=self.headers
@@ -124,14 +134,55 @@ class JobNotFound(ApiError):
         )
 
 
+class LimitExceeded(ApiError):
+    """A submit over one of its tenant's limits (429, or 413 for the stored bytes).
+
+    Refused before a byte of the body is read or stored, so the connection is closed rather
+    than drained (``Connection: close``). The body names the limit, its value and the usage.
+
+    Args:
+        status: 429 (wait and retry) or 413 (free space first).
+        slug: the problem kind.
+        detail: what was refused and what to do.
+        limit: the limit's name (``max_pending``...), its value for the tenant, the usage.
+        retry_after_s: the ``Retry-After`` header, when waiting helps.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        detail: str,
+        *,
+        limit: tuple[str, float, float],
+        retry_after_s: int | None = None,
+    ) -> None:
+        headers = {"Connection": "close"}
+        if retry_after_s is not None:
+            headers["Retry-After"] = str(retry_after_s)
+        super().__init__(status, slug, detail, headers=headers, limit=limit)
+
+
+class UploadTimeout(ApiError):
+    """408 ``upload-timeout``: the body stalled or came slower than the minimum rate.
+
+    Nothing of it is kept (no row, no blob); the connection is closed, the rest unread.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(408, "upload-timeout", detail, headers={"Connection": "close"})
+
+
 _DESCRIPTIONS: dict[int, str] = {
     400: "Malformed request (e.g. a broken multipart body)",
     401: "Missing, unknown or revoked API key",
     404: "No such job for this tenant (or no such route)",
+    408: "The upload stalled or came slower than the minimum rate; nothing was stored",
     409: "The job's state does not allow this (or an Idempotency-Key was reused)",
-    413: "The upload is larger than the limit",
+    413: "The upload is larger than the limit, or than what the tenant may still store",
     415: "Not multipart/form-data, or the file is not an MP4/MOV video",
     422: "Invalid input: the problem's 'errors' lists each field",
+    429: "A tenant limit (submit rate, pending jobs, uploads at once); retry after Retry-After",
     503: "Postgres or the blob store is unavailable; retry after Retry-After seconds",
 }
 

@@ -9,6 +9,7 @@ from anyio import CapacityLimiter
 from litestar.datastructures import State
 from psycopg_pool import AsyncConnectionPool
 
+from vidjobs.api.admission import TenantUploads
 from vidjobs.api.auth import AuthCache
 from vidjobs.api.metrics import Metrics
 from vidjobs.api.settings import ApiSettings
@@ -31,6 +32,7 @@ class ApiRuntime:
         metrics: request counters and latencies.
         auth_cache: recently verified API keys.
         upload_limiter: most uploads streaming at once; each holds a worker thread.
+        tenant_uploads: each tenant's uploads in progress, capped below ``upload_limiter``.
         status_reads: the status route's batched reads.
     """
 
@@ -40,6 +42,7 @@ class ApiRuntime:
     metrics: Metrics
     auth_cache: AuthCache
     upload_limiter: CapacityLimiter
+    tenant_uploads: TenantUploads
     status_reads: StatusReads
 
     def install(self, state: State) -> None:

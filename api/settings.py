@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from vidjobs.blobs import BlobSettings
-from vidjobs.db.settings import DatabaseSettings
+from vidjobs.db.settings import DatabaseSettings, TenantDefaults
 from vidjobs.schema.api import DEFAULT_PIPELINE, PIPELINES
 from vidjobs.settings import Settings, setting
 
@@ -26,6 +26,11 @@ class ApiSettings(Settings):
         description="Where uploads and results live (``VIDJOBS_BLOB_*``, ``VIDJOBS_S3_*``); "
         "the local-directory default suits one machine only.",
     )
+    tenants: TenantDefaults = Field(
+        default_factory=TenantDefaults,
+        description="Submit limits of a tenant whose row leaves one NULL "
+        "(``VIDJOBS_TENANT_DEFAULT_*``).",
+    )
     host: str = setting(
         "127.0.0.1",
         env="VIDJOBS_API_HOST",
@@ -44,6 +49,54 @@ class ApiSettings(Settings):
         ge=1,
         help="Largest video accepted; enforced while streaming, so a liar's ``Content-Length`` "
         "does not help (413 beyond it).",
+    )
+    upload_slots: int = setting(
+        32,
+        env="VIDJOBS_API_UPLOAD_SLOTS",
+        ge=1,
+        help="Uploads one API process streams to the blob store at once, all tenants together; "
+        "each holds a worker thread.",
+    )
+    tenant_upload_slots: int = setting(
+        8,
+        env="VIDJOBS_API_TENANT_UPLOAD_SLOTS",
+        ge=1,
+        help="Uploads one tenant may have in progress at once in one API process; one more is "
+        "refused at once (429 too-many-uploads) before its body is read. Keep it well below "
+        "VIDJOBS_API_UPLOAD_SLOTS, so no tenant can hold them all.",
+    )
+    upload_idle_timeout_s: float = setting(
+        30.0,
+        env="VIDJOBS_API_UPLOAD_IDLE_TIMEOUT_S",
+        gt=0,
+        flag="--upload-idle-timeout",
+        help="A request body that sends nothing for this long is cut off (408 upload-timeout, "
+        "nothing stored); also the window the minimum upload rate is measured over.",
+    )
+    upload_min_bytes_per_s: int = setting(
+        1024,
+        env="VIDJOBS_API_UPLOAD_MIN_BYTES_PER_S",
+        ge=0,
+        flag="--upload-min-rate",
+        help="Slowest upload accepted, in bytes per second averaged over each "
+        "VIDJOBS_API_UPLOAD_IDLE_TIMEOUT_S; slower is cut off (408, nothing stored), so a "
+        "trickle cannot hold an upload slot for hours. 0 = no minimum.",
+    )
+    header_timeout_s: float = setting(
+        10.0,
+        env="VIDJOBS_API_HEADER_TIMEOUT_S",
+        gt=0,
+        flag="--header-timeout",
+        help="A connection whose request line and headers are not complete this long after "
+        "they started (or after it opened) is closed with 408: slow headers hold no socket.",
+    )
+    keep_alive_timeout_s: int = setting(
+        5,
+        env="VIDJOBS_API_KEEP_ALIVE_TIMEOUT_S",
+        ge=1,
+        flag="--keep-alive-timeout",
+        help="An idle keep-alive connection is closed after this many seconds (uvicorn's "
+        "timeout_keep_alive).",
     )
     default_pipeline: str = setting(
         DEFAULT_PIPELINE,

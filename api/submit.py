@@ -1,9 +1,10 @@
 """``POST /video/submit``: validate, stream the video to the blob store, then insert the job.
 
 Order matters (docs/architecture.md, "blobs before rows"): nothing is stored until the key,
-the form fields and the file's ``ftyp`` header are valid; the blob is written before the row,
-and removed again if anything after it fails, so no row ever points at a missing blob and no
-blob outlives a failed submit.
+the tenant's limits (``vidjobs.api.admission``: upload slots, submit rate, pending jobs, stored
+bytes), the form fields and the file's ``ftyp`` header are valid; the blob is written before the
+row, and removed again if anything after it fails (a stalled body's 408 included), so no row
+ever points at a missing blob and no blob outlives a failed submit.
 
 The handler borrows a pool connection only for the short queries (key check, idempotency
 look-up, insert), never across the upload: a slow client must not hold a connection for minutes.
@@ -11,6 +12,7 @@ look-up, insert), never across the upload: a slow client must not hold a connect
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import uuid
@@ -21,6 +23,7 @@ from typing import Any, BinaryIO, cast
 import anyio.to_thread
 from litestar import Request, Response
 
+from vidjobs.api.admission import UploadPace, admit, stored_bytes_exceeded
 from vidjobs.api.auth import authenticate
 from vidjobs.api.problems import ApiError, InvalidInput
 from vidjobs.api.runtime import ApiRuntime
@@ -35,6 +38,7 @@ from vidjobs.api.uploads import (
     upload_too_large,
 )
 from vidjobs.blobs import BlobStore, video_key
+from vidjobs.db.admission import Admission
 from vidjobs.db.jobs import job_get_by_idempotency_key, job_insert
 from vidjobs.db.pool import connection
 from vidjobs.schema import Job
@@ -181,17 +185,45 @@ async def _read_fields(parts: MultipartStream) -> tuple[list[FormField], FileSta
 
 
 async def submit_video(request: Request[Any, Any, Any], rt: ApiRuntime) -> Response[Any]:
-    """Run one submit; every failure is a :class:`ApiError` or a 503 outage error."""
-    settings = rt.settings
-    async with connection(rt.pool) as conn:
-        tenant = await authenticate(request, conn, rt.auth_cache)
-    idempotency_key = _idempotency_key(request)
-    boundary = multipart_boundary(request.headers.get("content-type"))
-    announced = request.content_length
-    if announced is not None and announced > settings.max_upload_bytes + _ENVELOPE_BYTES:
-        raise upload_too_large(settings.max_upload_bytes)
+    """Run one submit; every failure is a :class:`ApiError` or a 503 outage error.
 
-    parts = MultipartStream(request.stream(), boundary)
+    The tenant's upload slot is held from admission until the job is inserted (or the submit
+    fails); admission and the key check share one pool connection, before the body is read.
+    """
+    settings = rt.settings
+    with contextlib.ExitStack() as held:
+        async with connection(rt.pool) as conn:
+            tenant = await authenticate(request, conn, rt.auth_cache)
+            idempotency_key = _idempotency_key(request)
+            boundary = multipart_boundary(request.headers.get("content-type"))
+            announced = request.content_length
+            if announced is not None and announced > settings.max_upload_bytes + _ENVELOPE_BYTES:
+                raise upload_too_large(settings.max_upload_bytes)
+            held.enter_context(rt.tenant_uploads.slot(tenant))
+            admission = await admit(conn, tenant, settings.tenants, incoming_bytes=announced)
+        return await _upload(
+            request,
+            rt,
+            tenant=tenant,
+            idempotency_key=idempotency_key,
+            boundary=boundary,
+            admission=admission,
+        )
+
+
+async def _upload(
+    request: Request[Any, Any, Any],
+    rt: ApiRuntime,
+    *,
+    tenant: str,
+    idempotency_key: str | None,
+    boundary: bytes,
+    admission: Admission,
+) -> Response[Any]:
+    """The admitted submit: read the fields, stream the file to the store, insert the job."""
+    settings = rt.settings
+    pace = UploadPace(settings.upload_idle_timeout_s, settings.upload_min_bytes_per_s)
+    parts = MultipartStream(request.stream(), boundary, pace)
     fields, file_start = await _read_fields(parts)
     if file_start is None or file_start.name != FILE_FIELD:
         got = "no file part" if file_start is None else f"a file part named {file_start.name!r}"
@@ -214,12 +246,17 @@ async def submit_video(request: Request[Any, Any, Any], rt: ApiRuntime) -> Respo
 
     job_id = uuid.uuid4()
     key = video_key(job_id)
+    max_bytes, over_limit = settings.max_upload_bytes, None
+    left = admission.stored_bytes_left
+    if left is not None and left < max_bytes:  # the tenant's quota is the nearer limit
+        max_bytes, over_limit = left, partial(stored_bytes_exceeded, admission)
     feed = BlobFeed(
         parts,
         head,
         eof=eof,
-        max_bytes=settings.max_upload_bytes,
+        max_bytes=max_bytes,
         read_bytes=settings.upload_read_bytes,
+        over_limit=over_limit,
     )
     try:
         put = partial(rt.store.put_stream, key, cast(BinaryIO, feed), content_type="video/mp4")
@@ -244,6 +281,7 @@ async def submit_video(request: Request[Any, Any, Any], rt: ApiRuntime) -> Respo
                 priority=spec.priority,
                 max_attempts=settings.max_attempts,
                 input_key=key,
+                input_bytes=feed.total,
                 idempotency_key=idempotency_key,
             )
     except BaseException:

@@ -6,12 +6,14 @@ by the blob store's ``put_stream`` running in a worker thread (:class:`BlobFeed`
 upload is one read (``upload_read_bytes``) plus the store's own part buffer.
 
 Form fields must come before the file part: everything is validated before a byte is stored.
+The body must keep coming (``vidjobs.api.admission.UploadPace``): one that stalls or trickles
+is cut off with a 408, so a slow client cannot hold an upload slot for hours.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import anyio.from_thread
@@ -19,6 +21,7 @@ from litestar.exceptions import InternalServerException
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from vidjobs.api.admission import UploadPace
 from vidjobs.api.problems import ApiError, InvalidInput
 
 __all__ = [
@@ -134,10 +137,14 @@ class MultipartStream:
     Args:
         chunks: the request body as it arrives.
         boundary: from :func:`multipart_boundary`.
+        pace: the body's idle timeout and minimum rate (none: wait as long as it takes).
     """
 
-    def __init__(self, chunks: AsyncIterator[bytes], boundary: bytes) -> None:
+    def __init__(
+        self, chunks: AsyncIterator[bytes], boundary: bytes, pace: UploadPace | None = None
+    ) -> None:
         self._chunks = chunks
+        self._pace = pace
         self._events: deque[Event] = deque()
         self._ended = False
         self._exhausted = False
@@ -169,7 +176,10 @@ class MultipartStream:
             if self._exhausted:
                 raise _malformed("the body ended before the closing multipart boundary")
             try:
-                chunk = await self._chunks.__anext__()
+                if self._pace is None:
+                    chunk = await self._chunks.__anext__()
+                else:
+                    chunk = await self._pace.receive(self._chunks)
             except StopAsyncIteration:
                 self._exhausted = True
                 continue
@@ -280,6 +290,8 @@ class BlobFeed:
         eof: the file part already ended within ``head``.
         max_bytes: the upload limit.
         read_bytes: most bytes returned by one ``read``.
+        over_limit: the error past ``max_bytes`` (default: :func:`upload_too_large`), e.g. a
+            tenant's stored-bytes quota when that is the smaller limit.
     """
 
     def __init__(
@@ -290,8 +302,10 @@ class BlobFeed:
         eof: bool,
         max_bytes: int,
         read_bytes: int,
+        over_limit: Callable[[], ApiError] | None = None,
     ) -> None:
         self._parts = parts
+        self._over_limit = over_limit
         self._buffer = bytearray(head)
         self._max = max_bytes
         self._read_bytes = read_bytes
@@ -330,7 +344,7 @@ class BlobFeed:
 
     def _check_size(self) -> None:
         if self.total > self._max:
-            raise upload_too_large(self._max)
+            raise upload_too_large(self._max) if self._over_limit is None else self._over_limit()
 
 
 def upload_too_large(limit: int) -> ApiError:

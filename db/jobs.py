@@ -96,18 +96,21 @@ async def job_insert(
     run_after: datetime | None = None,
     max_attempts: int = 3,
     input_key: str | None = None,
+    input_bytes: int | None = None,
     idempotency_key: str | None = None,
     now: datetime | None = None,
 ) -> InsertResult:
     """Submit a job and wake idle workers (NOTIFY in the same transaction).
 
     With an idempotency key the tenant already used, nothing is inserted and that earlier job
-    comes back with ``created=False``, so a client may safely retry a submit.
+    comes back with ``created=False``, so a client may safely retry a submit. ``input_bytes``
+    (the upload's size) is counted in the tenant's ``stored_bytes`` by 0012's trigger.
     """
     args = {
         "job_id": job_id, "tenant": tenant, "pipeline": pipeline, "params": _json(params),
         "priority": priority, "run_after": run_after, "max_attempts": max_attempts,
-        "input_key": input_key, "idempotency_key": idempotency_key, "now": now,
+        "input_key": input_key, "input_bytes": input_bytes,
+        "idempotency_key": idempotency_key, "now": now,
     }  # fmt: skip
     rows = await fetch_rows(conn, "job_insert", args)
     if rows:

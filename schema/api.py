@@ -151,6 +151,11 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         instance: the request path.
         errors: the invalid inputs, for validation problems.
         job_status: the job's state, for problems about one job (404 results, 409 cancel).
+        limit: the tenant limit that refused a submit (``submit_rate_per_min``,
+            ``max_pending``, ``max_stored_bytes``, ``tenant_upload_slots``).
+        limit_value: that limit's value for the tenant.
+        usage: the tenant's use of it when refused (tokens left, pending jobs, stored bytes,
+            uploads streaming).
     """
 
     type: str
@@ -160,6 +165,9 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     instance: str | None = None
     errors: list[FieldError] | None = None
     job_status: JobState | None = None
+    limit: str | None = None
+    limit_value: float | None = None
+    usage: float | None = None
 
 
 class Health(msgspec.Struct, frozen=True, kw_only=True):

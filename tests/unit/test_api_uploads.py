@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import anyio
 import pytest
 
 from tests.support.media import mp4_bytes
+from vidjobs.api.admission import UploadPace
 from vidjobs.api.problems import ApiError
 from vidjobs.api.uploads import (
     FileData,
@@ -109,3 +111,51 @@ def test_other_heads_fail(head: bytes, status: int, slug: str) -> None:
     with pytest.raises(ApiError) as info:
         check_mp4_head(head)
     assert (info.value.status_code, info.value.slug) == (status, slug)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_pace_accepts_a_steady_body_and_cuts_a_trickle_at_the_end_of_its_stretch() -> None:
+    clock = _Clock()
+    pace = UploadPace(idle_timeout_s=3, min_bytes_per_s=1024, clock=clock)
+    for _ in range(6):  # 2 KiB/s: every 3 s stretch is well over 1 KiB/s
+        clock.now += 1
+        pace.count(2048)
+    trickle = UploadPace(idle_timeout_s=3, min_bytes_per_s=1024, clock=clock)
+    trickle.count(1024)  # the head and 1 KB of MP4, then a byte every 2 s
+    clock.now += 2
+    trickle.count(1)  # 2 s in: the stretch is not over, not judged yet
+    clock.now += 2
+    with pytest.raises(ApiError) as caught:
+        trickle.count(1)  # 4 s, 1026 bytes: 256 bytes/s
+    assert caught.value.status_code == 408
+    assert caught.value.slug == "upload-timeout"
+    assert "256 bytes/s" in caught.value.detail
+    assert "below the minimum of 1024 bytes/s" in caught.value.detail
+
+
+def test_pace_without_a_minimum_rate_only_times_out_on_silence() -> None:
+    clock = _Clock()
+    pace = UploadPace(idle_timeout_s=3, min_bytes_per_s=0, clock=clock)
+    for _ in range(10):
+        clock.now += 2
+        pace.count(1)
+
+
+async def test_a_body_that_stalls_is_cut_off_with_408() -> None:
+    async def stalls() -> AsyncIterator[bytes]:
+        yield b"--XyZ\r\n"
+        await anyio.sleep(30)
+        yield b"never"
+
+    stream = MultipartStream(stalls(), BOUNDARY, UploadPace(idle_timeout_s=0.2, min_bytes_per_s=0))
+    with anyio.fail_after(5), pytest.raises(ApiError) as caught:
+        await stream.next()  # the boundary alone completes no event: it waits for more
+    assert caught.value.status_code == 408
+    assert "sent nothing for 0.2 s" in caught.value.detail

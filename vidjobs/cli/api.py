@@ -3,12 +3,12 @@
 The settings are built once, here, from the flags and the environment, and handed to every
 uvicorn process as the argument of the app factory (``create_app(settings)``): with
 ``--workers N`` uvicorn pickles its config, factory and settings included, into each spawned
-process, so no process reads the environment again.
+process, so no process reads the environment again. The config, with its header and
+keep-alive timeouts, is ``vidjobs.api.server.server_config``.
 """
 
 from __future__ import annotations
 
-import functools
 import sys
 
 import click
@@ -42,19 +42,10 @@ def api(log_level: str) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from vidjobs.api.app import create_app
+    from vidjobs.api.server import server_config
 
     settings = settings_from_cli(ApiSettings, database=settings_from_cli(DatabaseSettings))
-    config = uvicorn.Config(
-        functools.partial(create_app, settings),
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=log_level,
-        proxy_headers=True,
-        timeout_graceful_shutdown=30,
-    )
+    config = server_config(settings, log_level)
     server = uvicorn.Server(config)
     try:
         if settings.workers > 1:
