@@ -219,13 +219,17 @@ granted AS (
     WHERE CASE WHEN l.tenant IS NULL THEN p.max_running IS NULL
                ELSE l.max_running IS NULL OR p.rank <= l.max_running - l.running END
 ),
--- Served tenants go to the back of the turn. Only rows already locked above (when tenants
--- compete; a lone tenant's turn needs no record).
+-- Served tenants go to the back of the turn, in the order of their last job in this claim (now
+-- plus that job's place in microseconds): a tenant whose round was cut by the batch's end is
+-- served earlier next time than one that got its full round, so the remainder rotates instead of
+-- going to the same tenant every time. Only rows already locked above (when tenants compete; a
+-- lone tenant's turn needs no record).
 rotated AS (
     UPDATE vidjobs.tenants AS t
-    SET last_claimed_at = (SELECT now FROM clock)
+    SET last_claimed_at = (SELECT now FROM clock) + make_interval(secs => g.last_ord / 1e6)
     FROM locked AS l
-    WHERE t.tenant = l.tenant AND t.tenant IN (SELECT tenant FROM granted)
+    JOIN (SELECT tenant, max(ord) AS last_ord FROM granted GROUP BY tenant) AS g USING (tenant)
+    WHERE t.tenant = l.tenant
 ),
 -- An expired job already on its last attempt is not run again: it fails for good here with
 -- error_kind lease_expired, so a job that kills its worker every time cannot loop forever.
