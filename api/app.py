@@ -10,6 +10,7 @@ it is back. A blob store that cannot be reached at start still fails the start, 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.metadata
 import logging
@@ -29,6 +30,7 @@ from vidjobs.api.jobs import JobsController
 from vidjobs.api.metrics import Metrics
 from vidjobs.api.ops import OpsController
 from vidjobs.api.problems import exception_handlers, problem_details
+from vidjobs.api.queue_depth import QueueDepth
 from vidjobs.api.runtime import ApiRuntime
 from vidjobs.api.settings import ApiSettings
 from vidjobs.api.status_reads import StatusReads
@@ -50,7 +52,14 @@ def _version() -> str:
 
 def create_app(settings: ApiSettings) -> Litestar:
     """Build the app; nothing connects until the lifespan starts."""
-    metrics = Metrics()
+    metrics = Metrics(
+        QueueDepth(
+            settings.database.url,
+            refresh_s=settings.metrics_refresh_s,
+            statement_timeout_s=settings.metrics_statement_timeout_s,
+            connect_timeout_s=settings.database.connect_timeout_s,
+        )
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -68,8 +77,16 @@ def create_app(settings: ApiSettings) -> Litestar:
                 tenant_uploads=TenantUploads(settings.tenant_upload_slots),
                 status_reads=StatusReads(pool),
             ).install(app.state)
+            # One queue-depth reader per process, on its own connection: /metrics reads its
+            # last value, so scrapers never touch the request pool.
+            refresher = asyncio.get_running_loop().create_task(metrics.queue_depth.run())
             log.info("vidjobs API ready (blobs: %r)", settings.blobs)
-            yield
+            try:
+                yield
+            finally:
+                refresher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await refresher
         finally:
             await pool.close()
             store.close()

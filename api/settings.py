@@ -123,6 +123,29 @@ class ApiSettings(Settings):
         help="Most bytes handed to the blob store per read; bounds the memory one upload holds "
         "besides the store's own part buffer.",
     )
+    metrics_refresh_s: float = setting(
+        5.0,
+        env="VIDJOBS_API_METRICS_REFRESH_S",
+        gt=0,
+        flag="--metrics-refresh",
+        help="How often each API process reads the queue depth /metrics shows, on a connection "
+        "of its own; a scrape only reads that cached value and never queries Postgres.",
+    )
+    metrics_statement_timeout_s: float = setting(
+        2.0,
+        env="VIDJOBS_API_METRICS_STATEMENT_TIMEOUT_S",
+        gt=0,
+        flag="--metrics-statement-timeout",
+        help="statement_timeout of the queue-depth read; past it /metrics says "
+        "vidjobs_database_up 0 until a read succeeds.",
+    )
+    metrics_token: str = setting(
+        "",
+        env="VIDJOBS_API_METRICS_TOKEN",
+        repr=False,
+        help="When set, /metrics needs 'Authorization: Bearer <token>' (else 401) and also "
+        "shows the queue depth per tenant; empty = /metrics is open and names no tenant.",
+    )
 
     @field_validator("default_pipeline")
     @classmethod

@@ -559,6 +559,18 @@ SELECT * FROM pruned;
 -- How many jobs are in each state (states with none are absent).
 SELECT state, count(*) AS jobs FROM vidjobs.jobs GROUP BY state;
 
+-- name: job_count_queued
+-- Pending and running jobs per tenant, read from the partial indexes alone (never a finished row): the queue depth /metrics shows.
+SELECT tenant, 'pending' AS state, count(*) AS jobs
+FROM vidjobs.jobs
+WHERE state = 'pending'
+GROUP BY tenant
+UNION ALL
+SELECT tenant, 'running', count(*)
+FROM vidjobs.jobs
+WHERE state = 'running'
+GROUP BY tenant;
+
 -- name: job_event_list
 -- A job's audit trail, oldest first.
 SELECT event_id, job_id, at, actor, from_state, to_state, attempt, error_kind, error_message

@@ -63,8 +63,73 @@ GRANT SELECT, UPDATE ON vidjobs.tenants TO vidjobs_worker;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA vidjobs TO vidjobs_api, vidjobs_worker;
 
 -- Read-only: every table and view (the DBA views: queue_overview, stuck_jobs,
--- recent_failures, throughput_per_minute), except the key hashes.
+-- recent_failures, throughput_per_minute, tenant_usage; the tenants table and its limits),
+-- except the key hashes and the tenants' idempotency keys. A view runs with its owner's
+-- rights, so the views keep working whatever columns the role may read itself.
 GRANT SELECT ON ALL TABLES IN SCHEMA vidjobs TO vidjobs_readonly;
 REVOKE SELECT ON vidjobs.api_keys FROM vidjobs_readonly;
 GRANT SELECT (key_id, tenant, name, prefix, created_at, revoked_at) ON vidjobs.api_keys
     TO vidjobs_readonly;
+-- jobs: every column but idempotency_key (a client's own identifier of its request; one tenant's
+-- keys are not another's business, nor the DBA's). The list is read from the catalog, so a
+-- column a later migration adds is readable once this file is applied again. `SELECT *` on jobs
+-- is refused: name the columns, or read the views.
+REVOKE SELECT ON vidjobs.jobs FROM vidjobs_readonly;
+DO $$
+BEGIN
+    EXECUTE (
+        SELECT format('GRANT SELECT (%s) ON vidjobs.jobs TO vidjobs_readonly',
+                      string_agg(quote_ident(attname), ', ' ORDER BY attnum))
+        FROM pg_attribute
+        WHERE attrelid = 'vidjobs.jobs'::regclass AND attnum > 0 AND NOT attisdropped
+          AND attname <> 'idempotency_key'
+    );
+END
+$$;
+
+-- Read-only sessions get time limits: a forgotten transaction in psql holds its snapshot (vacuum
+-- cannot clean the hot jobs table behind it) and its locks (a migration's ALTER waits behind
+-- them, and every statement queues behind that ALTER). They are defaults, not caps: a DBA who
+-- needs a longer query says `SET statement_timeout = '10min'` in the session.
+--
+-- Postgres applies ALTER ROLE ... SET only to the role a session logs in as, never to the groups
+-- it is a member of (tests/integration/test_roles.py shows it), so setting them on
+-- vidjobs_readonly alone would do nothing. They are set on the group (the reference values) and
+-- on every login role that is a member of it (not of vidjobs_api or vidjobs_worker) at the time
+-- this file runs. For a DBA login created later, run this file again or say it yourself:
+--
+--   ALTER ROLE alice SET statement_timeout = '30s';
+--   ALTER ROLE alice SET idle_in_transaction_session_timeout = '60s';
+--
+-- NOTIFY cannot be revoked: any role that can connect may NOTIFY any channel, vidjobs_jobs
+-- included. A spurious NOTIFY costs little: each idle worker wakes, runs one claim that finds
+-- nothing, and goes back to waiting (a DBA looping on it would cost one empty claim per worker per
+-- NOTIFY, like a flood of polls). Nothing is claimed, skipped or delayed by it.
+ALTER ROLE vidjobs_readonly SET statement_timeout = '30s';
+ALTER ROLE vidjobs_readonly SET idle_in_transaction_session_timeout = '60s';
+DO $$
+DECLARE
+    member name;
+BEGIN
+    FOR member IN
+        SELECT r.rolname
+        FROM pg_roles r
+        WHERE r.rolcanlogin AND NOT r.rolsuper AND r.rolname <> current_user
+          AND r.oid <> (SELECT nspowner FROM pg_namespace WHERE nspname = 'vidjobs')
+          AND pg_has_role(r.oid, 'vidjobs_readonly', 'MEMBER')
+          AND NOT pg_has_role(r.oid, 'vidjobs_api', 'MEMBER')
+          AND NOT pg_has_role(r.oid, 'vidjobs_worker', 'MEMBER')
+        ORDER BY r.rolname
+    LOOP
+        BEGIN
+            EXECUTE format('ALTER ROLE %I SET statement_timeout = %L', member, '30s');
+            EXECUTE format('ALTER ROLE %I SET idle_in_transaction_session_timeout = %L',
+                           member, '60s');
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE WARNING 'cannot set the read-only time limits on role %: run ALTER ROLE % SET '
+                          'statement_timeout = ''30s'' (and idle_in_transaction_session_timeout '
+                          '= ''60s'') as a role that may', member, member;
+        END;
+    END LOOP;
+END
+$$;

@@ -11,11 +11,12 @@ from litestar.testing import TestClient
 from psycopg.conninfo import conninfo_to_dict
 
 from tests.support.blobs import stored_keys
-from tests.support.db import count_jobs
+from tests.support.db import count_jobs, insert_jobs
 from tests.support.keys import Keys
 from tests.support.media import mp4_bytes
 from tests.support.postgres import drop_database
 from tests.support.s3 import S3Server
+from tests.support.waiting import wait_for
 from vidjobs.api.app import create_app
 from vidjobs.api.settings import ApiSettings
 from vidjobs.blobs import BlobSettings, BlobStoreUnavailable
@@ -48,13 +49,26 @@ def test_health_and_ready(client: TestClient[Litestar]) -> None:
     assert ready.json() == {"status": "ready", "database": "ok", "blob_store": "ok"}
 
 
-def test_metrics_count_requests_and_read_queue_depth(
-    client: TestClient[Litestar], keys: Keys
-) -> None:
-    for _ in range(2):
-        assert _upload(client, keys.acme).status_code == 202
-    client.get("/video/status/not-a-uuid", headers=Keys.auth(keys.acme))
-    resp = client.get("/metrics")
+def _metrics_when(c: TestClient[Litestar], line: str, **headers: str) -> str:
+    """The /metrics text once ``line`` is one of its lines (the depth is read in the background)."""
+    texts = [""]
+
+    def holds() -> bool:
+        texts[0] = c.get("/metrics", headers=headers).text
+        return line in texts[0].splitlines()
+
+    wait_for(holds, 20, f"/metrics shows {line!r}")
+    return texts[0]
+
+
+def test_metrics_count_requests_and_read_queue_depth(api_settings: ApiSettings, keys: Keys) -> None:
+    fast = api_settings.model_copy(update={"metrics_refresh_s": 0.1})
+    with TestClient(create_app(fast)) as client:
+        for _ in range(2):
+            assert _upload(client, keys.acme).status_code == 202
+        client.get("/video/status/not-a-uuid", headers=Keys.auth(keys.acme))
+        _metrics_when(client, 'vidjobs_jobs{state="pending"} 2')
+        resp = client.get("/metrics")
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/plain")
     text = resp.text
@@ -71,8 +85,58 @@ def test_metrics_count_requests_and_read_queue_depth(
     )
     assert 'vidjobs_jobs{state="pending"} 2' in text
     assert 'vidjobs_jobs{state="running"} 0' in text
-    assert "vidjobs_database_up 1" in text
+    assert "vidjobs_database_up 1" in text.splitlines()  # the line, not its HELP
+    assert "vidjobs_queue_depth_age_seconds " in text
     assert "# TYPE vidjobs_http_request_duration_seconds histogram" in text
+    assert "tenant=" not in text  # no token set: /metrics is open and names no tenant
+
+
+def test_metrics_token_guards_metrics_and_shows_tenants(
+    api_settings: ApiSettings, keys: Keys, database_url: str
+) -> None:
+    token = "s3cret-metrics-token"
+    guarded = api_settings.model_copy(update={"metrics_refresh_s": 0.1, "metrics_token": token})
+    with TestClient(create_app(guarded)) as c:
+        assert _upload(c, keys.acme).status_code == 202
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": token}):
+            resp = c.get("/metrics", headers=headers)
+            assert resp.status_code == 401, headers
+            assert resp.headers["content-type"].startswith(PROBLEM)
+            assert resp.json()["type"].endswith("/unauthorized")
+            assert "VIDJOBS_API_METRICS_TOKEN" in resp.json()["detail"]
+            assert resp.headers["www-authenticate"].startswith("Bearer")
+        # An API key is not the metrics token.
+        assert c.get("/metrics", headers=Keys.auth(keys.acme)).status_code == 401
+        text = _metrics_when(
+            c, 'vidjobs_tenant_jobs{tenant="acme",state="pending"} 1', **Keys.auth(token)
+        )
+        assert 'vidjobs_tenant_jobs{tenant="acme",state="running"} 0' in text
+        assert 'tenant="globex"' not in text  # a tenant with nothing queued has no series
+        assert 'vidjobs_jobs{state="pending"} 1' in text
+
+
+def test_metrics_queue_depth_refreshes_in_the_background(
+    api_settings: ApiSettings, database_url: str
+) -> None:
+    fast = api_settings.model_copy(update={"metrics_refresh_s": 0.1})
+    with TestClient(create_app(fast)) as c:
+        _metrics_when(c, 'vidjobs_jobs{state="pending"} 0')
+        insert_jobs(database_url, 3, tenant="globex")  # around the API: only a read sees it
+        _metrics_when(c, 'vidjobs_jobs{state="pending"} 3')
+
+
+def test_a_scrape_never_queries_postgres(api_settings: ApiSettings, database_url: str) -> None:
+    slow = api_settings.model_copy(update={"metrics_refresh_s": 3600.0})
+    with TestClient(create_app(slow)) as c:
+        _metrics_when(c, "vidjobs_database_up 1")  # the reader's first read, at start
+        depth = c.app.state["vidjobs"].metrics.queue_depth
+        assert depth.reads == 1
+        insert_jobs(database_url, 3, tenant="globex")
+        for _ in range(50):
+            resp = c.get("/metrics")
+            assert resp.status_code == 200
+            assert 'vidjobs_jobs{state="pending"} 0' in resp.text  # the cached reading
+        assert depth.reads == 1
 
 
 def test_openapi_schema_documents_every_route(client: TestClient[Litestar]) -> None:
@@ -181,7 +245,7 @@ def test_database_down_during_submit_is_503_and_no_blob(
         assert c.get("/ready").json()["database"].startswith("unavailable")
         metrics = c.get("/metrics")
         assert metrics.status_code == 200
-        assert "vidjobs_database_up 0" in metrics.text
+        _metrics_when(c, "vidjobs_database_up 0")  # the next background read fails
     assert stored_keys(s3_settings) == []
 
 

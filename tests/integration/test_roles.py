@@ -1,12 +1,17 @@
 """deploy/sql/roles.sql on a migrated database: each role can do its job and nothing more.
 
 The API and worker roles run the real named queries (db.jobs); the read-only role reads the DBA
-views, runs the KEDA scaler's query from deploy/k8s/keda.yaml, and is refused every write.
+views, runs the KEDA scaler's query from deploy/k8s/keda.yaml, is refused every write, the key
+hashes and the tenants' idempotency keys, and its sessions get time limits (which Postgres
+applies to the login role only, never through a group: shown here). It can still NOTIFY the
+queue channel, as any role can; shown here too, since docs say so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +20,7 @@ import psycopg
 import pytest
 import yaml
 from psycopg import errors, sql
+from psycopg.pq import TransactionStatus
 
 from vidjobs.db.jobs import job_get, job_insert
 from vidjobs.db.leases import job_claim, job_complete, job_retry_later
@@ -47,13 +53,13 @@ def logins(database_url: str) -> Iterator[dict[str, str]]:
     names = {group: f"t_{group}_{suffix}" for group in ("api", "worker", "readonly")}
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(ROLES_SQL)  # type: ignore[arg-type]
-        conn.execute(ROLES_SQL)  # type: ignore[arg-type]
         for group, login in names.items():
             conn.execute(
                 sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
                     sql.Identifier(login), sql.Identifier(f"vidjobs_{group}")
                 )
             )
+        conn.execute(ROLES_SQL)  # type: ignore[arg-type]  # as after every migration
     yield {group: _as(database_url, login) for group, login in names.items()}
     with psycopg.connect(database_url, autocommit=True) as conn:
         for login in names.values():
@@ -122,6 +128,9 @@ def test_readonly_role_reads_views_and_runs_the_keda_query(logins: dict[str, str
         "DELETE FROM vidjobs.jobs",
         "DELETE FROM vidjobs.api_keys",
         "SELECT key_hash FROM vidjobs.api_keys",
+        "SELECT idempotency_key FROM vidjobs.jobs",
+        "SELECT * FROM vidjobs.jobs",
+        "UPDATE vidjobs.tenants SET weight = 2",
         "CREATE TABLE vidjobs.dba_scratch (x int)",
         "TRUNCATE vidjobs.job_events",
     ],
@@ -132,3 +141,103 @@ def test_readonly_role_is_refused_every_write(logins: dict[str, str], statement:
         pytest.raises(errors.InsufficientPrivilege),
     ):
         conn.execute(statement)  # type: ignore[arg-type]
+
+
+def _show(url: str, setting: str) -> str:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(setting))).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_readonly_sessions_get_time_limits_and_the_others_none(logins: dict[str, str]) -> None:
+    assert _show(logins["readonly"], "statement_timeout") == "30s"
+    assert _show(logins["readonly"], "idle_in_transaction_session_timeout") == "1min"
+    for group in ("api", "worker"):
+        assert _show(logins[group], "statement_timeout") == "0"
+        assert _show(logins[group], "idle_in_transaction_session_timeout") == "0"
+
+
+def test_idle_transaction_of_a_readonly_session_is_ended(
+    logins: dict[str, str], database_url: str
+) -> None:
+    login = psycopg.conninfo.conninfo_to_dict(logins["readonly"])["user"]
+    with psycopg.connect(database_url, autocommit=True) as owner:
+        owner.execute(
+            sql.SQL("ALTER ROLE {} SET idle_in_transaction_session_timeout = '200ms'").format(
+                sql.Identifier(str(login))
+            )
+        )
+    with psycopg.connect(logins["readonly"]) as conn:  # a transaction opens with the first read
+        conn.execute("SELECT count(*) FROM vidjobs.tenants")
+        deadline = time.monotonic() + 30  # hang guard
+        while conn.info.transaction_status != TransactionStatus.UNKNOWN:
+            assert time.monotonic() < deadline, "the idle transaction was never ended"
+            time.sleep(1.0)  # five times the limit: the server ends it meanwhile
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SELECT 1")
+        assert conn.closed
+
+
+def test_role_settings_apply_to_the_login_role_not_through_the_group(
+    logins: dict[str, str], database_url: str
+) -> None:
+    # A DBA login made after roles.sql ran: the group's own settings do not reach it ...
+    late = f"t_late_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database_url, autocommit=True) as owner:
+        owner.execute(
+            sql.SQL("CREATE ROLE {} LOGIN IN ROLE vidjobs_readonly").format(sql.Identifier(late))
+        )
+        ((group_settings,),) = owner.execute(
+            "SELECT setconfig FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole"
+            " WHERE r.rolname = 'vidjobs_readonly'"
+        ).fetchall()
+    assert "statement_timeout=30s" in group_settings
+    try:
+        assert _show(_as(database_url, late), "statement_timeout") == "0"
+        # ... until roles.sql runs again (or ALTER ROLE late SET ..., as its header says).
+        with psycopg.connect(database_url, autocommit=True) as owner:
+            owner.execute(ROLES_SQL)  # type: ignore[arg-type]
+        assert _show(_as(database_url, late), "statement_timeout") == "30s"
+        assert _show(_as(database_url, late), "idle_in_transaction_session_timeout") == "1min"
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as owner:
+            owner.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(late)))
+
+
+def test_readonly_role_reads_jobs_and_every_view_but_no_idempotency_key(
+    logins: dict[str, str], database_url: str
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as owner:
+        owner.execute(
+            "INSERT INTO vidjobs.jobs (job_id, tenant, pipeline, idempotency_key)"
+            " VALUES (gen_random_uuid(), 'acme', 'noop', 'acme-order-4711')"
+        )
+        views = [
+            name
+            for (name,) in owner.execute(
+                "SELECT viewname FROM pg_views WHERE schemaname = 'vidjobs' ORDER BY 1"
+            ).fetchall()
+        ]
+    assert {"queue_overview", "stuck_jobs", "recent_failures"} <= set(views)
+    with psycopg.connect(logins["readonly"], autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT job_id, tenant, state, params, input_bytes, created_at FROM vidjobs.jobs"
+        ).fetchall()
+        assert [(r[1], r[2]) for r in rows] == [("acme", "pending")]
+        for view in views:  # tenant_usage too, once its migration is in
+            got = conn.execute(sql.SQL("SELECT * FROM vidjobs.{}").format(sql.Identifier(view)))
+            for row in got.fetchall():
+                assert "acme-order-4711" not in map(str, row), view
+        tenants = conn.execute("SELECT tenant, running FROM vidjobs.tenants").fetchall()
+        assert ("acme", 0) in tenants
+
+
+def test_any_role_can_notify_the_queue_channel(logins: dict[str, str], database_url: str) -> None:
+    # Postgres has no privilege for NOTIFY: documented in roles.sql, pinned here.
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute("LISTEN vidjobs_jobs")
+        with psycopg.connect(logins["readonly"], autocommit=True) as dba:
+            dba.execute("NOTIFY vidjobs_jobs, 'from a dba'")
+        got = [n.payload for n in listener.notifies(timeout=10, stop_after=1)]
+    assert got == ["from a dba"]
