@@ -127,7 +127,7 @@ class VideoController(Controller):
         ),
         status_code=202,
         request_max_body_size=None,
-        responses=problem_responses(400, 401, 409, 413, 415, 422, 503),
+        responses=problem_responses(400, 401, 408, 409, 413, 415, 422, 429, 503),
     )
     async def submit(
         self, request: Request[Any, Any, Any], rt: NamedDependency[ApiRuntime]
