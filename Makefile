@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lint typecheck contracts scope check test test-fast demo dev bench-queue bench-api bench-pipeline bench-load ci clean
+.PHONY: help venv lint typecheck contracts scope check test test-fast demo dev bench-queue bench-api bench-pipeline bench-load bench-tenants ci clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ bench-pipeline: $(STAMP) ## Pipeline benchmark (frames/s and recall vs a naive b
 
 bench-load: $(STAMP) ## Mixed load for 60 s on API + 2 workers (ARGS="--kill-worker-at 20")
 	$(BIN)/python bench/load.py $(ARGS)
+
+bench-tenants: $(STAMP) ## Tenant isolation: fair wait, slow uploads, /metrics flood, fair claim rate
+	$(BIN)/python bench/tenants.py $(ARGS)
 
 ci: check test ## What CI runs: every static check, then the tests
 
