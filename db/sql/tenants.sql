@@ -37,12 +37,15 @@ bucket AS (
     ) AS size
 ),
 -- The tenant's pending jobs, read from jobs_tenant_pending_idx and counted no further than its
--- limit (not at all without one): a backlog of millions costs no more than the limit.
+-- limit (not at all without one): a backlog of millions costs no more than the limit. The ORDER
+-- BY is the index's own order, so it costs nothing; without it the planner may guess that a
+-- sequential scan finds "limit" pending rows early, when they sit behind every finished row.
 pending AS (
     SELECT count(*) AS pending
     FROM (
         SELECT FROM vidjobs.jobs AS j
         WHERE j.tenant = %(tenant)s::text AND j.state = 'pending'
+        ORDER BY j.priority DESC, j.run_after, j.created_at
         LIMIT (SELECT coalesce(max_pending, 0) FROM tenant)
     ) AS p
 ),

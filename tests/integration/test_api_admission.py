@@ -7,26 +7,30 @@ read; a refused submit names the limit, its value and the usage, and leaves no r
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import msgspec
 import psycopg
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
+from psycopg import sql as pg_sql
 
 from tests.support.api import submit_noop
 from tests.support.blobs import stored_keys
-from tests.support.db import count_jobs, sql
+from tests.support.db import count_jobs, insert_jobs, sql
 from tests.support.keys import Keys, auth
 from tests.support.media import mp4_bytes
 from vidjobs.api.app import create_app
 from vidjobs.api.settings import ApiSettings
 from vidjobs.blobs import BlobSettings
-from vidjobs.db.admission import tenant_submit_admit
+from vidjobs.db.admission import TenantSubmitAdmitParams, tenant_submit_admit
 from vidjobs.db.settings import TenantDefaults
+from vidjobs.db.sql import QUERIES
 
 pytestmark = pytest.mark.integration
 
@@ -251,3 +255,40 @@ async def test_a_tenant_without_a_row_gets_one_at_its_first_submit(database_url:
     assert sql(
         database_url, "SELECT submit_tokens FROM vidjobs.tenants WHERE tenant = 'newco'"
     ) == [(2.0,)]
+
+
+def test_pending_jobs_are_counted_from_the_tenant_index_no_further_than_the_limit(
+    database_url: str,
+) -> None:
+    """EXPLAIN ANALYZE over 3,000 pending jobs and 20,000 finished ones: an index read of
+    exactly max_pending entries, never a scan of the table."""
+    insert_jobs(database_url, 20_000, tenant="acme")
+    sql(database_url, "UPDATE vidjobs.jobs SET state = 'cancelled', finished_at = now()")
+    insert_jobs(database_url, 2_000, tenant="acme")
+    insert_jobs(database_url, 1_000, tenant="globex")
+    sql(database_url, "ANALYZE vidjobs.jobs")
+    _limit(database_url, "acme", max_pending=100)
+    args = msgspec.structs.asdict(
+        TenantSubmitAdmitParams(
+            tenant="acme", rate_per_min=None, burst=None, max_pending=None,
+            max_stored_bytes=None, incoming_bytes=None,
+        )
+    )  # fmt: skip
+    query = QUERIES["tenant_submit_admit"]
+    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", query)))
+    numbered = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m[1]) + 1}", query)
+    values = pg_sql.SQL(", ").join(pg_sql.Literal(args[n]) for n in names)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        explain = "EXPLAIN (ANALYZE, TIMING OFF, COSTS OFF) " + query
+        custom = "\n".join(row[0] for row in conn.execute(explain, args).fetchall())  # type: ignore[arg-type]
+        # And the generic plan a prepared statement may switch to after 5 runs.
+        conn.execute("PREPARE admit AS " + numbered)  # type: ignore[arg-type]
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        run = pg_sql.SQL("EXPLAIN (ANALYZE, TIMING OFF, COSTS OFF) EXECUTE admit({})")
+        generic = "\n".join(row[0] for row in conn.execute(run.format(values)).fetchall())
+    for plan in (custom, generic):
+        assert "Seq Scan on jobs" not in plan, plan
+        scans = [line for line in plan.splitlines() if "jobs_tenant_pending_idx" in line]
+        assert len(scans) == 1, plan
+        assert "actual rows=100 " in scans[0], plan  # the limit's worth of entries, not 2,000
+    assert "tenant = $" in generic, "not a generic plan: " + generic
