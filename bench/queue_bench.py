@@ -5,12 +5,13 @@
 
 Phases (a fresh migrated scratch database each, ``synchronous_commit`` on unless told):
 single enqueue (``job_insert``, one commit each), batch enqueue (``job_insert_many`` x 1000),
-drains (N no-op jobs, then P spawned processes each running ``worker.main.run_worker`` with
-``drain=True`` at concurrency C, released together, timed until all returned) and wake-up
-latency (50 probes: ``job_insert`` returned -> the pipeline's ``run`` started, in an idle
-worker process). Prints one JSON line LAST, with the keys of the peer benchmark in
-``/work/shared/peers`` (it also runs there: ``PEERS_EXTRA="vidjobs=.venv/bin/python
-bench/queue_bench.py"``; the PEERS_* environment variables are honoured).
+drains (N no-op jobs, spread over ``--tenants`` tenants, then P spawned processes each
+running ``worker.main.run_worker`` with ``drain=True`` at concurrency C, released together,
+timed until all returned) and wake-up latency (50 probes: ``job_insert`` returned -> the
+pipeline's ``run`` started, in an idle worker process). Prints one JSON line LAST, with the
+keys of the peer benchmark in ``/work/shared/peers`` (it also runs there:
+``PEERS_EXTRA="vidjobs=.venv/bin/python bench/queue_bench.py"``; the PEERS_* environment
+variables are honoured).
 """
 
 from __future__ import annotations
@@ -119,20 +120,34 @@ def server(dsn: str | None) -> Iterator[str]:
 # -- enqueue -------------------------------------------------------------------------------
 
 
-async def _enqueue(url: str, n: int, batch: int | None, pipeline: str = "noop") -> float:
+def _tenant(i: int, tenants: int) -> str:
+    """The tenant of the ``i``-th job: jobs spread round-robin over ``tenants`` tenants."""
+    return TENANT if tenants == 1 else f"{TENANT}{i % tenants}"
+
+
+async def _enqueue(
+    url: str, n: int, batch: int | None, pipeline: str = "noop", tenants: int = 1
+) -> float:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         t0 = time.perf_counter()
         if batch is None:
-            for _ in range(n):
+            for i in range(n):
                 await job_insert(
-                    conn, job_id=uuid.uuid4(), tenant=TENANT, pipeline=pipeline, params={}
+                    conn,
+                    job_id=uuid.uuid4(),
+                    tenant=_tenant(i, tenants),
+                    pipeline=pipeline,
+                    params={},
                 )
         else:
-            left = n
-            while left > 0:
-                k = min(batch, left)
-                await job_insert_many(conn, [NewJob(tenant=TENANT, pipeline=pipeline)] * k)
-                left -= k
+            done = 0
+            while done < n:
+                k = min(batch, n - done)
+                jobs = [
+                    NewJob(tenant=_tenant(done + i, tenants), pipeline=pipeline) for i in range(k)
+                ]
+                await job_insert_many(conn, jobs)
+                done += k
         return time.perf_counter() - t0
 
 
@@ -206,7 +221,7 @@ def _stop(procs: list[Any]) -> None:
 
 def phase_drain(args: argparse.Namespace, conc: int, nprocs: int) -> tuple[float, bool]:
     url = fresh_db(args.dsn, args.db, args.sync_commit)
-    asyncio.run(_enqueue(url, args.n, args.batch))
+    asyncio.run(_enqueue(url, args.n, args.batch, tenants=args.tenants))
     settle(url, bool(args.analyze))
     ctx = mp.get_context("spawn")
     ready_q, out_q, start = ctx.Queue(), ctx.Queue(), ctx.Event()
@@ -315,6 +330,9 @@ def main() -> None:
     ap.add_argument("--sync-commit", default=env.get("PEERS_SYNC_COMMIT", "on"),
                     choices=["on", "off"])  # fmt: skip
     ap.add_argument("--analyze", type=int, default=int(env.get("PEERS_ANALYZE", 1)))
+    ap.add_argument("--tenants", type=int, default=1,
+                    help="spread the drains' jobs round-robin over this many tenants "
+                         "(the fair claim's cost; 1: one tenant)")  # fmt: skip
     ap.add_argument("--phases", default="single,batch,drain,latency")
     ap.add_argument("--db", default="peers_vidjobs", help="scratch database name")
     args = ap.parse_args()
@@ -324,7 +342,8 @@ def main() -> None:
         args.dsn = admin_dsn
         res: dict[str, Any] = {
             "system": "vidjobs", "versions": {"psycopg": psycopg.__version__}, "n": args.n,
-            "n_single": args.n_single, "analyze": args.analyze, "sync_commit": args.sync_commit,
+            "tenants": args.tenants, "n_single": args.n_single, "analyze": args.analyze,
+            "sync_commit": args.sync_commit,
             "worker": {"batch_size": args.batch_size,
                        "prefetch": _worker_settings(args, 1).prefetch,
                        "durable_claims": not args.fast_claims},

@@ -58,6 +58,11 @@ ALTER TABLE vidjobs.jobs
 CREATE INDEX jobs_tenant_pending_idx ON vidjobs.jobs (tenant, priority DESC, run_after, created_at)
     WHERE state = 'pending';
 
+-- The fair claim reads jobs_tenant_pending_idx only; the global pending index of 0002 served the
+-- claim before it and nothing else reads it, so it goes (one index less to write per submit and
+-- per claim).
+DROP INDEX vidjobs.jobs_claim_pending_idx;
+
 -- Every tenant that has a key or a job gets its row, with its counters as they are now.
 INSERT INTO vidjobs.tenants (tenant, running, stored_bytes)
 SELECT tenant,
@@ -190,3 +195,40 @@ COMMENT ON COLUMN vidjobs.jobs.input_bytes IS
 COMMENT ON FUNCTION vidjobs.tenants_track_jobs() IS
     'Keeps tenants.running and tenants.stored_bytes true and creates a tenant''s row with its '
     'first job; statement-level triggers on vidjobs.jobs call it.';
+
+-- The DBA's view of each tenant: its limits as set on its row (NULL = the deployment default,
+-- VIDJOBS_TENANT_DEFAULT_*), what it uses now, and when the claim last served it. pending is
+-- counted from jobs_tenant_pending_idx (the backlog's partial index, never a finished row).
+CREATE VIEW vidjobs.tenant_usage AS
+SELECT t.tenant, t.weight, t.max_running, t.max_pending, t.submit_rate_per_min, t.submit_burst,
+       t.max_stored_bytes, t.running, p.pending, t.stored_bytes, t.last_claimed_at,
+       t.created_at, t.updated_at
+FROM vidjobs.tenants AS t
+CROSS JOIN LATERAL (
+    SELECT count(*) AS pending
+    FROM vidjobs.jobs AS j
+    WHERE j.tenant = t.tenant AND j.state = 'pending'
+) AS p;
+
+COMMENT ON VIEW vidjobs.tenant_usage IS
+    'Each tenant''s limits (NULL = the deployment default from VIDJOBS_TENANT_DEFAULT_*) beside '
+    'its usage: running, pending, stored bytes, and when the claim last served it.';
+COMMENT ON COLUMN vidjobs.tenant_usage.tenant IS 'The tenant.';
+COMMENT ON COLUMN vidjobs.tenant_usage.weight IS 'Its weight; NULL = the default weight.';
+COMMENT ON COLUMN vidjobs.tenant_usage.max_running IS
+    'Most jobs running at once; NULL = the default (VIDJOBS_TENANT_DEFAULT_MAX_RUNNING).';
+COMMENT ON COLUMN vidjobs.tenant_usage.max_pending IS
+    'Most pending jobs; NULL = the default (VIDJOBS_TENANT_DEFAULT_MAX_PENDING).';
+COMMENT ON COLUMN vidjobs.tenant_usage.submit_rate_per_min IS
+    'Average submits per minute; NULL = the default (VIDJOBS_TENANT_DEFAULT_SUBMIT_RATE_PER_MIN).';
+COMMENT ON COLUMN vidjobs.tenant_usage.submit_burst IS
+    'Submits at once above the rate; NULL = the default (VIDJOBS_TENANT_DEFAULT_SUBMIT_BURST).';
+COMMENT ON COLUMN vidjobs.tenant_usage.max_stored_bytes IS
+    'Most stored upload bytes; NULL = the default (VIDJOBS_TENANT_DEFAULT_MAX_STORED_BYTES).';
+COMMENT ON COLUMN vidjobs.tenant_usage.running IS 'Jobs running now (tenants.running).';
+COMMENT ON COLUMN vidjobs.tenant_usage.pending IS 'Jobs pending now (due or not).';
+COMMENT ON COLUMN vidjobs.tenant_usage.stored_bytes IS 'Upload bytes stored now.';
+COMMENT ON COLUMN vidjobs.tenant_usage.last_claimed_at IS
+    'When a claim last served the tenant while tenants competed; NULL = never.';
+COMMENT ON COLUMN vidjobs.tenant_usage.created_at IS 'When the tenant''s row was created.';
+COMMENT ON COLUMN vidjobs.tenant_usage.updated_at IS 'Last change of a limit or a counter.';

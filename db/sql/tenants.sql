@@ -78,3 +78,44 @@ FROM verdict;
 -- Create the row of a tenant submitting for the first time (its key was made after 0012); an existing row is left alone.
 INSERT INTO vidjobs.tenants (tenant) VALUES (%(tenant)s::text)
 ON CONFLICT (tenant) DO NOTHING;
+
+-- name: tenant_get
+-- One tenant's limits (NULL = the deployment default) and usage, from the DBA view tenant_usage.
+SELECT * FROM vidjobs.tenant_usage WHERE tenant = %(tenant)s::text;
+
+-- name: tenant_list
+-- Every tenant's limits and usage, by name.
+SELECT * FROM vidjobs.tenant_usage ORDER BY tenant;
+
+-- name: tenant_set
+-- Set some of a tenant's limits (creating its row if it has none yet); a limit set to NULL goes back to the deployment default, one not named is left as it is.
+-- Each limit comes as a pair: <name>_set (whether to change it) and <name> (the new value, NULL
+-- for the default), so one statement covers every combination of flags.
+WITH
+changed AS (
+    INSERT INTO vidjobs.tenants AS t (
+        tenant, weight, max_running, max_pending, submit_rate_per_min, submit_burst,
+        max_stored_bytes
+    )
+    VALUES (
+        %(tenant)s::text, %(weight)s::integer, %(max_running)s::integer,
+        %(max_pending)s::integer, %(submit_rate_per_min)s::double precision,
+        %(submit_burst)s::integer, %(max_stored_bytes)s::bigint
+    )
+    ON CONFLICT (tenant) DO UPDATE
+    SET weight = CASE WHEN %(weight_set)s::boolean THEN excluded.weight ELSE t.weight END,
+        max_running = CASE WHEN %(max_running_set)s::boolean
+                           THEN excluded.max_running ELSE t.max_running END,
+        max_pending = CASE WHEN %(max_pending_set)s::boolean
+                           THEN excluded.max_pending ELSE t.max_pending END,
+        submit_rate_per_min = CASE WHEN %(submit_rate_per_min_set)s::boolean
+                                   THEN excluded.submit_rate_per_min
+                                   ELSE t.submit_rate_per_min END,
+        submit_burst = CASE WHEN %(submit_burst_set)s::boolean
+                            THEN excluded.submit_burst ELSE t.submit_burst END,
+        max_stored_bytes = CASE WHEN %(max_stored_bytes_set)s::boolean
+                                THEN excluded.max_stored_bytes ELSE t.max_stored_bytes END,
+        updated_at = now()
+    RETURNING t.tenant
+)
+SELECT tenant FROM changed;

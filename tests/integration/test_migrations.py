@@ -45,7 +45,8 @@ def test_up_down_up(empty_database_url: str) -> None:
     first = _vidjobs_objects(url)
     expected = {
         "jobs", "job_events", "queue_overview", "stuck_jobs", "recent_failures",
-        "throughput_per_minute", "jobs_claim_pending_idx", "jobs_running_lease_idx",
+        "throughput_per_minute", "jobs_tenant_pending_idx", "jobs_running_lease_idx",
+        "tenants", "tenant_usage",
     }  # fmt: skip
     assert expected <= set(first)
     assert migrate(url) == []  # idempotent

@@ -26,6 +26,7 @@ _COMMANDS: list[tuple[str, str]] = [
     ("vidjobs.cli.worker", "worker"),
     ("vidjobs.cli.api", "api"),
     ("vidjobs.cli.keys", "keys"),
+    ("vidjobs.cli.tenants", "tenants"),
     ("vidjobs.cli.demo", "demo"),
     ("vidjobs.cli.demo", "dev"),
 ]
