@@ -251,13 +251,15 @@ async def test_counters_equal_the_truth_after_a_mixed_workload(conn: Conn) -> No
     assert [(t, r, s) for t, r, s, _, _ in truth] == [(t, n, s) for t, _, _, n, s in truth]
 
 
-async def test_a_lone_tenant_takes_no_turn_record(conn: Conn) -> None:
+async def test_the_turn_is_stamped_with_each_tenants_last_job(conn: Conn) -> None:
     await _backlog(conn, "solo", 5)
-    await job_claim(conn, worker_id="w", batch_size=2, lease_seconds=600, now=at(1))
+    got = await job_claim(conn, worker_id="w", batch_size=2, lease_seconds=600, now=at(1))
+    # Each job starts at now plus its place in the claim (microseconds); the first at now.
+    assert [j.started_at for j in got] == [at(1), at(1.000001)]
     cur = await conn.execute("SELECT last_claimed_at FROM vidjobs.tenants WHERE tenant = 'solo'")
-    assert await cur.fetchone() == (None,)
+    assert await cur.fetchone() == (at(1.000001),)
     await _backlog(conn, "other", 1, now_s=2)
     await job_claim(conn, worker_id="w", batch_size=2, lease_seconds=600, now=at(3))
     cur = await conn.execute("SELECT tenant, last_claimed_at FROM vidjobs.tenants ORDER BY 1")
-    # Stamped now plus the place of the tenant's last job in the claim, in microseconds.
-    assert await cur.fetchall() == [("other", at(3.000001)), ("solo", at(3.000002))]
+    # The tenant never served goes first.
+    assert await cur.fetchall() == [("other", at(3)), ("solo", at(3.000001))]
