@@ -25,9 +25,13 @@ Conn = psycopg.AsyncConnection[Any]
 
 
 def sql(url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Run one statement on its own autocommit connection; its rows (none for a command)."""
+    """Run one statement on its own autocommit connection; its rows (none for a command).
+
+    Without ``params`` the text is sent as it is, so a script with ``%`` in it (``format('%I')``
+    in deploy/sql/roles.sql) is not read as placeholders.
+    """
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
-        cur = conn.execute(query, params)  # type: ignore[arg-type]
+        cur = conn.execute(query, params or None)  # type: ignore[arg-type]
         return cur.fetchall() if cur.description else []
 
 
