@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
 
 import click
 
+from vidjobs.cli.connection import run_on_connection
 from vidjobs.cli.options import database_url_option
 
 __all__ = ["keys"]
-
-T = TypeVar("T")
-
-
-def _run(database_url: str, action: Callable[[Any], Awaitable[T]]) -> T:
-    """Run one ``vidjobs.db.api_keys`` call on a connection of its own."""
-    from vidjobs.db.errors import DatabaseUnavailable
-    from vidjobs.db.pool import connect
-
-    async def go() -> T:
-        async with await connect(database_url) as conn:
-            return await action(conn)
-
-    try:
-        return asyncio.run(go())
-    except DatabaseUnavailable as exc:  # refused, or lost during the call
-        raise click.ClickException(str(exc)) from exc
 
 
 @click.group()
@@ -58,7 +39,7 @@ def create(database_url: str, tenant: str, name: str) -> None:
 
     if not tenant.strip():
         raise click.BadParameter("must not be blank", param_hint="--tenant")
-    key_id, plaintext = _run(database_url, lambda c: api_key_create(c, tenant, name))
+    key_id, plaintext = run_on_connection(database_url, lambda c: api_key_create(c, tenant, name))
     click.echo(f"key_id: {key_id}", err=True)
     click.echo(f"tenant: {tenant}", err=True)
     click.echo(
@@ -80,7 +61,7 @@ def list_keys(database_url: str, tenant: str | None) -> None:
     """List keys (id, tenant, name, prefix, created, revoked), newest first."""
     from vidjobs.db.api_keys import api_key_list
 
-    rows = _run(database_url, lambda c: api_key_list(c, tenant=tenant))
+    rows = run_on_connection(database_url, lambda c: api_key_list(c, tenant=tenant))
     click.echo(f"{'KEY_ID':36}  {'TENANT':16} {'PREFIX':10} {'CREATED':20} {'REVOKED':20} NAME")
     for k in rows:
         revoked = k.revoked_at.strftime("%Y-%m-%d %H:%M:%S") if k.revoked_at else "-"
@@ -97,6 +78,6 @@ def revoke(database_url: str, key_id: uuid.UUID) -> None:
     """Revoke KEY_ID at once: every later request with it gets 401."""
     from vidjobs.db.api_keys import api_key_revoke
 
-    if not _run(database_url, lambda c: api_key_revoke(c, key_id)):
+    if not run_on_connection(database_url, lambda c: api_key_revoke(c, key_id)):
         raise click.ClickException(f"no key {key_id} (see 'vidjobs keys list')")
     click.echo(f"revoked {key_id}")

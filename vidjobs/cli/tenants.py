@@ -7,35 +7,18 @@ tenant set from it.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import click
 
+from vidjobs.cli.connection import run_on_connection
 from vidjobs.cli.options import database_url_option
 
 __all__ = ["tenants"]
 
-T = TypeVar("T")
-
 DEFAULT = "default"
-
-
-def _run(database_url: str, action: Callable[[Any], Awaitable[T]]) -> T:
-    """Run one ``vidjobs.db.tenants`` call on a connection of its own."""
-    from vidjobs.db.errors import DatabaseUnavailable
-    from vidjobs.db.pool import connect
-
-    async def go() -> T:
-        async with await connect(database_url) as conn:
-            return await action(conn)
-
-    try:
-        return asyncio.run(go())
-    except DatabaseUnavailable as exc:  # refused, or lost during the call
-        raise click.ClickException(str(exc)) from exc
 
 
 class _Limit(click.ParamType[Any]):
@@ -121,7 +104,7 @@ def set_tenant(database_url: str, tenant: str, reset: tuple[str, ...], **limits:
         await tenant_set(conn, tenant, changes)
         return await tenant_get(conn, tenant)
 
-    _echo_one(_run(database_url, go), as_json=False)
+    _echo_one(run_on_connection(database_url, go), as_json=False)
 
 
 def _value(value: Any) -> str:
@@ -158,7 +141,7 @@ def show_tenant(database_url: str, tenant: str, as_json: bool) -> None:
     """TENANT's weight and limits ('default' = the deployment default) and its usage."""
     from vidjobs.db.tenants import tenant_get
 
-    row = _run(database_url, lambda c: tenant_get(c, tenant))
+    row = run_on_connection(database_url, lambda c: tenant_get(c, tenant))
     if row is None:
         raise click.ClickException(f"no tenant {tenant!r} (see 'vidjobs tenants list')")
     _echo_one(row, as_json=as_json)
@@ -185,7 +168,7 @@ def list_tenants(database_url: str, as_json: bool) -> None:
     """Every tenant: weight, limits ('default' = the deployment default) and usage."""
     from vidjobs.db.tenants import tenant_list
 
-    rows = _run(database_url, tenant_list)
+    rows = run_on_connection(database_url, tenant_list)
     if as_json:
         for row in rows:
             click.echo(json.dumps(_as_dict(row)))
