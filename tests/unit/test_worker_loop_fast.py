@@ -316,5 +316,12 @@ async def test_a_completion_that_meets_an_outage_is_written_once_the_database_an
         assert queue.get(job.job_id).state is RUNNING
         queue.down = False
         await _until(queue, job.job_id, JobState.COMPLETED)
+
+        async def counted() -> bool:
+            # The row turns completed inside the write; the worker counts it once the write
+            # returns, a step of the event loop later.
+            return worker.stats.completed == 1
+
+        await wait_for_async(counted, within=5, what="the worker counts the completion")
         assert (worker.stats.completed, worker.stats.lease_lost) == (1, 0)
     assert queue.get(job.job_id).attempts == 1, "the finished work was saved, not redone"
