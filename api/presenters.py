@@ -64,6 +64,7 @@ def job_status(job: Job) -> JobStatus:
         started_at=job.started_at,
         finished_at=job.finished_at,
         error=error,
+        input_sha256=job.input_sha256,
     )
 
 

@@ -112,8 +112,14 @@ class ApiError(ProblemDetailsException):
 class InvalidInput(ApiError):
     """422 ``invalid-input``: a bad field, query parameter, header or id (``errors`` names it)."""
 
-    def __init__(self, detail: str, errors: list[FieldError] | None = None) -> None:
-        super().__init__(422, "invalid-input", detail, errors=errors)
+    def __init__(
+        self,
+        detail: str,
+        errors: list[FieldError] | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(422, "invalid-input", detail, errors=errors, headers=headers)
 
 
 class Unauthorized(ApiError):

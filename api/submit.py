@@ -2,9 +2,15 @@
 
 Order matters (docs/architecture.md, "blobs before rows"): nothing is stored until the key,
 the tenant's limits (``vidjobs.api.admission``: upload slots, submit rate, pending jobs, stored
-bytes), the form fields and the file's ``ftyp`` header are valid; the blob is written before the
-row, and removed again if anything after it fails (a stalled body's 408 included), so no row
-ever points at a missing blob and no blob outlives a failed submit.
+bytes), the form fields sent before the file and the file's ``ftyp`` header are valid; fields
+sent after the file are checked when the body ends. The blob is written before the row, and
+removed again if anything after it fails (a field after the file, a stalled body's 408), so no
+row ever points at a missing blob and no blob outlives a failed submit.
+
+Idempotency is content-aware: the upload's SHA-256 is stored with the job, and a repeat of an
+``Idempotency-Key`` is a replay (200) only with the same file and parameters, else a 409 that
+names what differs. A repeat never writes over the first job's blob: every upload goes to its
+own job id's key, and a repeat found before the upload is hashed without being stored.
 
 The handler borrows a pool connection only for the short queries (key check, idempotency
 look-up, insert), never across the upload: a slow client must not hold a connection for minutes.
@@ -145,22 +151,43 @@ def _idempotency_key(request: Request[Any, Any, Any]) -> str | None:
     return key
 
 
-def _replay(job: Job, spec: SubmitSpec, key: str, *, body_unread: bool) -> Response[Any]:
-    """Answer a repeat of an idempotent submit: the original job, or 409 if it differs."""
-    close = {"Connection": "close"} if body_unread else {}
-    if not spec.matches(job):
+def _differences(job: Job, spec: SubmitSpec, sha256: str) -> list[str]:
+    """What makes this submit another request than ``job``'s, one phrase each; [] if none."""
+    diffs: list[str] = []
+    if job.input_sha256 is not None and job.input_sha256 != sha256:
+        diffs.append(
+            f"the file content (sha256 {job.input_sha256[:12]}... then, {sha256[:12]}... now)"
+        )
+    pairs: list[tuple[str, Any, Any]] = [
+        ("pipeline", job.pipeline, spec.pipeline),
+        ("priority", job.priority, spec.priority),
+    ]
+    pairs += [
+        (n, job.params.get(n), spec.params.get(n))
+        for n in sorted(set(job.params) | set(spec.params))
+    ]
+    diffs += [f"{name} ({then!r} then, {now!r} now)" for name, then, now in pairs if then != now]
+    return diffs
+
+
+def _replay(job: Job, spec: SubmitSpec, sha256: str, key: str) -> Response[Any]:
+    """Answer a repeat of an idempotent submit: the original job, or 409 if it differs.
+
+    A repeat is the same request only with the same file (by SHA-256; a job submitted before
+    the hash was kept matches on its parameters alone) and the same parameters.
+    """
+    diffs = _differences(job, spec, sha256)
+    if diffs:
         raise ApiError(
             409,
             "idempotency-key-reused",
-            f"Idempotency-Key {key!r} was first used for job {job.job_id} with different "
-            f"parameters (pipeline={job.pipeline}, priority={job.priority}, params={job.params}); "
-            "use a new key for a different request",
-            headers=close,
+            f"Idempotency-Key {key!r} was first used for job {job.job_id} with a different "
+            f"request; what differs: {'; '.join(diffs)}. Use a new key for a different request",
         )
     return Response(
         SubmitAccepted(job_id=job.job_id, status=job.state, status_url=status_url(job.job_id)),
         status_code=200,
-        headers={"Location": status_url(job.job_id), "Idempotent-Replayed": "true", **close},
+        headers={"Location": status_url(job.job_id), "Idempotent-Replayed": "true"},
     )
 
 
@@ -173,6 +200,7 @@ async def _discard(store: BlobStore, key: str) -> None:
 
 
 async def _read_fields(parts: MultipartStream) -> tuple[list[FormField], FileStart | None]:
+    """The form fields before the file part, and the file part's start (None: no file part)."""
     fields: list[FormField] = []
     while True:
         event = await parts.next()
@@ -182,6 +210,22 @@ async def _read_fields(parts: MultipartStream) -> tuple[list[FormField], FileSta
             fields.append(event)
         elif isinstance(event, FileStart):
             return fields, event
+
+
+async def _read_trailing_fields(parts: MultipartStream) -> list[FormField]:
+    """The form fields after the file part, to the end of the body; a second file is a 422."""
+    fields: list[FormField] = []
+    while (event := await parts.next()) is not None:
+        if isinstance(event, FormField):
+            fields.append(event)
+        elif isinstance(event, FileStart):
+            raise InvalidInput(
+                f"only one file part is allowed: send the video as the part named "
+                f"{FILE_FIELD!r}; got another file part named {event.name!r}",
+                [FieldError(field=event.name, message="a second file part")],
+                headers={"Connection": "close"},
+            )
+    return fields
 
 
 async def submit_video(request: Request[Any, Any, Any], rt: ApiRuntime) -> Response[Any]:
@@ -220,7 +264,13 @@ async def _upload(
     boundary: bytes,
     admission: Admission,
 ) -> Response[Any]:
-    """The admitted submit: read the fields, stream the file to the store, insert the job."""
+    """The admitted submit: read the fields, stream the file to the store, insert the job.
+
+    Fields may come before or after the file. Those before it are checked before a byte of the
+    file is read (a bad one is refused at once); the whole set once the body has ended, and if
+    it is invalid then, the blob just written is removed before the same 422 is answered. A
+    repeat of an idempotent submit found before the file is hashed without being stored.
+    """
     settings = rt.settings
     pace = UploadPace(settings.upload_idle_timeout_s, settings.upload_min_bytes_per_s)
     parts = MultipartStream(request.stream(), boundary, pace)
@@ -230,22 +280,22 @@ async def _upload(
         raise ApiError(
             422,
             "missing-file",
-            f"send the video as a multipart file part named {FILE_FIELD!r} after the other "
-            f"fields, e.g. curl -F pipeline=noop -F file=@video.mp4 ...; got {got}",
+            f"send the video as a multipart file part named {FILE_FIELD!r}, e.g. "
+            f"curl -F pipeline=noop -F file=@video.mp4 ...; got {got}",
             errors=[FieldError(field=FILE_FIELD, message="required")],
             headers={"Connection": "close"} if file_start is not None else None,
         )
-    spec = validate_fields(fields, settings.default_pipeline)
+    try:  # the early refusal: fields before the file are checked before it is read
+        validate_fields(fields, settings.default_pipeline)
+    except InvalidInput as exc:  # the rest of the body is not read: close the connection
+        raise InvalidInput(exc.detail, exc.errors, headers={"Connection": "close"}) from None
+    existing = None
     if idempotency_key is not None:
         async with connection(rt.pool) as conn:
             existing = await job_get_by_idempotency_key(conn, tenant, idempotency_key)
-        if existing is not None:
-            return _replay(existing, spec, idempotency_key, body_unread=True)
     head, eof = await read_head(parts)
     check_mp4_head(head)
 
-    job_id = uuid.uuid4()
-    key = video_key(job_id)
     max_bytes, over_limit = settings.max_upload_bytes, None
     left = admission.stored_bytes_left
     if left is not None and left < max_bytes:  # the tenant's quota is the nearer limit
@@ -258,13 +308,21 @@ async def _upload(
         read_bytes=settings.upload_read_bytes,
         over_limit=over_limit,
     )
+    if existing is not None:  # a repeat: compare its file by hash, store nothing
+        assert idempotency_key is not None
+        await feed.drain()
+        spec = validate_fields(
+            fields + await _read_trailing_fields(parts), settings.default_pipeline
+        )
+        return _replay(existing, spec, feed.sha256, idempotency_key)
+
+    job_id = uuid.uuid4()
+    key = video_key(job_id)  # a fresh key: a losing repeat can never overwrite a first blob
     try:
         put = partial(rt.store.put_stream, key, cast(BinaryIO, feed), content_type="video/mp4")
         await anyio.to_thread.run_sync(put, limiter=rt.upload_limiter)
-        if await parts.next() is not None:
-            raise InvalidInput(
-                f"the {FILE_FIELD!r} part must be the last part: put every other field before it",
-            )
+        fields += await _read_trailing_fields(parts)
+        spec = validate_fields(fields, settings.default_pipeline)
     except BaseException as exc:
         await _discard(rt.store, key)
         if feed.error is not None and exc is not feed.error:
@@ -282,6 +340,7 @@ async def _upload(
                 max_attempts=settings.max_attempts,
                 input_key=key,
                 input_bytes=feed.total,
+                input_sha256=feed.sha256,
                 idempotency_key=idempotency_key,
             )
     except BaseException:
@@ -290,7 +349,7 @@ async def _upload(
     if not inserted.created:  # lost the race to a concurrent repeat: keep the original
         await _discard(rt.store, key)
         assert idempotency_key is not None
-        return _replay(inserted.job, spec, idempotency_key, body_unread=False)
+        return _replay(inserted.job, spec, feed.sha256, idempotency_key)
     log.info("job %s submitted by %s (%d bytes)", job_id, tenant, feed.total)
     return Response(
         SubmitAccepted(job_id=job_id, status=inserted.job.state, status_url=status_url(job_id)),

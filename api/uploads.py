@@ -5,13 +5,16 @@ stream is fed to a push parser (``python-multipart``) and the file part is pulle
 by the blob store's ``put_stream`` running in a worker thread (:class:`BlobFeed`). Memory per
 upload is one read (``upload_read_bytes``) plus the store's own part buffer.
 
-Form fields must come before the file part: everything is validated before a byte is stored.
+Form fields may come before or after the file part (clients and generated SDKs do not promise
+an order): fields that come first are checked before a byte of the file is read, the rest once
+the body has ended. The file is hashed (SHA-256) as it streams, for idempotent repeats.
 The body must keep coming (``vidjobs.api.admission.UploadPace``): one that stalls or trickles
 is cut off with a 408, so a slow client cannot hold an upload slot for hours.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -282,7 +285,8 @@ class BlobFeed:
 
     ``put_stream`` runs in an AnyIO worker thread; each ``read`` hops back to the event loop
     to pull more of the request. The size limit is enforced here, while streaming: the first
-    byte over the limit stops the upload with a 413, whatever ``Content-Length`` claimed.
+    byte over the limit stops the upload with a 413, whatever ``Content-Length`` claimed. Every
+    byte is hashed on its way through (:attr:`sha256`), so the hash costs no second pass.
 
     Args:
         parts: the multipart stream, positioned inside the file part.
@@ -311,6 +315,7 @@ class BlobFeed:
         self._read_bytes = read_bytes
         self._eof = eof
         self.total = len(head)
+        self._hash = hashlib.sha256(head)
         self.error: BaseException | None = None
         """The request-side failure that stopped the upload; wins over the store's error."""
         self._check_size()
@@ -327,12 +332,27 @@ class BlobFeed:
                 self.error = exc
             raise
 
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the file bytes read so far (the whole file once ``read`` gave ``b""``)."""
+        return self._hash.hexdigest()
+
+    async def drain(self) -> None:
+        """Read the rest of the file part without storing it: size checked, bytes hashed.
+
+        For a repeat of an idempotent submit, whose file is compared with the first one's by
+        its hash and never stored.
+        """
+        while await self._read(self._read_bytes):
+            pass
+
     async def _read(self, want: int) -> bytes:
         while len(self._buffer) < want and not self._eof:
             event = await self._parts.next()
             if isinstance(event, FileData):
                 self._buffer += event.data
                 self.total += len(event.data)
+                self._hash.update(event.data)
                 self._check_size()
             elif isinstance(event, FileEnd):
                 self._eof = True

@@ -97,13 +97,16 @@ class _SubmitOperation(Operation):
                 FILE_FIELD: Schema(
                     type=_STRING,
                     format=OpenAPIFormat.BINARY,
-                    description="the MP4/MOV video; must be the LAST part",
+                    description="the MP4/MOV video; the other fields may come before or after it",
                 ),
             },
         )
         self.request_body = RequestBody(
             required=True,
-            description="The video and its parameters; parameter fields before the file.",
+            description=(
+                "The video and its parameters, in any order; fields sent before the file are "
+                "checked before it is read."
+            ),
             content={"multipart/form-data": OpenAPIMediaType(schema=form)},
         )
 
@@ -123,7 +126,9 @@ class VideoController(Controller):
         description=(
             "Streams the file to the blob store (never buffered whole), then queues the job. "
             "Answers 202 with Location: /video/status/{job_id}. With an Idempotency-Key header a "
-            "repeat returns the original job (200); the same key with other parameters is 409."
+            "repeat with the same file and parameters returns the original job (200, "
+            "Idempotent-Replayed: true); the same key with another file or other parameters "
+            "is 409."
         ),
         status_code=202,
         request_max_body_size=None,

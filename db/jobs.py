@@ -98,6 +98,7 @@ async def job_insert(
     max_attempts: int = 3,
     input_key: str | None = None,
     input_bytes: int | None = None,
+    input_sha256: str | None = None,
     idempotency_key: str | None = None,
     now: datetime | None = None,
 ) -> InsertResult:
@@ -105,12 +106,13 @@ async def job_insert(
 
     With an idempotency key the tenant already used, nothing is inserted and that earlier job
     comes back with ``created=False``, so a client may safely retry a submit. ``input_bytes``
-    (the upload's size) is counted in the tenant's ``stored_bytes`` by 0012's trigger.
+    (the upload's size) is counted in the tenant's ``stored_bytes`` by 0012's trigger;
+    ``input_sha256`` (its hex SHA-256) tells a repeat with another file from a true one.
     """
     args = {
         "job_id": job_id, "tenant": tenant, "pipeline": pipeline, "params": _json(params),
         "priority": priority, "run_after": run_after, "max_attempts": max_attempts,
-        "input_key": input_key, "input_bytes": input_bytes,
+        "input_key": input_key, "input_bytes": input_bytes, "input_sha256": input_sha256,
         "idempotency_key": idempotency_key, "now": now,
     }  # fmt: skip
     rows = await fetch_rows(conn, "job_insert", args)

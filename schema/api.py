@@ -84,6 +84,8 @@ class JobStatus(msgspec.Struct, frozen=True, kw_only=True):
         started_at: when the latest attempt started.
         finished_at: when it reached a final state.
         error: why the last attempt failed, if it did.
+        input_sha256: the SHA-256 of the uploaded video, 64 lowercase hex digits (compare it
+            with ``sha256sum`` of the file sent); null for a job submitted without one.
     """
 
     job_id: uuid.UUID
@@ -98,6 +100,7 @@ class JobStatus(msgspec.Struct, frozen=True, kw_only=True):
     started_at: datetime | None
     finished_at: datetime | None
     error: JobError | None
+    input_sha256: str | None = None
 
 
 class JobList(msgspec.Struct, frozen=True, kw_only=True):

@@ -52,6 +52,8 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     frames_total: int | None
     input_key: str | None
     output_key: str | None
+    input_sha256: str | None = None
+    """Hex SHA-256 of the uploaded video (None: no upload, or submitted before it was kept)."""
     error_kind: str | None
     error_message: str | None
     idempotency_key: str | None

@@ -250,3 +250,71 @@ def test_api_starts_while_postgres_is_down_and_recovers_when_it_is_up(
         up = httpx.get(f"{base}{job}", headers={"Authorization": f"Bearer {key}"}, timeout=30)
         assert up.status_code == 404, up.text  # answered from the database: no such job
         assert api.alive()  # the same process throughout
+
+
+def test_requests_with_the_file_first_through_uvicorn(
+    server: str, services: Services, s3_settings: BlobSettings, s3_server: S3Server
+) -> None:
+    """``requests`` sends the parts in the order given: the file, then the fields."""
+    import hashlib
+
+    import requests
+
+    _, key = _create_key(services, "acme")
+    video = mp4_bytes(LIMIT // 2, seed=9)
+    resp = requests.post(
+        f"{server}/video/submit",
+        files=[
+            ("file", ("clip.mp4", video, "video/mp4")),
+            ("pipeline", (None, "noop")),
+            ("sample_fps", (None, "2")),
+        ],
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    assert resp.status_code == 202, resp.text
+    job_id = resp.json()["job_id"]
+    stored = s3_server.client().stat_object(s3_settings.s3_bucket, f"video_jobs/{job_id}.mp4")
+    assert stored.size == len(video)
+    status = requests.get(
+        f"{server}/video/status/{job_id}", headers={"Authorization": f"Bearer {key}"}, timeout=10
+    ).json()
+    assert status["pipeline"] == "noop"
+    assert status["input_sha256"] == hashlib.sha256(video).hexdigest()
+
+
+def test_a_bad_field_before_the_file_is_refused_before_the_file_is_sent(
+    server: str, services: Services, database_url: str, s3_settings: BlobSettings
+) -> None:
+    """The early refusal: the 422 comes while most of the announced body was never sent."""
+    _, key = _create_key(services, "acme")
+    boundary = "vidjobs-test-boundary"
+    port = int(server.rsplit(":", 1)[1])
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="sample_fps"\r\n\r\n1000\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.mp4"\r\n'
+        "Content-Type: video/mp4\r\n\r\n"
+    ).encode() + mp4_bytes(4096)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            (
+                "POST /video/submit HTTP/1.1\r\nHost: test\r\n"
+                f"Authorization: Bearer {key}\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                f"Content-Length: {LIMIT}\r\n\r\n"  # announced, never sent in full
+            ).encode()
+            + head
+        )
+        answer = b""
+        while b"\r\n\r\n" not in answer or b"}" not in answer:
+            chunk = sock.recv(65536)  # times out (test fails) if the server waits for the body
+            if not chunk:
+                break
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 422"), answer
+    assert b"connection: close" in rest.lower()
+    assert b"sample_fps" in rest
+    assert count_jobs(database_url) == 0
+    assert stored_keys(s3_settings) == []
+

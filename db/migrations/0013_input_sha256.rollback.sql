@@ -1,0 +1,1 @@
+ALTER TABLE vidjobs.jobs DROP COLUMN input_sha256;
