@@ -27,6 +27,7 @@ from vidjobs.api.admission import TenantUploads
 from vidjobs.api.auth import AuthCache
 from vidjobs.api.dependencies import dependencies
 from vidjobs.api.jobs import JobsController
+from vidjobs.api.log_redaction import install_log_redaction
 from vidjobs.api.metrics import Metrics
 from vidjobs.api.ops import OpsController
 from vidjobs.api.problems import exception_handlers, problem_details
@@ -51,7 +52,12 @@ def _version() -> str:
 
 
 def create_app(settings: ApiSettings) -> Litestar:
-    """Build the app; nothing connects until the lifespan starts."""
+    """Build the app; nothing connects until the lifespan starts.
+
+    It also makes this process's log redact keys (``vidjobs.api.log_redaction``): uvicorn calls
+    the factory in every process it runs, before the first request.
+    """
+    install_log_redaction()
     metrics = Metrics(
         QueueDepth(
             settings.database.url,

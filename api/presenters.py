@@ -29,7 +29,8 @@ def parse_job_id(raw: str) -> uuid.UUID:
         return uuid.UUID(raw)
     except ValueError:
         raise InvalidInput(
-            f"job_id must be a UUID like 0b6f9a1e-3c4d-4e5f-8a9b-0c1d2e3f4a5b, got {raw!r}",
+            f"job_id must be a UUID like 0b6f9a1e-3c4d-4e5f-8a9b-0c1d2e3f4a5b, got {raw[:40]!r}"
+            + (f"... ({len(raw)} characters)" if len(raw) > 40 else ""),
             [FieldError(field="job_id", message="not a UUID")],
         ) from None
 

@@ -31,7 +31,6 @@ from vidjobs.api.problems import (
 )
 from vidjobs.api.runtime import ApiRuntime, runtime
 from vidjobs.api.submit import FILE_FIELD, submit_video
-from vidjobs.blobs import results_key
 from vidjobs.db.api_keys import hash_key
 from vidjobs.db.pool import run_read
 from vidjobs.schema import JobState
@@ -183,13 +182,18 @@ class VideoController(Controller):
         tenant: NamedDependency[str],
         rt: NamedDependency[ApiRuntime],
     ) -> JobResults:
-        """200 only for a completed job; 404 says which state the job is in otherwise."""
+        """200 only for a completed job; 404 says which state the job is in otherwise.
+
+        A job whose pipeline stored no document (``noop``: it analyses nothing) completed with
+        no ``output_key``; its results are the empty document, not a missing blob.
+        """
         job = await tenant_job(db_conn, job_id, tenant)
         if job.state is not JobState.COMPLETED:
             raise ApiError(404, "results-not-ready", describe_state(job), job_status=job.state)
-        key = job.output_key or results_key(job.job_id)
-        data = await anyio.to_thread.run_sync(rt.store.get_bytes, key)
-        document = msgspec.json.decode(data, type=dict[str, Any])
+        document: dict[str, Any] = {}
+        if job.output_key is not None:
+            data = await anyio.to_thread.run_sync(rt.store.get_bytes, job.output_key)
+            document = msgspec.json.decode(data, type=dict[str, Any])
         return JobResults(
             job_id=job.job_id,
             results=document,

@@ -166,13 +166,21 @@ def _encode_cursor(job: Job) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+_CURSOR_SHOWN = 32
+"""Characters of a refused cursor echoed in the error: enough to recognise, never the whole
+of a 100 kB one."""
+
+
 def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created, job_id = raw.split("|")
         return datetime.fromisoformat(created), uuid.UUID(job_id)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidCursor(f"not a cursor from this API: {cursor!r}") from exc
+        shown = repr(cursor[:_CURSOR_SHOWN])
+        if len(cursor) > _CURSOR_SHOWN:
+            shown += f"... ({len(cursor)} characters)"
+        raise InvalidCursor(f"not a cursor from this API: {shown}") from exc
 
 
 async def job_list(

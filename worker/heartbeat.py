@@ -193,6 +193,18 @@ class Heartbeater:
             log.warning("job %s: lease lost to another worker; stopping it", lease.job_id)
             lease.ctx.request_stop("lease_lost")
 
+    async def flush_progress(self, job_id: uuid.UUID) -> None:
+        """Write the job's last progress now if the throttle still holds it back.
+
+        Called when the pipeline returned, before the completion: a job shorter than one
+        progress interval (a 1-frame video) would otherwise complete with ``frames_done`` 0
+        and ``frames_total`` unknown. Failures are logged as for any progress write; the
+        completion that follows decides the job.
+        """
+        lease = self._leases.get(job_id)
+        if lease is not None and lease.ctx.progress_dirty and self._beats(lease):
+            await self._progress(lease)
+
     async def _progress(self, lease: Lease) -> None:
         ctx = lease.ctx
         ctx.progress_dirty = False

@@ -246,6 +246,7 @@ class Worker:
     async def _finish(self, ctx: JobContext, token: uuid.UUID, result: Result) -> None:
         job_id = ctx.job.job_id
         if result.outcome is Outcome.DONE:
+            await self._heartbeat.flush_progress(job_id)  # frames_done/total truthful at the end
             try:
                 ok = await self._completer.submit(job_id, token, result.output_key)
             except CompletionNotWritten:

@@ -162,6 +162,21 @@ def test_bad_list_params_are_422(
     assert field in [e["field"] for e in body["errors"]], body
 
 
+def test_a_huge_rejected_cursor_or_parameter_is_not_echoed_back_whole(
+    client: TestClient[Litestar], keys: Keys
+) -> None:
+    huge = "A" * 60_000  # httpx refuses a URL over 64 KiB
+    resp = client.get("/video/jobs", params={"cursor": huge}, headers=Keys.auth(keys.acme))
+    body = _problem(resp, 422, "invalid-input")
+    assert len(resp.content) < 1_000, resp.content[:300]
+    (error,) = body["errors"]
+    assert error["field"] == "cursor"
+    assert "A" * 32 in error["message"]
+    assert "(60000 characters)" in error["message"]
+    named = client.get("/video/jobs", params={huge: "1"}, headers=Keys.auth(keys.acme))
+    assert len(_problem(named, 422, "invalid-input")["detail"]) < 300
+
+
 def test_cancel_pending_then_again_and_finished_is_409(
     client: TestClient[Litestar], keys: Keys, database_url: str, s3_settings: BlobSettings
 ) -> None:

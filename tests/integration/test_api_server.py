@@ -318,3 +318,26 @@ def test_a_bad_field_before_the_file_is_refused_before_the_file_is_sent(
     assert count_jobs(database_url) == 0
     assert stored_keys(s3_settings) == []
 
+
+def test_a_key_in_the_query_string_never_reaches_the_log(services: Services) -> None:
+    """``?api_key=vj_...`` is redacted in every line the API process writes (access log too)."""
+    api = services.start_api("--log-level", "info", within=30)
+    _, key = _create_key(services, "acme")
+    base = services.base_url
+    assert httpx.get(f"{base}/video/jobs", params={"api_key": key}).status_code == 401
+    assert httpx.get(f"{base}/video/jobs?token={key}&limit=2").status_code == 401
+    authed = httpx.get(
+        f"{base}/video/jobs",
+        params={"access_token": key},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert authed.status_code == 422  # an unknown parameter; its name is echoed, not the key
+    assert key not in authed.text
+    assert httpx.get(f"{base}/video/status/{key}").status_code == 401
+    secret_part = key[len("vj_") + 8 :]
+    api.wait_for_line(r"GET /video/status/vj_", within=10)  # the last request's access line
+    logs = api.text()
+    assert "GET /video/jobs?api_key=[redacted]" in logs, logs
+    assert "token=[redacted]&limit=2" in logs, logs
+    assert key not in logs
+    assert secret_part not in logs

@@ -5,6 +5,7 @@ Every bad input gets its own clear 4xx problem, and none leaves a row or a blob 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -20,6 +21,7 @@ from tests.support.keys import Keys
 from tests.support.media import mp4_bytes
 from tests.support.s3 import S3Server
 from tests.support.stand_in_worker import stand_in_worker_claims, stand_in_worker_completes
+from tests.support.worker import fast_settings, running_worker
 from vidjobs.api.settings import ApiSettings
 from vidjobs.blobs import BlobSettings
 
@@ -115,6 +117,27 @@ def test_submit_status_results_end_to_end_with_stand_in_worker(
     assert body["job_id"] == str(job_id)
     assert body["results"] == document
     assert set(body) == {"job_id", "results", "created_at", "updated_at"}
+
+
+def test_a_completed_noop_job_answers_results_200_with_an_empty_document(
+    client: TestClient[Litestar], keys: Keys, database_url: str
+) -> None:
+    """The noop pipeline analyses nothing and stores no document: its results are empty, 200."""
+    resp = _submit(client, keys.acme, data={"pipeline": "noop"}, content=mp4_bytes())
+    assert resp.status_code == 202, resp.text
+    job_id = resp.json()["job_id"]
+
+    async def drain() -> None:  # a real worker loop on the same database
+        async with running_worker(database_url, fast_settings(), drain=True) as rw:
+            await asyncio.wait_for(rw.task, 30)
+
+    asyncio.run(drain())
+    status = client.get(f"/video/status/{job_id}", headers=Keys.auth(keys.acme)).json()
+    assert status["status"] == "completed"
+    results = client.get(f"/video/results/{job_id}", headers=Keys.auth(keys.acme))
+    assert results.status_code == 200, results.text
+    assert results.json()["results"] == {}
+    assert results.json()["job_id"] == job_id
 
 
 def test_no_file_part_is_422(

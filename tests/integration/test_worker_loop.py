@@ -98,6 +98,25 @@ async def test_progress_rises_while_the_job_runs(conn: Conn, database_url: str) 
     assert final.frames_done == final.frames_total == 10
 
 
+async def test_a_job_shorter_than_the_progress_interval_completes_with_its_frames(
+    conn: Conn, database_url: str
+) -> None:
+    """Its progress was still held back by the throttle when it finished (a 1-frame video).
+
+    It used to complete as progress 1.0, frames_done 0, frames_total null; the last progress
+    is written before the completion now.
+    """
+    job = await submit(conn, params={"sleep_s": 0.05})  # ten progress steps in 50 ms
+    async with running_worker(database_url, fast_settings(progress_interval_s=30)):
+
+        async def finished() -> bool:
+            return (await job_now(conn, job.job_id)).state is JobState.COMPLETED
+
+        await wait_for_async(finished, within=15, every=0.02)
+    final = await job_now(conn, job.job_id)
+    assert (final.progress, final.frames_done, final.frames_total) == (1.0, 10, 10)
+
+
 async def test_transient_failure_is_retried_then_fails_for_good(
     conn: Conn, database_url: str
 ) -> None:
