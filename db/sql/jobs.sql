@@ -129,25 +129,31 @@ expired AS (
 room AS (
     SELECT greatest(%(batch_size)s::integer - (SELECT count(*) FROM expired), 0)::integer AS n
 ),
--- Whose turn it is: tenants with a due pending job of this worker's pipelines (one EXISTS probe
--- each, on the head of jobs_tenant_pending_idx) and a free slot under max_running (a snapshot
--- read; the exact check is `locked` below), the longest unserved first. At most a batch of
--- tenants, so each one in turn gets a job in this claim. The scan is over tenants (one row
--- each), never over the backlog.
+-- Whose turn it is: tenants with a due pending job of this worker's pipelines (one probe each,
+-- on the head of jobs_tenant_pending_idx) and a free slot under max_running (a snapshot read;
+-- the exact check is `locked` below), the longest unserved first. At most a batch of tenants,
+-- so each one in turn gets a job in this claim. The scan is over tenants (one row each), never
+-- over the backlog. The probe is a LATERAL ... ORDER BY (the index's order) LIMIT 1, not an
+-- EXISTS: Postgres plans an EXISTS as a semi join free to read the heap in physical order, and
+-- it does so with the stats of a fresh backlog (nearly every row pending): a seq scan that,
+-- through a drain, passes every row finished so far before it meets a pending one (a cost that
+-- grows with each claim). The index order makes the head of the index the cheapest plan.
 turn AS (
     SELECT t.tenant, t.last_claimed_at,
            coalesce(t.weight, %(default_weight)s::integer) AS weight,
            coalesce(t.max_running, %(default_max_running)s::integer) AS max_running,
            coalesce(t.max_running, %(default_max_running)s::integer) - t.running AS free
     FROM vidjobs.tenants AS t
-    WHERE (coalesce(t.max_running, %(default_max_running)s::integer) IS NULL
-           OR coalesce(t.max_running, %(default_max_running)s::integer) > t.running)
-      AND EXISTS (
-          SELECT FROM vidjobs.jobs AS j
-          WHERE j.tenant = t.tenant AND j.state = 'pending'
-            AND j.run_after <= (SELECT now FROM clock)
-            AND (%(pipelines)s::text[] IS NULL OR j.pipeline = ANY(%(pipelines)s::text[]))
-      )
+    CROSS JOIN LATERAL (
+        SELECT FROM vidjobs.jobs AS j
+        WHERE j.tenant = t.tenant AND j.state = 'pending'
+          AND j.run_after <= (SELECT now FROM clock)
+          AND (%(pipelines)s::text[] IS NULL OR j.pipeline = ANY(%(pipelines)s::text[]))
+        ORDER BY j.priority DESC, j.run_after, j.created_at
+        LIMIT 1
+    ) AS head
+    WHERE coalesce(t.max_running, %(default_max_running)s::integer) IS NULL
+       OR coalesce(t.max_running, %(default_max_running)s::integer) > t.running
     ORDER BY t.last_claimed_at NULLS FIRST, t.tenant
     LIMIT %(batch_size)s::integer
 ),

@@ -195,6 +195,29 @@ async def test_explain_claim_uses_the_partial_indexes(
     assert "Seq Scan on jobs" not in generic, generic
 
 
+async def test_explain_claim_on_a_fresh_backlog_reads_no_heap_in_order(conn: Conn) -> None:
+    # One tenant, every row pending, stats taken then (a new deployment's first big submit, or
+    # the queue benchmark): an EXISTS probe was planned as a semi join over a seq scan of jobs,
+    # which through a drain passes every row finished so far before it finds a pending one.
+    await conn.execute(
+        """
+        INSERT INTO vidjobs.jobs (job_id, tenant, pipeline, created_at, run_after)
+        SELECT gen_random_uuid(), 'bench', 'noop', now() - make_interval(secs => g),
+               now() - make_interval(secs => g)
+        FROM generate_series(1, 50000) AS g
+        """
+    )
+    await conn.execute("ANALYZE vidjobs.jobs")
+    await conn.execute("ANALYZE vidjobs.tenants")
+    args = {"worker_id": "w", "batch_size": 200, "lease_seconds": 30.0, "now": None,
+            "pipelines": ["noop"], "default_max_running": None,
+            "default_weight": 1}  # fmt: skip
+    cur = await conn.execute("EXPLAIN " + QUERIES["job_claim"], args)
+    plan = "\n".join(row[0] for row in await cur.fetchall())
+    assert "Seq Scan on jobs" not in plan, plan
+    assert "Index Scan using jobs_tenant_pending_idx" in _cte(plan, "turn"), plan
+
+
 async def test_claim_takes_only_the_pipelines_given(conn: Conn) -> None:
     video = await job_insert_many(
         conn, [NewJob(tenant="acme", pipeline="yolo_ocr", priority=9)] * 3, now=T0
