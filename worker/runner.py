@@ -6,8 +6,9 @@ and completions are batched (one commit for many jobs) because with short jobs t
 of each commit, not the work, bounds throughput.
 
 Shutdown (``stop()``, wired to SIGTERM/SIGINT by ``run_worker``): claiming stops at once;
-running jobs get ``grace_seconds`` to finish; then they are asked to stop and handed back
-with ``job_release`` (pending again, the attempt not counted).
+jobs claimed ahead (``prefetch``) and not started are handed back at once; running jobs get
+``grace_seconds`` to finish; then they are asked to stop and handed back with ``job_release``
+(pending again, the attempt not counted).
 
 A job's final write (completion, failure, hand-back, release) that meets an unreachable
 database is retried with backoff for as long as the job's lease may still be valid as this
@@ -20,6 +21,7 @@ from both completing it).
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 import time
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from vidjobs.db.errors import DatabaseUnavailable, LeaseLost
 from vidjobs.schema import Job
 from vidjobs.worker.completions import Completer, CompletionNotWritten
-from vidjobs.worker.heartbeat import Heartbeater
+from vidjobs.worker.heartbeat import Heartbeater, Lease
 from vidjobs.worker.jobqueue import JobQueue, Notifier
 from vidjobs.worker.outcome import Outcome, Result, UnknownPipeline, classify
 from vidjobs.worker.pipelines.contract import JobContext
@@ -88,7 +90,8 @@ class Worker:
         self._registry = registry
         self._notifier = notifier
         self._drain = drain
-        self._sem = asyncio.Semaphore(settings.concurrency)
+        self._ready: collections.deque[tuple[JobContext, Lease]] = collections.deque()
+        self._running = 0  # job tasks started (at most concurrency)
         self._capacity = settings.concurrency + settings.prefetch
         self._low_water = max(1, min(settings.batch_size, self._capacity) // 2)
         self._active = 0  # claimed jobs whose pipeline has not returned yet
@@ -199,34 +202,51 @@ class Worker:
     # -- running one job ------------------------------------------------------------------
 
     def _start(self, job: Job, claimed_at: float) -> None:
+        """Take a claimed job: its lease is renewed from now on; it runs when a slot is free."""
+        assert job.lease_token is not None, "a claimed job always carries its lease token"
         self.stats.claimed += 1
         self._active += 1
-        task = asyncio.create_task(self._run_job(job, claimed_at), name=f"job-{job.job_id}")
-        self._tasks[task] = job.job_id
-        task.add_done_callback(lambda t: self._tasks.pop(t, None))
-
-    async def _run_job(self, job: Job, claimed_at: float) -> None:
-        assert job.lease_token is not None, "a claimed job always carries its lease token"
-        token = job.lease_token
         ctx = JobContext(job, renew=functools.partial(self._heartbeat.renew, job.job_id))
-        lease = self._heartbeat.track(ctx, token, claimed_at=claimed_at)
+        lease = self._heartbeat.track(ctx, job.lease_token, claimed_at=claimed_at)
+        self._ready.append((ctx, lease))
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Start ready jobs while fewer than ``concurrency`` run.
+
+        A task per running job only, not per claimed one: prefetched jobs wait in a deque, not
+        as tasks queued on a semaphore (whose wake-ups cost the loop a share of its time).
+        """
+        while self._ready and self._running < self.settings.concurrency:
+            ctx, lease = self._ready.popleft()
+            self._spawn(ctx, lease)
+
+    def _spawn(self, ctx: JobContext, lease: Lease) -> None:
+        self._running += 1
+        task = asyncio.create_task(self._run_job(ctx, lease), name=f"job-{ctx.job.job_id}")
+        self._tasks[task] = ctx.job.job_id
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
+
+    async def _run_job(self, ctx: JobContext, lease: Lease) -> None:
         try:
             try:
-                async with self._sem:
-                    if self._stopping.is_set() and ctx.stop_reason is None:
-                        # Claimed ahead (prefetch) but never started: hand it straight back.
-                        ctx.request_stop("shutdown")
-                    result = (
-                        Result(Outcome.STOPPED) if ctx.should_stop() else await self._execute(ctx)
-                    )
+                if self._stopping.is_set() and ctx.stop_reason is None:
+                    # Claimed ahead (prefetch) but never started: hand it straight back.
+                    ctx.request_stop("shutdown")
+                result = Result(Outcome.STOPPED) if ctx.should_stop() else await self._execute(ctx)
             finally:
                 self._active -= 1
+                self._running -= 1
                 self._slot_freed.set()
+                self._dispatch()
             # The slot is free; the heartbeats keep the lease while the outcome is written.
             lease.finishing = True
-            await self._finish(ctx, token, result)
+            await self._finish(ctx, lease.token, result)
         finally:
-            self._heartbeat.untrack(job.job_id)
+            self._heartbeat.untrack(ctx.job.job_id)
 
     async def _execute(self, ctx: JobContext) -> Result:
         job = ctx.job
@@ -349,6 +369,9 @@ class Worker:
 
     async def _shutdown(self) -> None:
         grace = self.settings.grace_seconds
+        # Jobs claimed ahead and never started go back at once, not after the running ones.
+        while self._ready:
+            self._spawn(*self._ready.popleft())
         pending = set(self._tasks)
         if pending:
             log.info("waiting up to %.1fs for %d running job(s)", grace, len(pending))

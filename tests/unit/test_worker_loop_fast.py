@@ -247,6 +247,28 @@ async def test_shutdown_releases_held_jobs_without_counting() -> None:
         assert (back.state, back.attempts, back.lease_token) == (PENDING, 0, None)
 
 
+async def test_shutdown_hands_back_prefetched_jobs_before_the_running_one_ends() -> None:
+    queue = InMemoryQueue()
+    gate = asyncio.Event()
+    registry = PipelineRegistry({"noop": lambda: _Gated(gate)})
+    jobs = [queue.insert() for _ in range(3)]
+    # One runs (until the gate opens), two are claimed ahead and never started.
+    settings = _settings(concurrency=1, prefetch=2, grace_seconds=10)
+    async with _running(queue, settings, registry) as (worker, task):
+        for job in jobs:
+            await _until(queue, job.job_id, RUNNING)
+        worker.stop()
+
+        async def two_back() -> bool:
+            return sum(queue.get(j.job_id).state is PENDING for j in jobs) == 2
+
+        # Within the running job's grace, not after it: nobody else could take them meanwhile.
+        await wait_for_async(two_back, within=2, what="the prefetched jobs handed back")
+        gate.set()
+        stats = await asyncio.wait_for(task, 10)
+    assert (stats.completed, stats.released) == (1, 2)
+
+
 async def test_shutdown_lets_a_short_job_finish_within_the_grace() -> None:
     queue = InMemoryQueue()
     job = queue.insert(params={"sleep_s": 0.3})
