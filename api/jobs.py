@@ -10,6 +10,7 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 from psycopg import AsyncConnection
 
+from vidjobs.api.openapi import ProblemOperation, problem_responses
 from vidjobs.api.presenters import (
     JobIdPath,
     describe_state,
@@ -17,7 +18,7 @@ from vidjobs.api.presenters import (
     parse_job_id,
     tenant_job,
 )
-from vidjobs.api.problems import ApiError, InvalidInput, JobNotFound, problem_responses
+from vidjobs.api.problems import ApiError, InvalidInput, JobNotFound
 from vidjobs.api.runtime import ApiRuntime
 from vidjobs.blobs import results_key, video_key
 from vidjobs.db.jobs import job_cancel, job_delete, job_list
@@ -41,6 +42,7 @@ class JobsController(Controller):
         "/",
         operation_id="listJobs",
         summary="The tenant's jobs, newest first, one page at a time",
+        operation_class=ProblemOperation,
         responses=problem_responses(401, 422, 503),
     )
     async def list_jobs(  # noqa: PLR0917 - Litestar injects each parameter by name
@@ -76,6 +78,7 @@ class JobsController(Controller):
         "/{job_id:str}/cancel",
         operation_id="cancelJob",
         summary="Cancel a pending or running job",
+        operation_class=ProblemOperation,
         status_code=200,
         responses=problem_responses(401, 404, 409, 422, 503),
     )
@@ -103,6 +106,7 @@ class JobsController(Controller):
         "/{job_id:str}",
         operation_id="deleteJob",
         summary="Delete a finished job: its row, events and blobs",
+        operation_class=ProblemOperation,
         status_code=204,
         responses=problem_responses(401, 404, 409, 422, 503),
     )

@@ -8,11 +8,12 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 from psycopg_pool import AsyncConnectionPool
 
-from vidjobs.api.problems import Unauthorized, problem_responses
+from vidjobs.api.openapi import ProblemOperation, problem_responses
+from vidjobs.api.problems import NotReady, Unauthorized
 from vidjobs.api.runtime import ApiRuntime
 from vidjobs.db.pool import connection
 from vidjobs.schema.api import Health, Readiness
@@ -43,10 +44,11 @@ class OpsController(Controller):
         "/ready",
         operation_id="ready",
         summary="Postgres and the blob store answer",
+        operation_class=ProblemOperation,
         responses=problem_responses(503),
     )
-    async def ready(self, rt: NamedDependency[ApiRuntime]) -> Response[Readiness]:
-        """200 if both dependencies answer now, else 503 naming the one that did not."""
+    async def ready(self, rt: NamedDependency[ApiRuntime]) -> Readiness:
+        """200 if both dependencies answer now, else a 503 problem naming the one that did not."""
         database = blob_store = "ok"
         try:
             with anyio.fail_after(_CHECK_TIMEOUT_S):
@@ -59,19 +61,16 @@ class OpsController(Controller):
                 await anyio.to_thread.run_sync(rt.store.ping, abandon_on_cancel=True)
         except Exception as exc:
             blob_store = f"unavailable: {type(exc).__name__}"
-        ok = database == blob_store == "ok"
-        return Response(
-            Readiness(
-                status="ready" if ok else "unavailable", database=database, blob_store=blob_store
-            ),
-            status_code=200 if ok else 503,
-        )
+        if database != "ok" or blob_store != "ok":
+            raise NotReady(database=database, blob_store=blob_store)
+        return Readiness()
 
     @get(
         "/metrics",
         operation_id="metrics",
         summary="Prometheus metrics: requests, latencies, queue depth",
         media_type="text/plain; version=0.0.4",
+        operation_class=ProblemOperation,
         responses=problem_responses(401),
     )
     async def metrics(

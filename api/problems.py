@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
     ProblemDetailsException,
@@ -32,20 +32,23 @@ from vidjobs.schema.job import JobState
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
+    "RETRY_AFTER_S",
     "ApiError",
     "InvalidInput",
     "JobNotFound",
     "LimitExceeded",
+    "NotReady",
     "Unauthorized",
     "UploadTimeout",
     "exception_handlers",
     "problem_details",
-    "problem_responses",
 ]
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 _TYPE_BASE = "https://vidjobs.dev/problems/"
-_RETRY_AFTER = {"Retry-After": "5"}
+RETRY_AFTER_S = 5
+"""The ``Retry-After`` of a 503: an outage's end cannot be foreseen, a few seconds is a guess."""
+_RETRY_AFTER = {"Retry-After": str(RETRY_AFTER_S)}
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +92,10 @@ class ApiError(ProblemDetailsException):
         self.job_status = job_status
         self.limit = limit
 
-    def to_response(self, request: Request[Any, Any, Any]) -> Response[Any]:
+    def problem(self, request: Request[Any, Any, Any]) -> Problem:
         """The problem document: the :class:`Problem` struct the OpenAPI document shows."""
         name, value, usage = self.limit if self.limit is not None else (None, None, None)
-        body = Problem(
+        return Problem(
             type=self.type_ or "about:blank",
             title=self.title or "Error",
             status=self.status_code,
@@ -104,8 +107,14 @@ class ApiError(ProblemDetailsException):
             limit_value=value,
             usage=usage,
         )
+
+    def to_response(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        """The problem as ``application/problem+json``, with this error's headers."""
         return Response(
-            body, status_code=self.status_code, media_type=PROBLEM_MEDIA_TYPE, headers=self.headers
+            self.problem(request),
+            status_code=self.status_code,
+            media_type=PROBLEM_MEDIA_TYPE,
+            headers=self.headers,
         )
 
 
@@ -169,6 +178,37 @@ class LimitExceeded(ApiError):
         super().__init__(status, slug, detail, headers=headers, limit=limit)
 
 
+class NotReady(ApiError):
+    """503 ``not-ready`` of ``/ready``: a dependency did not answer; each one's state is named.
+
+    Args:
+        database: ``ok`` or ``unavailable: <error class>``.
+        blob_store: the same for the blob store.
+    """
+
+    def __init__(self, database: str, blob_store: str) -> None:
+        down = [
+            what
+            for what, state in (("the database", database), ("the blob store", blob_store))
+            if state != "ok"
+        ]
+        super().__init__(
+            503,
+            "not-ready",
+            f"not ready: {' and '.join(down)} did not answer (database: {database}; blob "
+            f"store: {blob_store}); send no traffic here until /ready answers 200",
+            headers=_RETRY_AFTER,
+        )
+        self.database = database
+        self.blob_store = blob_store
+
+    def problem(self, request: Request[Any, Any, Any]) -> Problem:
+        """The problem with the ``database`` and ``blob_store`` members."""
+        return msgspec.structs.replace(
+            super().problem(request), database=self.database, blob_store=self.blob_store
+        )
+
+
 class UploadTimeout(ApiError):
     """408 ``upload-timeout``: the body stalled or came slower than the minimum rate.
 
@@ -177,33 +217,6 @@ class UploadTimeout(ApiError):
 
     def __init__(self, detail: str) -> None:
         super().__init__(408, "upload-timeout", detail, headers={"Connection": "close"})
-
-
-_DESCRIPTIONS: dict[int, str] = {
-    400: "Malformed request (e.g. a broken multipart body)",
-    401: "Missing, unknown or revoked API key",
-    404: "No such job for this tenant (or no such route)",
-    408: "The upload stalled or came slower than the minimum rate; nothing was stored",
-    409: "The job's state does not allow this (or an Idempotency-Key was reused)",
-    413: "The upload is larger than the limit, or than what the tenant may still store",
-    415: "Not multipart/form-data, or the file is not an MP4/MOV video",
-    422: "Invalid input: the problem's 'errors' lists each field",
-    429: "A tenant limit (submit rate, pending jobs, uploads at once); retry after Retry-After",
-    503: "Postgres or the blob store is unavailable; retry after Retry-After seconds",
-}
-
-
-def problem_responses(*codes: int) -> dict[int, ResponseSpec]:
-    """OpenAPI entries documenting a route's error responses as problem details."""
-    return {
-        code: ResponseSpec(
-            data_container=Problem,
-            description=_DESCRIPTIONS[code],
-            media_type=PROBLEM_MEDIA_TYPE,
-            generate_examples=False,
-        )
-        for code in codes
-    }
 
 
 def _invalid_input(exc: ValidationException) -> ApiError:

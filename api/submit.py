@@ -48,7 +48,14 @@ from vidjobs.db.admission import Admission
 from vidjobs.db.jobs import job_get_by_idempotency_key, job_insert
 from vidjobs.db.pool import connection
 from vidjobs.schema import Job
-from vidjobs.schema.api import PIPELINES, PRIORITY_MAX, PRIORITY_MIN, FieldError, SubmitAccepted
+from vidjobs.schema.api import (
+    MAX_IDEMPOTENCY_KEY,
+    PIPELINES,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    FieldError,
+    SubmitAccepted,
+)
 from vidjobs.schema.results import validate_params
 
 __all__ = ["FILE_FIELD", "SubmitSpec", "submit_video"]
@@ -57,7 +64,6 @@ FILE_FIELD = "file"
 _FIELDS = ("pipeline", "sample_fps", "min_confidence", "priority")
 _ENVELOPE_BYTES = 64 * 1024
 """Multipart boundaries, part headers and form fields around the file, at most."""
-_MAX_IDEMPOTENCY_KEY = 255
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +149,9 @@ def _idempotency_key(request: Request[Any, Any, Any]) -> str | None:
     if key is None:
         return None
     key = key.strip()
-    if not key or len(key) > _MAX_IDEMPOTENCY_KEY or not key.isprintable() or not key.isascii():
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable() or not key.isascii():
         raise InvalidInput(
-            f"Idempotency-Key must be 1 to {_MAX_IDEMPOTENCY_KEY} printable ASCII characters",
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters",
             errors=[FieldError(field="Idempotency-Key", message="invalid header value")],
         )
     return key

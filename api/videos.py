@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
@@ -10,11 +9,16 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
-from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
 from psycopg import AsyncConnection
 
 from vidjobs.api.auth import INVALID_KEY, authenticate, bearer_key
+from vidjobs.api.openapi import (
+    ProblemOperation,
+    SubmitOperation,
+    location_header,
+    problem_responses,
+    submit_replay_response,
+)
 from vidjobs.api.presenters import (
     JobIdPath,
     describe_state,
@@ -22,92 +26,15 @@ from vidjobs.api.presenters import (
     parse_job_id,
     tenant_job,
 )
-from vidjobs.api.problems import (
-    ApiError,
-    InvalidInput,
-    JobNotFound,
-    Unauthorized,
-    problem_responses,
-)
+from vidjobs.api.problems import ApiError, InvalidInput, JobNotFound, Unauthorized
 from vidjobs.api.runtime import ApiRuntime, runtime
-from vidjobs.api.submit import FILE_FIELD, submit_video
+from vidjobs.api.submit import submit_video
 from vidjobs.db.api_keys import hash_key
 from vidjobs.db.pool import run_read
 from vidjobs.schema import JobState
-from vidjobs.schema.api import (
-    PIPELINES,
-    PRIORITY_MAX,
-    PRIORITY_MIN,
-    JobResults,
-    JobStatus,
-    SubmitAccepted,
-)
-from vidjobs.schema.results import (
-    MIN_CONFIDENCE_DEFAULT,
-    MIN_CONFIDENCE_MAX,
-    MIN_CONFIDENCE_MIN,
-    SAMPLE_FPS_DEFAULT,
-    SAMPLE_FPS_MAX,
-    SAMPLE_FPS_MIN,
-)
+from vidjobs.schema.api import JobResults, JobStatus, SubmitAccepted
 
 __all__ = ["VideoController"]
-
-_STRING = OpenAPIType.STRING
-_NUMBER = OpenAPIType.NUMBER
-_INTEGER = OpenAPIType.INTEGER
-
-
-def _bounded(
-    kind: OpenAPIType, minimum: float, maximum: float, default: float, description: str
-) -> Schema:
-    """A numeric form field with its range and default (the API checks the same bounds)."""
-    return Schema(
-        type=kind, minimum=minimum, maximum=maximum, default=default, description=description
-    )
-
-
-@dataclass
-class _SubmitOperation(Operation):
-    """Documents the multipart body the handler parses by hand (it streams, so Litestar can't)."""
-
-    def __post_init__(self) -> None:
-        form = Schema(
-            type=OpenAPIType.OBJECT,
-            required=[FILE_FIELD],
-            additional_properties=False,  # any other field is a 422
-            properties={
-                "pipeline": Schema(type=_STRING, enum=list(PIPELINES), default=PIPELINES[0]),
-                "sample_fps": _bounded(
-                    _NUMBER,
-                    SAMPLE_FPS_MIN,
-                    SAMPLE_FPS_MAX,
-                    SAMPLE_FPS_DEFAULT,
-                    "frames analysed per second of video",
-                ),
-                "min_confidence": _bounded(
-                    _NUMBER,
-                    MIN_CONFIDENCE_MIN,
-                    MIN_CONFIDENCE_MAX,
-                    MIN_CONFIDENCE_DEFAULT,
-                    "detections below this score are dropped",
-                ),
-                "priority": _bounded(_INTEGER, PRIORITY_MIN, PRIORITY_MAX, 0, "higher runs first"),
-                FILE_FIELD: Schema(
-                    type=_STRING,
-                    format=OpenAPIFormat.BINARY,
-                    description="the MP4/MOV video; the other fields may come before or after it",
-                ),
-            },
-        )
-        self.request_body = RequestBody(
-            required=True,
-            description=(
-                "The video and its parameters, in any order; fields sent before the file are "
-                "checked before it is read."
-            ),
-            content={"multipart/form-data": OpenAPIMediaType(schema=form)},
-        )
 
 
 class VideoController(Controller):
@@ -120,7 +47,7 @@ class VideoController(Controller):
     @post(
         "/submit",
         operation_id="submitVideo",
-        operation_class=_SubmitOperation,
+        operation_class=SubmitOperation,
         summary="Upload an MP4 video and queue a job",
         description=(
             "Streams the file to the blob store (never buffered whole), then queues the job. "
@@ -130,8 +57,13 @@ class VideoController(Controller):
             "is 409."
         ),
         status_code=202,
+        response_description="A new job was queued; poll the Location",
+        response_headers=[location_header()],
         request_max_body_size=None,
-        responses=problem_responses(400, 401, 408, 409, 413, 415, 422, 429, 503),
+        responses={
+            **submit_replay_response(),
+            **problem_responses(400, 401, 408, 409, 413, 415, 422, 429, 503),
+        },
     )
     async def submit(
         self, request: Request[Any, Any, Any], rt: NamedDependency[ApiRuntime]
@@ -143,6 +75,7 @@ class VideoController(Controller):
         "/status/{job_id:str}",
         operation_id="getJobStatus",
         summary="A job's state and real progress",
+        operation_class=ProblemOperation,
         responses=problem_responses(401, 404, 422, 503),
     )
     async def status(
@@ -173,6 +106,7 @@ class VideoController(Controller):
         "/results/{job_id:str}",
         operation_id="getJobResults",
         summary="The results document of a completed job",
+        operation_class=ProblemOperation,
         responses=problem_responses(401, 404, 422, 503),
     )
     async def results(

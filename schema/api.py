@@ -25,8 +25,12 @@ PRIORITY_MAX = 100
 """Bounds of a submit's ``priority`` (higher runs first); beyond them one client could starve
 every other."""
 
+MAX_IDEMPOTENCY_KEY = 255
+"""Longest ``Idempotency-Key`` header of a submit (1 to this many printable ASCII characters)."""
+
 __all__ = [
     "DEFAULT_PIPELINE",
+    "MAX_IDEMPOTENCY_KEY",
     "PIPELINES",
     "PRIORITY_MAX",
     "PRIORITY_MIN",
@@ -159,6 +163,8 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         limit_value: that limit's value for the tenant.
         usage: the tenant's use of it when refused (tokens left, pending jobs, stored bytes,
             uploads streaming).
+        database: for the 503 of ``/ready``: ``ok`` or why the database did not answer.
+        blob_store: for the 503 of ``/ready``: ``ok`` or why the blob store did not answer.
     """
 
     type: str
@@ -171,6 +177,8 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     limit: str | None = None
     limit_value: float | None = None
     usage: float | None = None
+    database: str | None = None
+    blob_store: str | None = None
 
 
 class Health(msgspec.Struct, frozen=True, kw_only=True):
@@ -184,14 +192,14 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Readiness(msgspec.Struct, frozen=True, kw_only=True):
-    """Answer to ``GET /ready``: whether each dependency answered.
+    """Answer to ``GET /ready`` when both dependencies answered (else a 503 ``not-ready``).
 
     Attributes:
-        status: ``ready`` or ``unavailable``.
-        database: ``ok`` or the error.
-        blob_store: ``ok`` or the error.
+        status: ``ready``.
+        database: ``ok``.
+        blob_store: ``ok``.
     """
 
-    status: str
-    database: str
-    blob_store: str
+    status: str = "ready"
+    database: str = "ok"
+    blob_store: str = "ok"

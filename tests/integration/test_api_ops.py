@@ -217,6 +217,10 @@ def test_blob_store_down_during_submit_is_503_and_no_row(
         assert resp.headers["retry-after"]
         ready = c.get("/ready")
         assert ready.status_code == 503
+        assert ready.headers["content-type"].startswith(PROBLEM)  # as the document says
+        assert ready.json()["type"].endswith("/not-ready")
+        assert "the blob store did not answer" in ready.json()["detail"]
+        assert ready.headers["retry-after"]
         assert ready.json()["database"] == "ok"
         assert ready.json()["blob_store"].startswith("unavailable")
     assert count_jobs(database_url) == 1  # only the healthy submit
