@@ -141,9 +141,18 @@ room AS (
 turn AS (
     SELECT t.tenant, t.last_claimed_at,
            coalesce(t.weight, %(default_weight)s::integer) AS weight,
-           coalesce(t.max_running, %(default_max_running)s::integer) AS max_running,
-           coalesce(t.max_running, %(default_max_running)s::integer) - t.running AS free
+           lim.max_running, lim.max_running - lim.running AS free
     FROM vidjobs.tenants AS t
+    -- Running now (migration 0015): claimed minus the tenant's releases, summed only for a
+    -- tenant with a limit (CASE evaluates the sum lazily).
+    CROSS JOIN LATERAL (
+        SELECT coalesce(t.max_running, %(default_max_running)s::integer) AS max_running,
+               CASE WHEN coalesce(t.max_running, %(default_max_running)s::integer) IS NOT NULL
+                    THEN t.claimed - coalesce((SELECT sum(x.released)
+                                               FROM vidjobs.tenant_releases AS x
+                                               WHERE x.tenant = t.tenant), 0)
+               END AS running
+    ) AS lim
     CROSS JOIN LATERAL (
         SELECT FROM vidjobs.jobs AS j
         WHERE j.tenant = t.tenant AND j.state = 'pending'
@@ -152,8 +161,7 @@ turn AS (
         ORDER BY j.priority DESC, j.run_after, j.created_at
         LIMIT 1
     ) AS head
-    WHERE coalesce(t.max_running, %(default_max_running)s::integer) IS NULL
-       OR coalesce(t.max_running, %(default_max_running)s::integer) > t.running
+    WHERE lim.max_running IS NULL OR lim.max_running > lim.running
     ORDER BY t.last_claimed_at NULLS FIRST, t.tenant
     LIMIT %(batch_size)s::integer
 ),
@@ -201,8 +209,10 @@ pick AS (
 ),
 -- The tenant rows this claim changes, locked in tenant order (the order the counters' trigger
 -- locks them in, so no deadlock): READ COMMITTED returns each locked row's newest version, so
--- `running` here counts every claim committed before ours, and none can commit in between; that
--- is what holds max_running exactly across workers. Taken only when a served tenant has a
+-- `claimed` here counts every claim committed before ours, and none can commit in between; that
+-- is what holds max_running exactly across workers. The releases are summed in the statement's
+-- snapshot and may miss one committed a moment ago: running can only look higher than it is,
+-- so a claim may grant one job less, never one more (0015). Taken only when a served tenant has a
 -- limit; then every row the trigger will update is taken here, all in one sorted pass
 -- (tenants of expired jobs too: the trigger updates theirs when one fails for good), so the
 -- claim never waits for a row while holding another out of order. Without a limit the claim
@@ -210,7 +220,9 @@ pick AS (
 -- tenant write, as it would be without fairness (measured: this lock held from here to the
 -- commit on all served tenants cost a third of a 100-tenant drain).
 locked AS (
-    SELECT t.tenant, t.running,
+    SELECT t.tenant,
+           t.claimed - coalesce((SELECT sum(x.released) FROM vidjobs.tenant_releases AS x
+                                 WHERE x.tenant = t.tenant), 0) AS running,
            coalesce(t.max_running, %(default_max_running)s::integer) AS max_running
     FROM vidjobs.tenants AS t
     WHERE t.tenant IN (SELECT tenant FROM pick UNION SELECT tenant FROM expired)
@@ -243,7 +255,7 @@ exhausted AS (
 -- The claim: every chosen job becomes running under a fresh lease token (the fencing token of
 -- this attempt; the previous holder's writes stop matching) and counts an attempt. A pending
 -- job's started_at is now plus its place in the fair order minus one, in microseconds (the
--- first is now): the trigger on jobs adds the jobs to their tenant's running and stamps its
+-- first is now): the trigger on jobs adds the jobs to their tenant's claimed and stamps its
 -- last_claimed_at with its last job's started_at, so a tenant whose round was cut by the end of
 -- the batch is served earlier next time than one that got its whole round (the remainder
 -- rotates instead of going to the same tenant by name every time).

@@ -48,6 +48,8 @@ GRANT SELECT ON vidjobs.queue_overview TO vidjobs_api;
 -- Tenants: the trigger on jobs creates a tenant's row with its first job and keeps its counters;
 -- submit reads its limits and draws from its rate bucket.
 GRANT SELECT, INSERT, UPDATE ON vidjobs.tenants TO vidjobs_api;
+-- A cancel or delete of a running job counts it in the tenant's releases (the same trigger).
+GRANT SELECT, INSERT, UPDATE ON vidjobs.tenant_releases TO vidjobs_api;
 
 -- The workers: job_claim (SELECT ... FOR UPDATE SKIP LOCKED needs UPDATE), job_heartbeat,
 -- job_progress, job_complete, job_fail, job_release, job_retry_later; events are appended,
@@ -59,6 +61,8 @@ GRANT SELECT ON vidjobs.queue_overview TO vidjobs_worker;
 -- Tenants: the claim locks the rows of the tenants it serves (max_running, last_claimed_at); the
 -- trigger on jobs keeps their running counters.
 GRANT SELECT, UPDATE ON vidjobs.tenants TO vidjobs_worker;
+-- Completions, failures and hand-backs count the jobs leaving running there (0015).
+GRANT SELECT, INSERT, UPDATE ON vidjobs.tenant_releases TO vidjobs_worker;
 
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA vidjobs TO vidjobs_api, vidjobs_worker;
 

@@ -21,12 +21,12 @@ _QUICK = {
 
 
 def _running(url: str) -> dict[str, tuple[int, int]]:
-    """Per tenant: the trigger-kept counter and the count of running jobs, in one snapshot."""
+    """Per tenant: running from the trigger-kept counters and the count of running jobs."""
     rows = sql(
         url,
         "SELECT t.tenant, t.running,"
         " (SELECT count(*) FROM vidjobs.jobs j WHERE j.tenant = t.tenant AND j.state = 'running')"
-        " FROM vidjobs.tenants t",
+        " FROM vidjobs.tenant_usage t",
     )
     return {tenant: (counter, count) for tenant, counter, count in rows}
 

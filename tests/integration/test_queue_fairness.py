@@ -154,7 +154,7 @@ async def test_max_running_holds_across_concurrent_claimers(database_url: str, c
     assert totals["free"] == 300
     cur = await conn.execute(
         "SELECT t.tenant, t.running, count(j.*) FILTER (WHERE j.state = 'running')"
-        " FROM vidjobs.tenants t LEFT JOIN vidjobs.jobs j USING (tenant)"
+        " FROM vidjobs.tenant_usage t LEFT JOIN vidjobs.jobs j USING (tenant)"
         " GROUP BY 1, 2 ORDER BY 1"
     )
     assert await cur.fetchall() == [("capped", 3, 3), ("defaulted", 5, 5), ("free", 300, 300)]
@@ -186,7 +186,7 @@ async def _truth(conn: Conn) -> list[tuple[Any, ...]]:
         SELECT t.tenant, t.running, t.stored_bytes,
                count(j.*) FILTER (WHERE j.state = 'running'),
                coalesce(sum(j.input_bytes), 0)
-        FROM vidjobs.tenants AS t LEFT JOIN vidjobs.jobs AS j USING (tenant)
+        FROM vidjobs.tenant_usage AS t LEFT JOIN vidjobs.jobs AS j USING (tenant)
         GROUP BY 1, 2, 3 ORDER BY 1
         """
     )

@@ -229,7 +229,7 @@ def test_readonly_role_reads_jobs_and_every_view_but_no_idempotency_key(
             got = conn.execute(sql.SQL("SELECT * FROM vidjobs.{}").format(sql.Identifier(view)))
             for row in got.fetchall():
                 assert "acme-order-4711" not in map(str, row), view
-        tenants = conn.execute("SELECT tenant, running FROM vidjobs.tenants").fetchall()
+        tenants = conn.execute("SELECT tenant, running FROM vidjobs.tenant_usage").fetchall()
         assert ("acme", 0) in tenants
 
 
