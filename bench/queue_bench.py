@@ -11,7 +11,8 @@ timed until all returned) and wake-up latency (50 probes: ``job_insert`` returne
 pipeline's ``run`` started, in an idle worker process). Prints one JSON line LAST, with the
 keys of the peer benchmark in ``/work/shared/peers`` (it also runs there:
 ``PEERS_EXTRA="vidjobs=.venv/bin/python bench/queue_bench.py"``; the PEERS_* environment
-variables are honoured).
+variables are honoured). ``--observe`` adds where each drain's time went (wait events, WAL and
+CPU per job, pg_stat_statements when the server preloads it) under ``observed``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import os
 import queue as stdlib_queue
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -193,7 +195,11 @@ def _child(
     logging.basicConfig(level=logging.WARNING)
     db = DatabaseSettings(url=url)
 
+    cpu_at_ready = 0.0
+
     async def on_ready(_: Worker) -> None:
+        nonlocal cpu_at_ready
+        cpu_at_ready = time.process_time()  # not the imports and the connecting
         ready_q.put(os.getpid())
         if mode == "drain":
             await asyncio.to_thread(start.wait)
@@ -202,7 +208,7 @@ def _child(
         registry = PipelineRegistry({"noop": NoopPipeline})
         asyncio.run(run_worker(db, settings, registry, drain=True, install_signals=False,
                                on_ready=on_ready))  # fmt: skip
-        out_q.put(("done", time.monotonic()))
+        out_q.put(("done", time.monotonic(), time.process_time() - cpu_at_ready))
     else:
         registry = PipelineRegistry({"ping": lambda: _Probe(out_q)})
         asyncio.run(run_worker(db, settings, registry, on_ready=on_ready))
@@ -219,10 +225,118 @@ def _stop(procs: list[Any]) -> None:
             p.join(5)
 
 
-def phase_drain(args: argparse.Namespace, conc: int, nprocs: int) -> tuple[float, bool]:
+class _Observer:
+    """Where a drain's time goes, from the server's side (``--observe``).
+
+    A thread samples ``pg_stat_activity`` every 10 ms (wait event of each active backend of the
+    scratch database: ``CPU`` when it waits for nothing) and reads ``pg_stat_wal`` (WAL bytes,
+    records and syncs) and, when the extension is there, ``pg_stat_statements`` before and
+    after; the report divides by the jobs drained.
+    """
+
+    def __init__(self, url: str, dbname: str) -> None:
+        self.url, self.dbname = url, dbname
+        self.waits: dict[str, int] = {}
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._wal0 = self._wal()
+        self._stmts = self._statements_reset()
+        self._postmaster = self._postmaster_pid()
+        self._pg_cpu0 = self._pg_cpu()
+
+    def _wal(self) -> dict[str, float]:
+        q = "SELECT wal_records, wal_fpi, wal_bytes, wal_write, wal_sync FROM pg_stat_wal"
+        with psycopg.connect(self.url, autocommit=True) as c:
+            cur = c.execute(q)
+            row = cur.fetchone()
+            assert row is not None
+            assert cur.description is not None
+            return {d.name: float(v) for d, v in zip(cur.description, row, strict=True)}
+
+    def _postmaster_pid(self) -> int | None:
+        """The server's pid, when it runs on this machine and its data directory is readable."""
+        try:
+            with psycopg.connect(self.url, autocommit=True) as c:
+                row = c.execute("SHOW data_directory").fetchone()
+            assert row is not None
+            return int((Path(row[0]) / "postmaster.pid").read_text().split()[0])
+        except (psycopg.Error, OSError, ValueError):
+            return None
+
+    def _pg_cpu(self) -> float | None:
+        """CPU seconds of the server's exited backends (the postmaster's reaped children)."""
+        if self._postmaster is None:
+            return None
+        fields = Path(f"/proc/{self._postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")  # cutime, cstime
+
+    def _statements_reset(self) -> bool:
+        with psycopg.connect(self.url, autocommit=True) as c:
+            try:
+                c.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                c.execute("SELECT pg_stat_statements_reset()")
+            except psycopg.Error:
+                return False
+        return True
+
+    def _sample(self) -> None:
+        q = ("SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU'), "
+             "split_part(ltrim(query, '- '), ':', 1) FROM pg_stat_activity "
+             "WHERE datname = %s AND state = 'active' AND pid <> pg_backend_pid()")  # fmt: skip
+        with psycopg.connect(self.url, autocommit=True) as c:
+            while not self._stop.wait(0.01):
+                self.samples += 1
+                for wait, what in c.execute(q, (self.dbname,)).fetchall():
+                    key = f"{wait} {what[:28]}".strip()
+                    self.waits[key] = self.waits.get(key, 0) + 1
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def report(self, jobs: int, worker_cpu_s: float) -> dict[str, Any]:
+        self._stop.set()
+        self._thread.join()
+        wal = {k: v - self._wal0[k] for k, v in self._wal().items()}
+        busy = sum(self.waits.values()) or 1
+        time.sleep(0.2)  # the workers' backends have exited; let the postmaster reap them
+        pg_cpu = self._pg_cpu()
+        out: dict[str, Any] = {
+            "worker_cpu_us_per_job": round(1e6 * worker_cpu_s / jobs, 1),
+            # The drain's backends (the workers' and the sampler's), exited by now; the
+            # walwriter and checkpointer are not in it.
+            "server_cpu_us_per_job": (
+                round(1e6 * (pg_cpu - self._pg_cpu0) / jobs, 1)
+                if pg_cpu is not None and self._pg_cpu0 is not None
+                else None
+            ),
+            "wal_bytes_per_job": round(wal["wal_bytes"] / jobs, 1),
+            "wal_records_per_job": round(wal["wal_records"] / jobs, 2),
+            "wal_syncs_per_1000_jobs": round(1000 * wal["wal_sync"] / jobs, 2),
+            "backends_active_mean": round(sum(self.waits.values()) / max(self.samples, 1), 2),
+            "wait_share": {k: round(v / busy, 3)
+                           for k, v in sorted(self.waits.items(), key=lambda kv: -kv[1])[:10]},
+        }  # fmt: skip
+        if self._stmts:
+            q = ("SELECT split_part(ltrim(query, '- '), ':', 1), calls, rows, total_exec_time "
+                 "FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database "
+                 "WHERE datname = %s) ORDER BY total_exec_time DESC LIMIT 4")  # fmt: skip
+            with psycopg.connect(self.url, autocommit=True) as c:
+                out["statements"] = [
+                    {"query": what[:28], "calls": calls, "rows": rows,
+                     "exec_us_per_job": round(1000 * ms / jobs, 1)}
+                    for what, calls, rows, ms in c.execute(q, (self.dbname,)).fetchall()
+                ]  # fmt: skip
+        return out
+
+
+def phase_drain(
+    args: argparse.Namespace, conc: int, nprocs: int
+) -> tuple[float, bool, dict[str, Any] | None]:
     url = fresh_db(args.dsn, args.db, args.sync_commit)
     asyncio.run(_enqueue(url, args.n, args.batch, tenants=args.tenants))
     settle(url, bool(args.analyze))
+    observer = _Observer(url, args.db) if args.observe else None
     ctx = mp.get_context("spawn")
     ready_q, out_q, start = ctx.Queue(), ctx.Queue(), ctx.Event()
     settings = _worker_settings(args, conc)
@@ -234,13 +348,17 @@ def phase_drain(args: argparse.Namespace, conc: int, nprocs: int) -> tuple[float
     try:
         for _ in procs:
             ready_q.get(timeout=120)
+        if observer:
+            observer.start()
         t0 = time.monotonic()
         start.set()
         deadline = t0 + args.drain_cap
-        ends = []
+        ends, cpu = [], 0.0
         for _ in procs:
             try:
-                ends.append(out_q.get(timeout=max(0.01, deadline - time.monotonic()))[1])
+                _, end, cpu_s = out_q.get(timeout=max(0.01, deadline - time.monotonic()))
+                ends.append(end)
+                cpu += cpu_s
             except stdlib_queue.Empty:
                 capped = True
                 break
@@ -250,7 +368,8 @@ def phase_drain(args: argparse.Namespace, conc: int, nprocs: int) -> tuple[float
     done = scalar(url, "SELECT count(*) FROM vidjobs.jobs WHERE state = 'completed'")
     if not capped:
         assert done == args.n, f"completed {done} != {args.n}"
-    return done / (t1 - t0), capped
+    seen = observer.report(done, cpu) if observer and not capped else None
+    return done / (t1 - t0), capped, seen
 
 
 def phase_latency(args: argparse.Namespace) -> tuple[float | None, float | None, int]:
@@ -334,6 +453,10 @@ def main() -> None:
                     help="spread the drains' jobs round-robin over this many tenants "
                          "(the fair claim's cost; 1: one tenant)")  # fmt: skip
     ap.add_argument("--phases", default="single,batch,drain,latency")
+    ap.add_argument("--observe", action="store_true",
+                    help="report where each drain's time goes: wait events sampled from "
+                         "pg_stat_activity, WAL per job, pg_stat_statements (when the server "
+                         "preloads it), worker CPU per job")  # fmt: skip
     ap.add_argument("--db", default="peers_vidjobs", help="scratch database name")
     args = ap.parse_args()
     args.n_single = args.n_single or args.n
@@ -357,10 +480,12 @@ def main() -> None:
             res["jobs_per_s_drain"], res["drain_capped"] = {}, []
             for spec in args.drains.split(","):
                 c, p = (int(x) for x in spec.split("x"))
-                rate, capped = phase_drain(args, c, p)
+                rate, capped, seen = phase_drain(args, c, p)
                 res["jobs_per_s_drain"][f"c{c}x{p}"] = round(rate, 1)
                 if capped:
                     res["drain_capped"].append(f"c{c}x{p}")
+                if seen:
+                    res.setdefault("observed", {})[f"c{c}x{p}"] = seen
         if "latency" in phases:
             p50, p95, lost = phase_latency(args)
             res["latency_ms_p50"] = round(p50, 2) if p50 is not None else None
