@@ -57,6 +57,16 @@ DECLARE
     r record;
 BEGIN
     IF TG_OP = 'INSERT' THEN
+        -- The common submit: pending, no bytes to count, the tenant's row already there: nothing
+        -- to write, and one probe of tenants_pkey instead of a GROUP BY and an INSERT ... ON
+        -- CONFLICT per tenant (a single submit's trigger: 80 us before, 29 us with it).
+        IF NOT EXISTS (
+            SELECT FROM new_rows n
+            WHERE n.state = 'running' OR coalesce(n.input_bytes, 0) <> 0
+               OR NOT EXISTS (SELECT FROM vidjobs.tenants t WHERE t.tenant = n.tenant)
+        ) THEN
+            RETURN NULL;
+        END IF;
         FOR r IN
             SELECT n.tenant,
                    count(*) FILTER (WHERE n.state = 'running') AS d_claimed,
