@@ -426,8 +426,9 @@ def main() -> None:
                     help="admin DSN; a scratch database is created next to it "
                          "(default: start a durable embedded Postgres)")  # fmt: skip
     ap.add_argument("--n", type=int, default=int(env.get("PEERS_N", 10000)))
-    ap.add_argument("--n-single", type=int, default=int(env.get("PEERS_N_SINGLE", 0)) or None,
-                    help="jobs for the one-at-a-time enqueue (default: --n)")  # fmt: skip
+    ap.add_argument("--n-single", type=int, default=int(env.get("PEERS_N_SINGLE", 3000)),
+                    help="jobs for the one-at-a-time enqueue (the peer harness's "
+                         "default, whatever --n)")  # fmt: skip
     ap.add_argument("--batch", type=int, default=1000, help="jobs per job_insert_many")
     ap.add_argument("--drains", default=env.get("PEERS_DRAINS", "1x1,8x1,8x2"),
                     help="comma list of CONCURRENCYxPROCESSES")  # fmt: skip
@@ -459,7 +460,6 @@ def main() -> None:
                          "preloads it), worker CPU per job")  # fmt: skip
     ap.add_argument("--db", default="peers_vidjobs", help="scratch database name")
     args = ap.parse_args()
-    args.n_single = args.n_single or args.n
     phases = set(args.phases.split(","))
     with server(args.dsn) as admin_dsn:
         args.dsn = admin_dsn
