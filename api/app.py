@@ -28,6 +28,7 @@ from vidjobs.api.auth import AuthCache
 from vidjobs.api.dependencies import dependencies
 from vidjobs.api.jobs import JobsController
 from vidjobs.api.log_redaction import install_log_redaction
+from vidjobs.api.long_poll import LongPoll
 from vidjobs.api.metrics import Metrics
 from vidjobs.api.ops import OpsController
 from vidjobs.api.problems import exception_handlers, problem_details
@@ -73,6 +74,7 @@ def create_app(settings: ApiSettings) -> Litestar:
         store = open_blob_store(settings.blobs)
         try:
             await anyio.to_thread.run_sync(store.ensure_ready)
+            status_reads = StatusReads(pool)
             ApiRuntime(
                 settings=settings,
                 pool=pool,
@@ -81,7 +83,8 @@ def create_app(settings: ApiSettings) -> Litestar:
                 auth_cache=AuthCache(settings.auth_cache_seconds),
                 upload_limiter=CapacityLimiter(settings.upload_slots),
                 tenant_uploads=TenantUploads(settings.tenant_upload_slots),
-                status_reads=StatusReads(pool),
+                status_reads=status_reads,
+                long_poll=LongPoll(status_reads, settings.long_poll_tick_s),
             ).install(app.state)
             # One queue-depth reader per process, on its own connection: /metrics reads its
             # last value, so scrapers never touch the request pool.

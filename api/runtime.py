@@ -11,6 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from vidjobs.api.admission import TenantUploads
 from vidjobs.api.auth import AuthCache
+from vidjobs.api.long_poll import LongPoll
 from vidjobs.api.metrics import Metrics
 from vidjobs.api.settings import ApiSettings
 from vidjobs.api.status_reads import StatusReads
@@ -34,6 +35,7 @@ class ApiRuntime:
         upload_limiter: most uploads streaming at once; each holds a worker thread.
         tenant_uploads: each tenant's uploads in progress, capped below ``upload_limiter``.
         status_reads: the status route's batched reads.
+        long_poll: ``?wait=S`` on the status route, on those reads.
     """
 
     settings: ApiSettings
@@ -44,6 +46,7 @@ class ApiRuntime:
     upload_limiter: CapacityLimiter
     tenant_uploads: TenantUploads
     status_reads: StatusReads
+    long_poll: LongPoll
 
     def install(self, state: State) -> None:
         """Make this runtime the app's."""

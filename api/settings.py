@@ -65,6 +65,14 @@ class ApiSettings(Settings):
         "refused at once (429 too-many-uploads) before its body is read. Keep it well below "
         "VIDJOBS_API_UPLOAD_SLOTS, so no tenant can hold them all.",
     )
+    long_poll_tick_s: float = setting(
+        0.05,
+        env="VIDJOBS_API_LONG_POLL_TICK_S",
+        gt=0,
+        le=5,
+        help="How often a ``GET /video/status/{id}?wait=S`` re-reads the jobs it waits for (one "
+        "batched statement per tick for all of them); a change is answered at most this late.",
+    )
     upload_idle_timeout_s: float = setting(
         30.0,
         env="VIDJOBS_API_UPLOAD_IDLE_TIMEOUT_S",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import anyio.to_thread
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
+from litestar.params import QueryParameter
 from psycopg import AsyncConnection
 
 from vidjobs.api.auth import INVALID_KEY, authenticate, bearer_key
@@ -34,7 +35,10 @@ from vidjobs.db.pool import run_read
 from vidjobs.schema import JobState
 from vidjobs.schema.api import JobResults, JobStatus, SubmitAccepted
 
-__all__ = ["VideoController"]
+__all__ = ["MAX_WAIT_S", "VideoController"]
+
+#: Longest long-poll of ``GET /video/status/{id}?wait=S``, in seconds.
+MAX_WAIT_S = 60.0
 
 
 class VideoController(Controller):
@@ -79,14 +83,31 @@ class VideoController(Controller):
         responses=problem_responses(401, 404, 422, 503),
     )
     async def status(
-        self, request: Request[Any, Any, Any], job_id: JobIdPath, state: State
+        self,
+        request: Request[Any, Any, Any],
+        job_id: JobIdPath,
+        state: State,
+        wait: Annotated[
+            float,
+            QueryParameter(
+                ge=0,
+                le=MAX_WAIT_S,
+                # Litestar leaves a falsy bound (ge=0) out of the document; say it there.
+                schema_extra={"minimum": 0},
+                description="Long-poll: answer as soon as the job's state changes (or it is "
+                "finished already), else after this many seconds (at most 60) with the state "
+                "as it is. 0 (the default): answer at once.",
+            ),
+        ] = 0.0,
     ) -> JobStatus:
         """The job's status; 404 for unknown ids and other tenants' jobs.
 
         The hot polling path: the key is checked and the job read in one statement, shared
         with the other polls that arrived at the same time (``StatusReads``), on a connection
         borrowed directly (no dependency resolution per request). It skips the auth cache: the
-        key check rides in the job's read, so a cached tenant would save no round trip.
+        key check rides in the job's read, so a cached tenant would save no round trip. With
+        ``wait``, an unfinished job is re-read each tick until its state changes
+        (``LongPoll``), holding no connection in between.
         """
         rt = runtime(state)
         key_hash = hash_key(bearer_key(request))
@@ -96,6 +117,8 @@ class VideoController(Controller):
             await run_read(rt.pool, lambda conn: authenticate(request, conn, rt.auth_cache))
             raise  # 401 before 422
         tenant, job = await rt.status_reads.get(key_hash, jid)
+        if tenant is not None and job is not None and wait and not job.is_terminal:
+            tenant, job = await rt.long_poll.until_changed(key_hash, jid, job.state, wait)
         if tenant is None:
             raise Unauthorized(INVALID_KEY)
         if job is None:
