@@ -19,6 +19,7 @@ import httpx
 import psycopg
 import pytest
 
+from tests.support.db import sql
 from tests.support.keys import Keys
 from tests.support.media import mp4_bytes
 from vidjobs.api.app import create_app
@@ -27,6 +28,11 @@ from vidjobs.db.jobs import job_cancel
 from vidjobs.db.leases import job_claim, job_complete
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+_OTHER_BACKENDS = (
+    "SELECT count(*) FROM pg_stat_activity"
+    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+)
 
 
 @contextlib.asynccontextmanager
@@ -49,16 +55,9 @@ async def _submit(c: httpx.AsyncClient, key: str) -> uuid.UUID:
     return uuid.UUID(resp.json()["job_id"])
 
 
-async def _backends(database_url: str) -> int:
+def _backends(database_url: str) -> int:
     """Connections to this test's database other than the one asking."""
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as c:
-        cur = await c.execute(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        row = await cur.fetchone()
-        assert row is not None
-        return int(row[0])
+    return int(sql(database_url, _OTHER_BACKENDS)[0][0])
 
 
 async def test_a_long_poll_answers_when_the_job_completes(
@@ -119,7 +118,7 @@ async def test_200_long_polls_hold_no_connection_each_and_all_see_the_change(
 ) -> None:
     async with _api(api_settings) as c:
         job_id = await _submit(c, keys.acme)
-        idle = await _backends(database_url)
+        idle = _backends(database_url)
         polls = [
             asyncio.create_task(
                 c.get(f"/video/status/{job_id}?wait=30", headers=Keys.auth(keys.acme))
@@ -129,7 +128,7 @@ async def test_200_long_polls_hold_no_connection_each_and_all_see_the_change(
         await asyncio.sleep(1.0)
         # While they wait: the pool's connections at most (4 in these settings), never one
         # per request. Each waiting request holds a timer until the next tick of the process.
-        waiting = await _backends(database_url)
+        waiting = _backends(database_url)
         assert waiting - idle <= api_settings.database.pool_max_size, (idle, waiting)
         assert not any(p.done() for p in polls)
         await job_claim(conn, worker_id="w", batch_size=1, lease_seconds=60)
