@@ -58,6 +58,11 @@ SETTINGS: list[tuple[str, str, str]] = [
         "vidjobs.worker.pipelines.yolo_ocr.settings",
         "PipelineSettings",
     ),
+    (
+        "API client (the CLI's client commands, `vidjobs.client`)",
+        "vidjobs.client.settings",
+        "ClientSettings",
+    ),
 ]
 
 _ENV_NAME = re.compile(r"\b(VIDJOBS_[A-Z0-9_]*[A-Z0-9]|DATABASE_URL)\b(?!_?\*)")
