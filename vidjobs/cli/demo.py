@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
 import tempfile
@@ -11,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-import httpx
 
+from vidjobs.client import Client, VidjobsError
 from vidjobs.devstack.stack import LocalStack, StackSettings, StackStartError, default_weights
+from vidjobs.schema.api import JobStatus
+from vidjobs.schema.job import JobState
 
 __all__ = ["demo", "dev"]
 
@@ -52,38 +55,34 @@ def _summary_lines(results: dict[str, Any]) -> list[str]:
 
 
 def _run_demo(stack: LocalStack, video: Path, out: Path, started: float) -> None:
-    headers = {"Authorization": f"Bearer {stack.api_key}"}
-    with httpx.Client(base_url=stack.api_url, headers=headers, timeout=60) as client:
-        with video.open("rb") as fh:
-            resp = client.post(
-                "/video/submit",
-                files={"file": (video.name, fh, "video/mp4")},
-                data={"sample_fps": "2"},
-            )
-        resp.raise_for_status()
-        job_id = resp.json()["job_id"]
-        _step(f"submitted {video.name} -> job {job_id}", started)
-        last = ""
-        while True:
-            st = client.get(f"/video/status/{job_id}").json()
-            line = f"{st['status']:<9} {st['progress'] * 100:5.1f}%"
-            if st.get("frames_total"):
-                line += f"  frames {st['frames_done']}/{st['frames_total']}"
-            if line != last:
-                _step(line, started)
-                last = line
-            if st["status"] in ("completed", "failed", "cancelled"):
-                break
-            time.sleep(0.25)
-        if st["status"] != "completed":
-            err = st.get("error") or {}
-            raise click.ClickException(
-                f"job {st['status']}: {err.get('kind')}: {err.get('message')}"
-            )
-        body = client.get(f"/video/results/{job_id}").json()
-    out.write_text(json.dumps(body["results"], indent=2, sort_keys=True) + "\n")
+    """Submit the video through the Python client, follow it, print its digest."""
+    last = ""
+
+    def show(job: JobStatus) -> None:
+        nonlocal last
+        line = f"{job.status:<9} {job.progress * 100:5.1f}%"
+        if job.frames_total:
+            line += f"  frames {job.frames_done}/{job.frames_total}"
+        if line != last:
+            _step(line, started)
+            last = line
+
+    try:
+        with Client(stack.api_url, stack.api_key, timeout=60) as client:
+            job = client.submit(video, sample_fps=2)
+            _step(f"submitted {video.name} -> job {job.job_id}", started)
+            final = client.wait(job.job_id, timeout=math.inf, poll_interval=0.25, on_status=show)
+            if final.status != JobState.COMPLETED:
+                err = final.error
+                raise click.ClickException(
+                    f"job {final.status}: {err and err.kind}: {err and err.message}"
+                )
+            results = client.results(job.job_id).results
+    except VidjobsError as exc:
+        raise click.ClickException(f"the demo's API call failed: {exc}") from exc
+    out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     click.echo("")
-    for line in _summary_lines(body["results"]):
+    for line in _summary_lines(results):
         click.echo(line)
     click.echo(f"\nfull results JSON: {out}")
 
