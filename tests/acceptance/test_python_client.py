@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from tests.support.flaky_proxy import answer, flaky_proxy
 from tests.support.keys import create_key
 from tests.support.media import mp4_bytes
 from tests.support.processes import Processes, Services, worker_args
@@ -156,12 +160,16 @@ def test_sync_client_runs_the_whole_lifecycle(services: Services, tmp_path: Path
         assert [j.job_id for j in vj.iter_jobs(status="cancelled")] == [c.job_id]
         assert [j.job_id for j in vj.iter_jobs(status=JobState.PENDING)] == [b.job_id, a.job_id]
 
-        # A worker runs them: wait follows each to its end, reporting every status read.
+        # A worker runs them: wait follows each to its end, reporting every status read. Its
+        # reads are the API's long poll: the end is seen at once, not a poll_interval later.
         services.start_worker(*worker_args(concurrency=2))
         reads: list[JobStatus] = []
-        done = vj.wait(a.job_id, timeout=60, poll_interval=0.1, on_status=reads.append)
+        done = vj.wait(a.job_id, timeout=120, poll_interval=30, on_status=reads.append)
+        seen_after = time.time() - (done.finished_at or done.updated_at).timestamp()
         assert done.status == JobState.COMPLETED
+        assert reads[0].status == JobState.PENDING  # the wait began before the worker ran it
         assert reads[-1] == done
+        assert seen_after < 10, f"the end was seen {seen_after:.1f} s late (poll_interval 30)"
         assert vj.wait(b.job_id, timeout=60, poll_interval=0.1).status == JobState.COMPLETED
         res = vj.results(a.job_id)
         assert isinstance(res, JobResults)
@@ -253,8 +261,9 @@ async def test_async_client_runs_the_whole_lifecycle(services: Services, api_key
 
         services.start_worker(*worker_args(concurrency=2))
         for job in (a, b):
-            done = await vj.wait(job.job_id, timeout=60, poll_interval=0.1)
+            done = await vj.wait(job.job_id, timeout=120, poll_interval=30)
             assert done.status == JobState.COMPLETED
+            assert time.time() - (done.finished_at or done.updated_at).timestamp() < 10
         assert (await vj.results(b.job_id)).results == {}
         with pytest.raises(ResultsNotReady):
             await vj.results(doomed.job_id)
@@ -269,3 +278,35 @@ async def test_async_client_runs_the_whole_lifecycle(services: Services, api_key
     async with AsyncClient(services.base_url, "vj_nope") as stranger:
         with pytest.raises(Unauthorized):
             await stranger.status(a.job_id)
+
+
+def test_wait_never_spins_on_an_api_without_long_poll() -> None:
+    """An API that answers ``?wait=`` at once: the client sleeps the rest of each interval."""
+    job = uuid.uuid4()
+    now = datetime.now(UTC)
+    pending = JobStatus(
+        job_id=job,
+        status=JobState.PENDING,
+        pipeline="noop",
+        progress=0.0,
+        frames_done=0,
+        frames_total=None,
+        attempts=0,
+        created_at=now,
+        updated_at=now,
+        started_at=None,
+        finished_at=None,
+        error=None,
+    )
+    body = msgspec.to_builtins(pending)
+    with (
+        flaky_proxy(None, *[answer(200, body=body)] * 50) as proxy,
+        Client(proxy.url, "vj_k") as vj,
+        pytest.raises(WaitTimeout) as timed_out,
+    ):
+        vj.wait(job, timeout=1.5, poll_interval=0.5)
+    assert timed_out.value.last == pending
+    paths = [a.path for a in proxy.arrivals]
+    assert 3 <= len(paths) <= 5, paths  # one read, then one per 0.5 s interval
+    assert paths[0] == f"/video/status/{job}"
+    assert all(p == f"/video/status/{job}?wait=0.500" for p in paths[1:-1]), paths

@@ -24,6 +24,7 @@ from vidjobs.schema.api import SubmitAccepted
 from vidjobs.schema.job import JobState
 
 __all__ = [
+    "MAX_WAIT_S",
     "UPLOAD_TIMEOUT",
     "Answer",
     "Call",
@@ -43,6 +44,9 @@ __all__ = [
 
 T = TypeVar("T")
 
+MAX_WAIT_S = 60.0
+"""The longest long poll the API holds (``GET /video/status/{id}?wait=S``)."""
+
 UPLOAD_TIMEOUT = httpx.Timeout(30.0, write=None, read=600.0)
 """A submit's timeouts: no bound on sending a large video, and the API may take a while after
 the last byte (storing it, inserting the job) before it answers."""
@@ -61,6 +65,8 @@ class Call:
         data: form fields (a submit's).
         upload: the video (a submit's).
         retry: False to send it once whatever happens (a readiness probe answers for now).
+        holds_s: seconds the API may hold it before answering (a long poll), added to the
+            read timeout.
     """
 
     method: str
@@ -71,6 +77,20 @@ class Call:
     data: dict[str, str] | None = None
     upload: Upload | None = None
     retry: bool = True
+    holds_s: float = 0.0
+
+    def timeout(self, default: httpx.Timeout, upload: httpx.Timeout) -> httpx.Timeout:
+        """This request's timeouts: a submit's, or the client's plus what a long poll holds."""
+        if self.upload is not None:
+            return upload
+        if self.holds_s and default.read is not None:
+            return httpx.Timeout(
+                connect=default.connect,
+                read=default.read + self.holds_s,
+                write=default.write,
+                pool=default.pool,
+            )
+        return default
 
     def files(self) -> dict[str, tuple[str, IO[bytes], str]] | None:
         """The multipart file part for httpx, or None."""
@@ -151,9 +171,18 @@ def submitted(call: Call, answer: Answer) -> Submission:
     )
 
 
-def status_call(job_id: uuid.UUID | str) -> Call:
-    """``GET /video/status/{job_id}``."""
-    return Call("GET", f"/video/status/{_job(job_id)}", replay_safe=True)
+def status_call(job_id: uuid.UUID | str, wait_s: float = 0.0) -> Call:
+    """``GET /video/status/{job_id}``; with ``wait_s``, the long poll (``?wait=``, at most 60)."""
+    if wait_s <= 0:
+        return Call("GET", f"/video/status/{_job(job_id)}", replay_safe=True)
+    wait_s = min(wait_s, MAX_WAIT_S)
+    return Call(
+        "GET",
+        f"/video/status/{_job(job_id)}",
+        replay_safe=True,
+        params={"wait": f"{wait_s:.3f}"},
+        holds_s=wait_s,
+    )
 
 
 def results_call(job_id: uuid.UUID | str) -> Call:

@@ -81,7 +81,7 @@ class Client:
             self.api_url,
             can_resend=upload.can_resend if upload is not None else (lambda: True),
         )
-        timeout = self._upload_timeout if upload is not None else httpx.USE_CLIENT_DEFAULT
+        timeout = call.timeout(self._http.timeout, self._upload_timeout)
         while True:
             attempts.starting()
             try:
@@ -205,7 +205,8 @@ class Client:
         Args:
             job_id: the job.
             timeout: seconds to wait at most (:class:`WaitTimeout` then, with the last status).
-            poll_interval: seconds between two reads of the status.
+            poll_interval: the longest a read of the status waits for the state to change
+                (the API's long poll, at most 60 s); progress is reported at least this often.
             on_status: called with every status read, the final one included (progress bars).
         """
         deadline = time.monotonic() + timeout
@@ -220,12 +221,18 @@ class Client:
                 raise WaitTimeout(
                     f"job {job_id} still {current.status} after {timeout:g} s", current
                 )
-            current = self._next_status(job_id, min(poll_interval, left))
+            current = self._next_status(job_id, min(poll_interval, left), current)
 
-    def _next_status(self, job_id: uuid.UUID | str, within: float) -> JobStatus:
-        """The job's status at most ``within`` seconds from now: how :meth:`wait` polls.
+    def _next_status(self, job_id: uuid.UUID | str, within: float, last: JobStatus) -> JobStatus:
+        """The job's status once its state changes, or after ``within`` seconds: how wait polls.
 
-        Today a pause, then a read; a server-side long poll (``?wait=``) would replace only this.
+        The API's long poll (``?wait=``) answers as soon as the state changes, so a wait ends
+        within a tick of the job's end, not a ``poll_interval`` later. An API without it
+        answers at once; the rest of ``within`` is then slept here, so a wait never spins.
         """
-        time.sleep(within)
-        return self.status(job_id)
+        started = time.monotonic()
+        current = ops.decode(self._send(ops.status_call(job_id, within)), JobStatus)
+        rest = within - (time.monotonic() - started)
+        if current.status == last.status and rest > 0:
+            time.sleep(rest)
+        return current
