@@ -2,12 +2,14 @@
 
 A 503 (Postgres or the blob store down) and a 429 (a tenant limit) both mean that nothing was
 stored and that the same request may succeed later; the API says when in ``Retry-After``, and
-the client waits exactly that long. A connection that could not be made never reached the API,
-so any request may be sent again (after a growing, jittered pause). A connection that broke
-after the request went out may have lost an answer to a request that was carried out: only a
-request that is safe to repeat is sent again then (reads, cancel, and a submit with its
-``Idempotency-Key``, which the API answers as a replay of the first). Every call has a bound on
-its attempts and on the time it may spend; past either, the last error is raised, saying so.
+the client waits that long and up to a tenth more (never less; the jitter keeps the clients one
+outage refused from all coming back at the same instant). A connection that could not be made
+never reached the API, so any request may be sent again (after a growing, jittered pause). A
+connection that broke after the request went out may have lost an answer to a request that was
+carried out: only a request that is safe to repeat is sent again then (reads, cancel, and a
+submit with its ``Idempotency-Key``, which the API answers as a replay of the first). Every call
+has a bound on its attempts and on the time it may spend; past either, the last error is
+raised, saying so.
 """
 
 from __future__ import annotations
@@ -98,7 +100,11 @@ class Attempts:
             return None, spent if self.sent > 1 else ""
         if not self.can_resend():
             return None, " (not retried: the upload cannot be read again)"
-        wait = asked if asked is not None else self.policy.backoff(self.sent)
+        wait = (
+            asked * (1 + random.random() / 10)
+            if asked is not None
+            else self.policy.backoff(self.sent)
+        )
         if elapsed + wait > self.policy.budget_s:
             return None, (
                 f" (gave up after {self.sent} attempts in {elapsed:.1f} s: retrying in"
