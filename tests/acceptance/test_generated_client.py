@@ -28,9 +28,7 @@ import requests
 
 from tests.support.keys import create_key
 from tests.support.media import mp4_bytes
-from tests.support.processes import Processes, Services, worker_args
-from vidjobs.blobs import BlobSettings
-from vidjobs.worker.pipelines.yolo_ocr.settings import FIXTURE_IMGSZ, FIXTURE_WEIGHTS
+from tests.support.processes import Services, worker_args
 
 pytestmark = [pytest.mark.integration, pytest.mark.acceptance]
 
@@ -40,21 +38,9 @@ TERMINAL = ("completed", "failed", "cancelled")
 
 
 @pytest.fixture
-def services(
-    processes: Processes, database_url: str, s3_settings: BlobSettings, tmp_path: Path
-) -> Services:
-    """API and worker on the test's database and a fresh S3 bucket; a file-only submit is noop."""
-    return Services(
-        processes,
-        database_url,
-        s3_settings,
-        {
-            "VIDJOBS_API_DEFAULT_PIPELINE": "noop",
-            "VIDJOBS_DETECTOR_WEIGHTS": str(FIXTURE_WEIGHTS),
-            "VIDJOBS_DETECTOR_IMGSZ": str(FIXTURE_IMGSZ),
-            "YOLO_CONFIG_DIR": str(tmp_path / "ultralytics"),
-        },
-    )
+def services(noop_services: Services) -> Services:
+    """The API and worker of ``noop_services`` (tests/acceptance/conftest.py)."""
+    return noop_services
 
 
 @pytest.fixture
