@@ -51,6 +51,7 @@ from vidjobs.schema.results import (
     SAMPLE_FPS_MAX,
     SAMPLE_FPS_MIN,
 )
+from vidjobs.webhooks.targets import MAX_URL_LENGTH
 
 __all__ = [
     "IDEMPOTENCY_KEY_PATTERN",
@@ -203,6 +204,17 @@ def _submit_form() -> Schema:
                 "detections below this score are dropped",
             ),
             "priority": _bounded(_INTEGER, PRIORITY_MIN, PRIORITY_MAX, 0, "higher runs first"),
+            "callback_url": Schema(
+                type=_STRING,
+                format=OpenAPIFormat.URI,
+                max_length=MAX_URL_LENGTH,
+                description=(
+                    "where the job's terminal event (job.completed, job.failed, "
+                    "job.cancelled) is POSTed, signed as Standard Webhooks with the tenant's "
+                    "secret; https:// (http:// where the operator allows it), to a public "
+                    "address (422 callback-url-refused otherwise)"
+                ),
+            ),
             FILE_FIELD: Schema(
                 type=_STRING,
                 format=OpenAPIFormat.BINARY,

@@ -1,4 +1,7 @@
-"""How a job is found and shown to clients: path ids parsed strictly, rows turned into bodies."""
+"""How a job is found and shown to clients: path ids parsed strictly, rows turned into bodies.
+
+The status body itself is ``schema.api.job_status``: the webhooks send it too.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from psycopg import AsyncConnection
 from vidjobs.api.problems import InvalidInput, JobNotFound
 from vidjobs.db.jobs import job_get
 from vidjobs.schema import Job, JobState
-from vidjobs.schema.api import FieldError, JobError, JobStatus
+from vidjobs.schema.api import FieldError, job_status
 
 __all__ = ["JobIdPath", "describe_state", "job_status", "parse_job_id", "tenant_job"]
 
@@ -42,31 +45,6 @@ async def tenant_job(conn: AsyncConnection[Any], job_id: str, tenant: str) -> Jo
     if job is None:
         raise JobNotFound(jid)
     return job
-
-
-def job_status(job: Job) -> JobStatus:
-    """The status body of a job."""
-    error = (
-        JobError(kind=job.error_kind, message=job.error_message or job.error_kind)
-        if job.error_kind
-        else None
-    )
-    progress = 1.0 if job.state is JobState.COMPLETED else job.progress
-    return JobStatus(
-        job_id=job.job_id,
-        status=job.state,
-        pipeline=job.pipeline,
-        progress=progress,
-        frames_done=job.frames_done,
-        frames_total=job.frames_total,
-        attempts=job.attempts,
-        created_at=job.created_at,
-        updated_at=job.updated_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        error=error,
-        input_sha256=job.input_sha256,
-    )
 
 
 def describe_state(job: Job) -> str:

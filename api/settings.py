@@ -8,6 +8,7 @@ from vidjobs.blobs import BlobSettings
 from vidjobs.db.settings import DatabaseSettings, TenantDefaults
 from vidjobs.schema.api import DEFAULT_PIPELINE, PIPELINES
 from vidjobs.settings import Settings, setting
+from vidjobs.webhooks.settings import TargetPolicy
 
 __all__ = ["ApiSettings"]
 
@@ -30,6 +31,11 @@ class ApiSettings(Settings):
         default_factory=TenantDefaults,
         description="Submit limits of a tenant whose row leaves one NULL "
         "(``VIDJOBS_TENANT_DEFAULT_*``).",
+    )
+    webhook_targets: TargetPolicy = Field(
+        default_factory=TargetPolicy,
+        description="Which callback URLs a submit may name (``VIDJOBS_WEBHOOK_ALLOW_*``); the "
+        "dispatcher applies the same policy.",
     )
     host: str = setting(
         "127.0.0.1",

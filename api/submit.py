@@ -47,6 +47,7 @@ from vidjobs.blobs import BlobStore, video_key
 from vidjobs.db.admission import Admission
 from vidjobs.db.jobs import job_get_by_idempotency_key, job_insert
 from vidjobs.db.pool import connection
+from vidjobs.db.webhooks import secret_info
 from vidjobs.schema import Job
 from vidjobs.schema.api import (
     MAX_IDEMPOTENCY_KEY,
@@ -57,11 +58,13 @@ from vidjobs.schema.api import (
     SubmitAccepted,
 )
 from vidjobs.schema.results import validate_params
+from vidjobs.webhooks.settings import TargetPolicy
+from vidjobs.webhooks.targets import TargetRefused, check_target, check_url
 
 __all__ = ["FILE_FIELD", "SubmitSpec", "submit_video"]
 
 FILE_FIELD = "file"
-_FIELDS = ("pipeline", "sample_fps", "min_confidence", "priority")
+_FIELDS = ("pipeline", "sample_fps", "min_confidence", "priority", "callback_url")
 _ENVELOPE_BYTES = 64 * 1024
 """Multipart boundaries, part headers and form fields around the file, at most."""
 
@@ -75,14 +78,7 @@ class SubmitSpec:
     pipeline: str
     params: dict[str, Any]
     priority: int
-
-    def matches(self, job: Job) -> bool:
-        """True if ``job`` was created from the same request parameters."""
-        return (job.pipeline, job.params, job.priority) == (
-            self.pipeline,
-            self.params,
-            self.priority,
-        )
+    callback_url: str | None = None
 
 
 def status_url(job_id: uuid.UUID) -> str:
@@ -105,8 +101,14 @@ def _priority(raw: str, errors: list[FieldError]) -> int:
     return priority
 
 
-def validate_fields(fields: list[FormField], default_pipeline: str) -> SubmitSpec:
-    """The submit's parameters, or one 422 listing every bad field and what is allowed."""
+def validate_fields(
+    fields: list[FormField], default_pipeline: str, targets: TargetPolicy | None = None
+) -> SubmitSpec:
+    """The submit's parameters, or one 422 listing every bad field and what is allowed.
+
+    A ``callback_url`` is checked here as far as it can be without the network (scheme, no
+    credentials, an IP literal the policy refuses); :func:`check_callback` resolves it.
+    """
     errors: list[FieldError] = []
     given: dict[str, str] = {}
     for f in fields:
@@ -136,12 +138,52 @@ def validate_fields(fields: list[FormField], default_pipeline: str) -> SubmitSpe
         except ValueError as exc:
             msg = str(exc) if name in str(exc) else f"{name} must be a number, got {given[name]!r}"
             errors.append(FieldError(field=name, message=msg))
+    callback_url = given.get("callback_url") or None
+    if callback_url is not None:
+        try:
+            check_url(callback_url, targets or TargetPolicy())
+        except TargetRefused as exc:
+            errors.append(FieldError(field="callback_url", message=f"refused: {exc}"))
     if errors:
         raise InvalidInput(
             "invalid submit: " + "; ".join(f"{e.field}: {e.message}" for e in errors),
             errors=errors,
         )
-    return SubmitSpec(pipeline=pipeline, params=validate_params(raw), priority=priority)
+    return SubmitSpec(
+        pipeline=pipeline,
+        params=validate_params(raw),
+        priority=priority,
+        callback_url=callback_url,
+    )
+
+
+async def check_callback(spec: SubmitSpec, rt: ApiRuntime, tenant: str) -> None:
+    """The rest of a ``callback_url``'s check: every address its host resolves to, and a
+    signing secret to sign its events with; 422 ``callback-url-refused`` otherwise."""
+    url = spec.callback_url
+    if url is None:
+        return
+    try:
+        await check_target(url, rt.settings.webhook_targets)
+    except TargetRefused as exc:
+        raise _callback_refused(f"callback_url refused: {exc}") from None
+    async with connection(rt.pool) as conn:
+        secrets = await secret_info(conn, tenant)
+    if not secrets:
+        raise _callback_refused(
+            f"callback_url refused: tenant {tenant!r} has no webhook signing secret, so its "
+            f"events could not be signed; an operator makes one with "
+            f"`vidjobs webhooks secret --tenant {tenant}`"
+        )
+
+
+def _callback_refused(detail: str) -> ApiError:
+    return ApiError(
+        422,
+        "callback-url-refused",
+        detail,
+        errors=[FieldError(field="callback_url", message=detail.removeprefix("callback_url "))],
+    )
 
 
 def _idempotency_key(request: Request[Any, Any, Any]) -> str | None:
@@ -167,6 +209,7 @@ def _differences(job: Job, spec: SubmitSpec, sha256: str) -> list[str]:
     pairs: list[tuple[str, Any, Any]] = [
         ("pipeline", job.pipeline, spec.pipeline),
         ("priority", job.priority, spec.priority),
+        ("callback_url", job.callback_url, spec.callback_url),
     ]
     pairs += [
         (n, job.params.get(n), spec.params.get(n))
@@ -261,6 +304,17 @@ async def submit_video(request: Request[Any, Any, Any], rt: ApiRuntime) -> Respo
         )
 
 
+async def _early_refusal(fields: list[FormField], rt: ApiRuntime, tenant: str) -> SubmitSpec:
+    """The fields sent before the file, checked before a byte of it is read."""
+    try:
+        early = validate_fields(fields, rt.settings.default_pipeline, rt.settings.webhook_targets)
+        await check_callback(early, rt, tenant)
+    except ApiError as exc:  # the rest of the body is not read: close the connection
+        exc.headers = {**(exc.headers or {}), "Connection": "close"}
+        raise
+    return early
+
+
 async def _upload(
     request: Request[Any, Any, Any],
     rt: ApiRuntime,
@@ -291,10 +345,7 @@ async def _upload(
             errors=[FieldError(field=FILE_FIELD, message="required")],
             headers={"Connection": "close"} if file_start is not None else None,
         )
-    try:  # the early refusal: fields before the file are checked before it is read
-        validate_fields(fields, settings.default_pipeline)
-    except InvalidInput as exc:  # the rest of the body is not read: close the connection
-        raise InvalidInput(exc.detail, exc.errors, headers={"Connection": "close"}) from None
+    early = await _early_refusal(fields, rt, tenant)
     existing = None
     if idempotency_key is not None:
         async with connection(rt.pool) as conn:
@@ -318,7 +369,9 @@ async def _upload(
         assert idempotency_key is not None
         await feed.drain()
         spec = validate_fields(
-            fields + await _read_trailing_fields(parts), settings.default_pipeline
+            fields + await _read_trailing_fields(parts),
+            settings.default_pipeline,
+            settings.webhook_targets,
         )
         return _replay(existing, spec, feed.sha256, idempotency_key)
 
@@ -328,7 +381,9 @@ async def _upload(
         put = partial(rt.store.put_stream, key, cast(BinaryIO, feed), content_type="video/mp4")
         await anyio.to_thread.run_sync(put, limiter=rt.upload_limiter)
         fields += await _read_trailing_fields(parts)
-        spec = validate_fields(fields, settings.default_pipeline)
+        spec = validate_fields(fields, settings.default_pipeline, settings.webhook_targets)
+        if spec.callback_url != early.callback_url:  # it came after the file
+            await check_callback(spec, rt, tenant)
     except BaseException as exc:
         await _discard(rt.store, key)
         if feed.error is not None and exc is not feed.error:
@@ -347,6 +402,7 @@ async def _upload(
                 input_key=key,
                 input_bytes=feed.total,
                 input_sha256=feed.sha256,
+                callback_url=spec.callback_url,
                 idempotency_key=idempotency_key,
             )
     except BaseException:

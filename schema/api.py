@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from vidjobs.schema.job import JobState
+from vidjobs.schema.job import Job, JobState
 
 PIPELINES: tuple[str, ...] = ("yolo_ocr", "noop")
 """Pipelines a client may name; ``noop`` only exercises the queue (smoke tests, benchmarks).
@@ -43,6 +43,7 @@ __all__ = [
     "Problem",
     "Readiness",
     "SubmitAccepted",
+    "job_status",
 ]
 
 
@@ -203,3 +204,28 @@ class Readiness(msgspec.Struct, frozen=True, kw_only=True):
     status: str = "ready"
     database: str = "ok"
     blob_store: str = "ok"
+
+
+def job_status(job: Job) -> JobStatus:
+    """The status body of a job: the status route, the job list, every webhook event's data."""
+    error = (
+        JobError(kind=job.error_kind, message=job.error_message or job.error_kind)
+        if job.error_kind
+        else None
+    )
+    progress = 1.0 if job.state is JobState.COMPLETED else job.progress
+    return JobStatus(
+        job_id=job.job_id,
+        status=job.state,
+        pipeline=job.pipeline,
+        progress=progress,
+        frames_done=job.frames_done,
+        frames_total=job.frames_total,
+        attempts=job.attempts,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        error=error,
+        input_sha256=job.input_sha256,
+    )

@@ -54,6 +54,9 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     output_key: str | None
     input_sha256: str | None = None
     """Hex SHA-256 of the uploaded video (None: no upload, or submitted before it was kept)."""
+    callback_url: str | None = None
+    """Where the job's terminal event is POSTed as a signed webhook (None: the tenant's
+    registered endpoints only)."""
     error_kind: str | None
     error_message: str | None
     idempotency_key: str | None

@@ -53,6 +53,12 @@ SETTINGS: list[tuple[str, str, str]] = [
     ("Blob store (API, worker)", "vidjobs.blobs.settings", "BlobSettings"),
     ("API process (`vidjobs api`)", "vidjobs.api.settings", "ApiSettings"),
     ("Worker process (`vidjobs worker`)", "vidjobs.worker.settings", "WorkerSettings"),
+    ("Webhook targets (API, dispatcher)", "vidjobs.webhooks.settings", "TargetPolicy"),
+    (
+        "Webhook dispatcher (worker, `vidjobs webhooks dispatch`)",
+        "vidjobs.webhooks.settings",
+        "DispatchSettings",
+    ),
     (
         "Video pipeline `yolo_ocr` (worker)",
         "vidjobs.worker.pipelines.yolo_ocr.settings",

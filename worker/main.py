@@ -14,10 +14,15 @@ import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
 
 from vidjobs.db.notify import JobNotifier
 from vidjobs.db.pool import open_pool
 from vidjobs.db.settings import DatabaseSettings
+from vidjobs.webhooks.dispatcher import Dispatcher
+from vidjobs.webhooks.secrets import Sealer, SecretKeysMissing
 from vidjobs.worker.jobqueue import PostgresQueue
 from vidjobs.worker.pipelines.registry import PipelineRegistry
 from vidjobs.worker.runner import Worker, WorkerStats
@@ -28,8 +33,8 @@ __all__ = ["exit_now_if_threads_linger", "run_worker"]
 log = logging.getLogger(__name__)
 
 # Connections besides one per running job: the claim loop, the completion flusher,
-# heartbeats/progress and failure writes.
-_EXTRA_CONNECTIONS = 3
+# heartbeats/progress and failure writes, the webhook dispatcher's claims and records.
+_EXTRA_CONNECTIONS = 4
 
 
 async def run_worker(
@@ -56,7 +61,14 @@ async def run_worker(
         update={"pool_min_size": min(size, _EXTRA_CONNECTIONS), "pool_max_size": size}
     )
     pool = await open_pool(db)
-    queue = PostgresQueue(pool, durable_claims=settings.durable_claims, tenants=settings.tenants)
+    dispatcher = _dispatcher(pool, settings)
+    queue = PostgresQueue(
+        pool,
+        durable_claims=settings.durable_claims,
+        tenants=settings.tenants,
+        on_finished=dispatcher.poke if dispatcher is not None else None,
+    )
+    dispatching = asyncio.create_task(dispatcher.run()) if dispatcher is not None else None
     try:
         async with JobNotifier(db.url) as notifier:
             worker = Worker(settings, queue, registry, notifier, drain=drain)
@@ -78,11 +90,30 @@ async def run_worker(
                 if install_signals:
                     _remove_signals()
     finally:
+        if dispatcher is not None and dispatching is not None:
+            dispatcher.stop()
+            await dispatching
         await queue.close()
         await registry.close()
         await pool.close()
     log.info("worker %s exits: %s", settings.worker_id, stats)
     return stats
+
+
+def _dispatcher(pool: AsyncConnectionPool[Any], settings: WorkerSettings) -> Dispatcher | None:
+    """This process's webhook dispatcher, or None (turned off, or no keys to open secrets)."""
+    if not settings.webhooks:
+        return None
+    try:
+        sealer = Sealer(settings.webhook_dispatch.secret_keys)
+    except SecretKeysMissing:
+        log.warning(
+            "worker %s sends no webhooks: VIDJOBS_WEBHOOK_SECRET_KEYS is not set (see "
+            "docs/operations.md, 'Webhooks'; --no-webhooks silences this)",
+            settings.worker_id,
+        )
+        return None
+    return Dispatcher(pool, settings.webhook_dispatch, sealer, dispatcher_id=settings.worker_id)
 
 
 def _install_signals(worker: Worker) -> None:

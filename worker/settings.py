@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from vidjobs.db.settings import TenantDefaults
 from vidjobs.settings import Settings, setting
+from vidjobs.webhooks.settings import DispatchSettings
 
 __all__ = ["WorkerSettings", "default_worker_id"]
 
@@ -27,6 +28,18 @@ class WorkerSettings(Settings):
         "NULL (``VIDJOBS_TENANT_DEFAULT_*``).",
     )
 
+    webhook_dispatch: DispatchSettings = Field(
+        default_factory=DispatchSettings,
+        description="How this process's webhook dispatcher delivers (``VIDJOBS_WEBHOOK_*``).",
+    )
+    webhooks: bool = setting(
+        True,
+        env="VIDJOBS_WORKER_WEBHOOKS",
+        flag="--webhooks/--no-webhooks",
+        help="Run a webhook dispatcher in this process (it needs VIDJOBS_WEBHOOK_SECRET_KEYS; "
+        "without them the worker says so and sends none). --no-webhooks leaves the outbox to "
+        "other workers or to ``vidjobs webhooks dispatch``.",
+    )
     concurrency: int = setting(
         1,
         env="VIDJOBS_WORKER_CONCURRENCY",

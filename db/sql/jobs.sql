@@ -13,12 +13,13 @@ clock AS (SELECT coalesce(%(now)s::timestamptz, now()) AS now),
 inserted AS (
     INSERT INTO vidjobs.jobs AS j (
         job_id, tenant, pipeline, params, priority, run_after, max_attempts, input_key,
-        input_bytes, input_sha256, idempotency_key, created_at, updated_at
+        input_bytes, input_sha256, callback_url, idempotency_key, created_at, updated_at
     )
     SELECT %(job_id)s::uuid, %(tenant)s::text, %(pipeline)s::text, %(params)s::jsonb,
            %(priority)s::integer, coalesce(%(run_after)s::timestamptz, clock.now),
            %(max_attempts)s::integer, %(input_key)s::text, %(input_bytes)s::bigint,
-           %(input_sha256)s::text, %(idempotency_key)s::text, clock.now, clock.now
+           %(input_sha256)s::text, %(callback_url)s::text, %(idempotency_key)s::text, clock.now,
+           clock.now
     FROM clock
     -- A retried submit inserts nothing; the existing job is returned by the second branch.
     ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
@@ -548,6 +549,12 @@ deleted AS (
 -- job_events has no foreign key (hot path); its rows go in the same statement instead.
 trail AS (
     DELETE FROM vidjobs.job_events AS e USING deleted AS d WHERE e.job_id = d.job_id
+),
+-- Its webhook log too, once delivered or failed; a delivery still pending carries its own
+-- snapshot of the job and is sent all the same.
+webhooks AS (
+    DELETE FROM vidjobs.webhook_deliveries AS w USING deleted AS d
+    WHERE w.job_id = d.job_id AND w.state <> 'pending'
 )
 SELECT * FROM deleted
 UNION ALL

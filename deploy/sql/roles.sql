@@ -50,6 +50,12 @@ GRANT SELECT ON vidjobs.queue_overview TO vidjobs_api;
 GRANT SELECT, INSERT, UPDATE ON vidjobs.tenants TO vidjobs_api;
 -- A cancel or delete of a running job counts it in the tenant's releases (the same trigger).
 GRANT SELECT, INSERT, UPDATE ON vidjobs.tenant_releases TO vidjobs_api;
+-- Webhooks (0016): a cancel's terminal event goes to the outbox (the trigger on jobs reads the
+-- tenant's endpoints); a submit with a callback_url checks that the tenant has a signing secret
+-- (whether one exists, never the sealed secret itself); a job's delete takes its delivery log.
+GRANT SELECT ON vidjobs.webhook_endpoints TO vidjobs_api;
+GRANT SELECT, INSERT, DELETE ON vidjobs.webhook_deliveries TO vidjobs_api;
+GRANT SELECT (secret_id, tenant, created_at, expires_at) ON vidjobs.webhook_secrets TO vidjobs_api;
 
 -- The workers: job_claim (SELECT ... FOR UPDATE SKIP LOCKED needs UPDATE), job_heartbeat,
 -- job_progress, job_complete, job_fail, job_release, job_retry_later; events are appended,
@@ -63,6 +69,13 @@ GRANT SELECT ON vidjobs.queue_overview TO vidjobs_worker;
 GRANT SELECT, UPDATE ON vidjobs.tenants TO vidjobs_worker;
 -- Completions, failures and hand-backs count the jobs leaving running there (0015).
 GRANT SELECT, INSERT, UPDATE ON vidjobs.tenant_releases TO vidjobs_worker;
+-- Webhooks (0016): completions and failures write the outbox (the trigger on jobs); the
+-- dispatcher claims and updates deliveries, logs attempts, reads the sealed signing secrets
+-- (useless without VIDJOBS_WEBHOOK_SECRET_KEYS) and disables an endpoint that answered 410.
+GRANT SELECT, UPDATE ON vidjobs.webhook_endpoints TO vidjobs_worker;
+GRANT SELECT, INSERT, UPDATE ON vidjobs.webhook_deliveries TO vidjobs_worker;
+GRANT SELECT, INSERT ON vidjobs.webhook_attempts TO vidjobs_worker;
+GRANT SELECT ON vidjobs.webhook_secrets TO vidjobs_worker;
 
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA vidjobs TO vidjobs_api, vidjobs_worker;
 
@@ -73,6 +86,10 @@ GRANT USAGE ON ALL SEQUENCES IN SCHEMA vidjobs TO vidjobs_api, vidjobs_worker;
 GRANT SELECT ON ALL TABLES IN SCHEMA vidjobs TO vidjobs_readonly;
 REVOKE SELECT ON vidjobs.api_keys FROM vidjobs_readonly;
 GRANT SELECT (key_id, tenant, name, prefix, created_at, revoked_at) ON vidjobs.api_keys
+    TO vidjobs_readonly;
+-- Signing secrets: which exist and when they expire, not the sealed secrets.
+REVOKE SELECT ON vidjobs.webhook_secrets FROM vidjobs_readonly;
+GRANT SELECT (secret_id, tenant, created_at, expires_at) ON vidjobs.webhook_secrets
     TO vidjobs_readonly;
 -- jobs: every column but idempotency_key (a client's own identifier of its request; one tenant's
 -- keys are not another's business, nor the DBA's). The list is read from the catalog, so a

@@ -27,6 +27,7 @@ _COMMANDS: list[tuple[str, str]] = [
     ("vidjobs.cli.api", "api"),
     ("vidjobs.cli.keys", "keys"),
     ("vidjobs.cli.tenants", "tenants"),
+    ("vidjobs.cli.webhooks", "webhooks"),
     ("vidjobs.cli.demo", "demo"),
     ("vidjobs.cli.demo", "dev"),
 ]

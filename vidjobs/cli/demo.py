@@ -175,6 +175,11 @@ def _serve(settings: StackSettings) -> None:
         click.echo(f"API:      {stack.api_url}   (OpenAPI at {stack.api_url}/schema)")
         click.echo(f"API key:  {stack.api_key}   (tenant {settings.tenant})")
         click.echo(f"Postgres: {stack.database_url}")
+        if stack.webhook_secret:
+            click.echo(
+                f"webhooks: signing secret {stack.webhook_secret}   (shown once; submit with "
+                "-F callback_url=http://127.0.0.1:PORT/...)"
+            )
         click.echo(f"logs:     {stack.logs}")
         click.echo(
             f"try:      VIDJOBS_API_URL={stack.api_url} VIDJOBS_API_KEY={stack.api_key} "

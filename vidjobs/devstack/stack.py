@@ -26,7 +26,9 @@ import psycopg
 
 from vidjobs.db.api_keys import api_key_create
 from vidjobs.db.migrate import migrate
+from vidjobs.db.webhooks import secret_create
 from vidjobs.devstack.embedded import EmbeddedPostgres, free_port
+from vidjobs.webhooks.secrets import Sealer, generate_key, new_secret
 from vidjobs.worker.pipelines.yolo_ocr.settings import FIXTURE_WEIGHTS
 
 __all__ = ["LocalStack", "StackSettings", "StackStartError", "default_weights"]
@@ -97,6 +99,7 @@ class LocalStack:
         self.database_url = os.environ.get("DATABASE_URL", "")
         self.api_url = ""
         self.api_key = ""
+        self.webhook_secret: str | None = None
         self.logs = settings.data_dir / "logs"
         self._handlers = contextlib.ExitStack()
 
@@ -110,7 +113,22 @@ class LocalStack:
         env.setdefault("YOLO_OFFLINE", "1")
         env.setdefault("YOLO_CONFIG_DIR", str(self.settings.data_dir / "ultralytics"))
         env["PYTHONUNBUFFERED"] = "1"
+        # Webhooks: receivers on this machine are allowed (loopback, plain http), and the
+        # signing secrets are sealed with a key kept in the data directory.
+        env.setdefault("VIDJOBS_WEBHOOK_SECRET_KEYS", self._webhook_keys())
+        env.setdefault("VIDJOBS_WEBHOOK_ALLOW_HTTP", "true")
+        env.setdefault("VIDJOBS_WEBHOOK_ALLOW_NETWORKS", "127.0.0.0/8,::1/128")
         return env
+
+    def _webhook_keys(self) -> str:
+        """The dev stack's Fernet key (made once, kept in the data directory, mode 0600)."""
+        path = self.settings.data_dir / "webhook-secret-keys"
+        if not path.exists():
+            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(generate_key() + "\n")
+        return path.read_text(encoding="ascii").strip()
 
     def _spawn(self, name: str, args: list[str]) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -135,6 +153,7 @@ class LocalStack:
             self.database_url = self.pg.url
         migrate(self.database_url)
         self.api_key = asyncio.run(self._create_key())
+        self.webhook_secret = asyncio.run(self._webhook_secret())
         port = self.settings.api_port or free_port()
         self.api_url = f"http://127.0.0.1:{port}"
         self._spawn("api", ["api", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"])
@@ -150,6 +169,15 @@ class LocalStack:
         )
         self._wait_ready(timeout=120)
         return self
+
+    async def _webhook_secret(self) -> str | None:
+        """A signing secret for the stack's tenant, if it has none yet (shown once)."""
+        secret = new_secret()
+        sealed = Sealer(self._env()["VIDJOBS_WEBHOOK_SECRET_KEYS"]).seal(secret)
+        async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
+            made = await secret_create(conn, self.settings.tenant, sealed)
+            await conn.commit()
+        return secret if made is not None else None
 
     async def _create_key(self) -> str:
         async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
