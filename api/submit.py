@@ -107,7 +107,7 @@ def validate_fields(
     """The submit's parameters, or one 422 listing every bad field and what is allowed.
 
     A ``callback_url`` is checked here as far as it can be without the network (scheme, no
-    credentials, an IP literal the policy refuses); :func:`check_callback` resolves it.
+    credentials, length); :func:`check_callback` checks where it points.
     """
     errors: list[FieldError] = []
     given: dict[str, str] = {}

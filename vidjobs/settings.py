@@ -179,7 +179,9 @@ def _explain(cls: type[Settings], exc: ValidationError) -> str:
         field = cls.model_fields.get(name)
         env = _extra(field).get("env") if field is not None else None
         where = f"{env} ({name})" if env else name
+        secret = field is not None and not field.repr  # a key or password: never echoed
         got = f", got {error['input']!r}" if loc and error["type"] != "missing" else ""
+        got = ", got a value that is not shown (a secret)" if got and secret else got
         lines.append(f"{where}: {problem(error)}{got}" if where else problem(error))
     return "; ".join(lines)
 

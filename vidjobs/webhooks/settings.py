@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 
 from vidjobs.settings import Settings, setting
 
@@ -28,12 +28,13 @@ class TargetPolicy(Settings):
         "refused, at submit and again at each delivery (``vidjobs dev`` allows loopback).",
     )
 
-    @model_validator(mode="after")
-    def _networks_parse(self) -> TargetPolicy:
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks_parse(cls, value: str) -> str:
         from vidjobs.webhooks.targets import parse_networks
 
-        parse_networks(self.allow_networks)
-        return self
+        parse_networks(value)
+        return value
 
 
 class DispatchSettings(Settings):
@@ -125,12 +126,13 @@ class DispatchSettings(Settings):
         help="Name recorded on every attempt this dispatcher makes.",
     )
 
-    @model_validator(mode="after")
-    def _keys_parse(self) -> DispatchSettings:
+    @field_validator("secret_keys")
+    @classmethod
+    def _keys_parse(cls, value: str) -> str:
         from vidjobs.webhooks.secrets import parse_keys
 
-        parse_keys(self.secret_keys)
-        return self
+        parse_keys(value)
+        return value
 
     @property
     def lease_s(self) -> float:

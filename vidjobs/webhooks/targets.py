@@ -94,11 +94,11 @@ def address_refusal(ip: IPAddress, allowed: Iterable[Network] = ()) -> str | Non
 
 
 def check_url(url: str, policy: TargetPolicy) -> tuple[str, int]:
-    """The host and port of a webhook URL the policy may accept (its addresses not yet checked).
+    """The host and port of a well-formed webhook URL (where it points is checked apart).
 
     Raises:
         TargetRefused: not http(s), http where only https is allowed, credentials in the URL,
-            no host, a bad port, too long, or an IP literal the policy refuses.
+            no host, a bad port, a fragment, too long.
     """
     if len(url) > MAX_URL_LENGTH:
         raise TargetRefused(f"longer than {MAX_URL_LENGTH} characters")
@@ -120,14 +120,6 @@ def check_url(url: str, policy: TargetPolicy) -> tuple[str, int]:
         raise TargetRefused("has no host")
     if parts.fragment:
         raise TargetRefused("must not have a #fragment")
-    try:
-        literal: IPAddress | None = ipaddress.ip_address(host)
-    except ValueError:
-        literal = None
-    if literal is not None:
-        why = address_refusal(literal, parse_networks(policy.allow_networks))
-        if why:
-            raise TargetRefused(f"its host {host} is {why}")
     return host, port or (443 if parts.scheme == "https" else 80)
 
 
