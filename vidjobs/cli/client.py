@@ -139,6 +139,11 @@ def _wait(client: Client, job_id: str, interval: float) -> JobStatus:
 @click.option("--min-confidence", type=float, default=None, help="Drop detections below this.")
 @click.option("--priority", type=int, default=None, help="Higher runs first.")
 @click.option(
+    "--callback-url",
+    default=None,
+    help="POST the job's end here as a signed webhook (docs/api.md, 'Webhooks').",
+)
+@click.option(
     "--idempotency-key",
     default=None,
     help="Repeat-safe submit key (default: a fresh one, kept across this submit's retries).",
@@ -152,6 +157,7 @@ def submit(
     sample_fps: float | None,
     min_confidence: float | None,
     priority: int | None,
+    callback_url: str | None,
     idempotency_key: str | None,
     wait: bool,
     poll_interval: float,
@@ -173,6 +179,7 @@ def submit(
                 sample_fps=sample_fps,
                 min_confidence=min_confidence,
                 priority=priority,
+                callback_url=callback_url,
                 idempotency_key=idempotency_key,
                 on_progress=progress,
             )

@@ -139,6 +139,7 @@ def submit_call(
     min_confidence: float | None,
     priority: int | None,
     idempotency_key: str | None,
+    callback_url: str | None = None,
 ) -> Call:
     """``POST /video/submit``; without ``idempotency_key`` a fresh uuid4, kept for its retries."""
     fields = {
@@ -146,6 +147,7 @@ def submit_call(
         "sample_fps": sample_fps,
         "min_confidence": min_confidence,
         "priority": priority,
+        "callback_url": callback_url,
     }
     key = idempotency_key if idempotency_key is not None else str(uuid.uuid4())
     return Call(

@@ -113,6 +113,7 @@ class Client:
         sample_fps: float | None = None,
         min_confidence: float | None = None,
         priority: int | None = None,
+        callback_url: str | None = None,
         idempotency_key: str | None = None,
         on_progress: Callable[[int], None] | None = None,
     ) -> Submission:
@@ -128,6 +129,8 @@ class Client:
             sample_fps: frames analysed per second of video (0.01 to 30; else 1).
             min_confidence: detections below it are dropped (0 to 1; else 0.25).
             priority: -100 to 100, higher runs first among the tenant's jobs (else 0).
+            callback_url: where the job's end is POSTed as a signed webhook (docs/api.md,
+                "Webhooks"); one the deployment refuses raises ``InvalidInput`` (422).
             idempotency_key: reuse one to make a repeat of this submit a replay later too.
             on_progress: called with the bytes of the video sent so far.
         """
@@ -138,6 +141,7 @@ class Client:
             sample_fps=sample_fps,
             min_confidence=min_confidence,
             priority=priority,
+            callback_url=callback_url,
             idempotency_key=idempotency_key,
         )
         try:
