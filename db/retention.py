@@ -18,6 +18,7 @@ from psycopg import AsyncConnection
 
 from vidjobs.blobs import BlobStore, BlobStoreError, results_key, video_key
 from vidjobs.db.jobs import job_prune
+from vidjobs.db.webhooks import delivery_prune
 
 __all__ = ["PruneReport", "prune_finished"]
 
@@ -30,6 +31,8 @@ class PruneReport(msgspec.Struct, frozen=True, kw_only=True):
     jobs_deleted: int
     blobs_deleted: int
     blob_errors: int
+    deliveries_deleted: int = 0
+    """Webhook deliveries (and their attempts) that ended before the same cut-off."""
 
 
 def _delete_blobs(store: BlobStore, keys: list[str]) -> tuple[int, int]:
@@ -52,7 +55,8 @@ async def prune_finished(
     batch: int = 1000,
     now: datetime | None = None,
 ) -> PruneReport:
-    """Delete every job finished before ``now - older_than``, in batches, and its blobs."""
+    """Delete every job finished before ``now - older_than``, in batches, and its blobs; then
+    the webhook deliveries that ended before the same cut-off (delivered or failed)."""
     jobs = blobs = errors = 0
     while True:
         pruned = await job_prune(conn, older_than=older_than, limit=batch, now=now)
@@ -63,4 +67,15 @@ async def prune_finished(
         deleted, failed = await asyncio.to_thread(_delete_blobs, store, sorted(keys))
         jobs, blobs, errors = jobs + len(pruned), blobs + deleted, errors + failed
         if len(pruned) < batch:
-            return PruneReport(jobs_deleted=jobs, blobs_deleted=blobs, blob_errors=errors)
+            break
+    deliveries = 0
+    while True:  # the webhook log ages out with the jobs, whether or not its job still exists
+        n = await delivery_prune(conn, older_than=older_than, limit=batch, now=now)
+        deliveries += n
+        if n < batch:
+            return PruneReport(
+                jobs_deleted=jobs,
+                blobs_deleted=blobs,
+                blob_errors=errors,
+                deliveries_deleted=deliveries,
+            )

@@ -16,6 +16,7 @@ from tests.support.processes import run_vidjobs, service_env
 from vidjobs.blobs import BlobSettings, open_blob_store, results_key, video_key
 from vidjobs.db.jobs import job_cancel, job_event_list, job_get, job_insert
 from vidjobs.db.leases import job_claim, job_complete
+from vidjobs.db.webhooks import delivery_list, endpoint_add
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -71,4 +72,34 @@ async def test_prune_removes_old_finished_jobs_with_their_blobs(
         assert store.exists(video_key(recent_done))
         assert store.exists(results_key(recent_done))
         assert await job_get(conn, old_pending) is not None
+    store.close()
+
+
+async def test_prune_removes_webhook_deliveries_that_ended_long_ago(
+    database_url: str, tmp_path: Path
+) -> None:
+    blob_dir = tmp_path / "blobs"
+    store = open_blob_store(BlobSettings(backend="local", directory=blob_dir))
+    store.ensure_ready()
+    now = datetime.now(UTC)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await endpoint_add(conn, "acme", "https://example.com/hooks")
+        jobs = [await _finished_job(conn, store, at=now, completed=True) for _ in range(4)]
+        # Delivered 40 days ago, failed 35 days ago, delivered yesterday, still pending.
+        for job_id, state, days in zip(
+            jobs, ["delivered", "failed", "delivered", "pending"], [40, 35, 1, 0], strict=True
+        ):
+            await conn.execute(
+                "UPDATE vidjobs.webhook_deliveries SET state = %s,"
+                " finished_at = CASE WHEN %s <> 'pending' THEN now() - %s END WHERE job_id = %s",
+                (state, state, timedelta(days=days), job_id),
+            )
+        env = service_env(database_url, BlobSettings(backend="local", directory=blob_dir))
+        proc = await asyncio.to_thread(
+            run_vidjobs, "db", "prune", "--older-than-days", "30", env=env
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "2 webhook deliveries" in proc.stdout
+        kept = [d.job_id for d in await delivery_list(conn, tenant="acme")]
+        assert sorted(kept) == sorted(jobs[2:])
     store.close()

@@ -22,8 +22,17 @@ import yaml
 from psycopg import errors, sql
 from psycopg.pq import TransactionStatus
 
-from vidjobs.db.jobs import job_get, job_insert
+from vidjobs.db.jobs import job_cancel, job_delete, job_get, job_insert
 from vidjobs.db.leases import job_claim, job_complete, job_retry_later
+from vidjobs.db.webhooks import (
+    RetryPolicy,
+    delivery_claim,
+    delivery_list,
+    delivery_record,
+    endpoint_add,
+    secret_create,
+    secret_info,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -97,6 +106,53 @@ async def _api_submits_and_worker_completes(api_url: str, worker_url: str) -> No
 
 def test_api_and_worker_roles_run_the_real_queries(logins: dict[str, str]) -> None:
     asyncio.run(_api_submits_and_worker_completes(logins["api"], logins["worker"]))
+
+
+async def _webhooks_as_the_roles(owner_url: str, api_url: str, worker_url: str) -> None:
+    """The outbox trigger under each role (a cancel by the API, a completion by a worker),
+    the dispatcher's claim and record as the worker, a job's delete by the API."""
+    async with await psycopg.AsyncConnection.connect(owner_url, autocommit=True) as owner:
+        await endpoint_add(owner, "acme", "https://example.com/hooks")
+        await secret_create(owner, "acme", "sealed-token")
+    ids = [uuid.uuid4(), uuid.uuid4()]
+    async with await psycopg.AsyncConnection.connect(api_url, autocommit=True) as api:
+        for job_id in ids:
+            await job_insert(api, job_id=job_id, tenant="acme", pipeline="noop", params={})
+        assert await secret_info(api, "acme"), "the API sees that a secret exists"
+        await job_cancel(api, ids[0], tenant="acme")
+    async with await psycopg.AsyncConnection.connect(worker_url, autocommit=True) as worker:
+        (held,) = await job_claim(worker, worker_id="w1", batch_size=1, lease_seconds=30)
+        assert held.lease_token is not None
+        await job_complete(worker, held.job_id, held.lease_token, output_key="out")
+        claimed = await delivery_claim(worker, limit=10, lease_s=30)
+        assert sorted(d.event_type for d in claimed) == ["job.cancelled", "job.completed"]
+        assert all(d.sealed_secrets == ["sealed-token"] for d in claimed)
+        for d in claimed:
+            outcome = "gone" if d.event_type == "job.cancelled" else "delivered"
+            await delivery_record(
+                worker, d, outcome=outcome, started_at=d.created_at, duration_ms=1.0,
+                status=410 if outcome == "gone" else 200, error=None, response_prefix=None,
+                dispatcher="w1", retry=RetryPolicy(retry_base_s=1, retry_max_delay_s=1,
+                                                   retry_for_s=60),
+            )  # fmt: skip
+    async with await psycopg.AsyncConnection.connect(api_url, autocommit=True) as api:
+        assert await job_delete(api, ids[1], tenant="acme") is not None
+        assert await delivery_list(api, job_id=ids[1]) == []
+
+
+def test_the_roles_run_the_webhook_statements(logins: dict[str, str], database_url: str) -> None:
+    asyncio.run(_webhooks_as_the_roles(database_url, logins["api"], logins["worker"]))
+    with psycopg.connect(logins["readonly"], autocommit=True) as conn:
+        conn.execute("SELECT state, attempts, last_error FROM vidjobs.webhook_deliveries")
+        conn.execute("SELECT attempt, status, error FROM vidjobs.webhook_attempts")
+        conn.execute("SELECT tenant, created_at, expires_at FROM vidjobs.webhook_secrets")
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("SELECT sealed FROM vidjobs.webhook_secrets")
+    with psycopg.connect(logins["api"], autocommit=True) as conn:
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("SELECT sealed FROM vidjobs.webhook_secrets")
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("UPDATE vidjobs.webhook_deliveries SET state = 'delivered'")
 
 
 def test_worker_role_cannot_delete_jobs_or_read_api_keys(logins: dict[str, str]) -> None:

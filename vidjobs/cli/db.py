@@ -108,7 +108,7 @@ def status(database_url: str) -> None:
     help="Jobs deleted per statement.",
 )
 def prune(database_url: str, older_than_days: float, batch: int) -> None:
-    """Delete long-finished jobs: rows, audit events and blobs (blob store from VIDJOBS_BLOB_*).
+    """Delete long-finished jobs: rows, audit events, blobs (VIDJOBS_BLOB_*), webhook log.
 
     Pending and running jobs are never touched. Safe to run from cron on several hosts at once.
     """
@@ -127,7 +127,8 @@ def prune(database_url: str, older_than_days: float, batch: int) -> None:
                 conn, store, older_than=timedelta(days=older_than_days), batch=batch
             )
         click.echo(
-            f"pruned {report.jobs_deleted} job(s), deleted {report.blobs_deleted} blob(s)"
+            f"pruned {report.jobs_deleted} job(s), deleted {report.blobs_deleted} blob(s), "
+            f"{report.deliveries_deleted} webhook deliveries"
             + (f", {report.blob_errors} blob deletion(s) failed" if report.blob_errors else "")
         )
         if report.blob_errors:
