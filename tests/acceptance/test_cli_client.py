@@ -133,6 +133,9 @@ def test_cancel_pending_job(cli: Cli, tmp_path: Path) -> None:
     res = cli("results", job_id)  # not completed yet
     assert res.returncode == 3
     assert "pending" in _one_error_line(res)
+    live = cli("delete", job_id)  # a live job is cancelled first, never deleted
+    assert live.returncode == 6
+    assert "cancel it first" in _one_error_line(live)
 
     can = cli("cancel", job_id)
     assert can.returncode == 0, can.stderr
@@ -144,6 +147,10 @@ def test_cancel_pending_job(cli: Cli, tmp_path: Path) -> None:
     again = cli("cancel", job_id)  # cancelling is idempotent
     assert again.returncode == 0, again.stderr
     assert f"{job_id}  cancelled" in again.stdout
+    gone = cli("delete", job_id)
+    assert gone.returncode == 0, gone.stderr
+    assert gone.stdout.strip() == f"deleted {job_id}"
+    assert cli("status", job_id).returncode == 3
 
 
 def test_exit_codes_and_one_line_errors(cli: Cli, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ _COMMANDS: list[tuple[str, str]] = [
     ("vidjobs.cli.client", "results"),
     ("vidjobs.cli.client", "jobs"),
     ("vidjobs.cli.client", "cancel"),
+    ("vidjobs.cli.client", "delete"),
     ("vidjobs.cli.worker", "worker"),
     ("vidjobs.cli.api", "api"),
     ("vidjobs.cli.keys", "keys"),

@@ -34,7 +34,7 @@ from vidjobs.client import (
 from vidjobs.schema.api import JobStatus
 from vidjobs.schema.job import JobState
 
-__all__ = ["ExitCode", "cancel", "jobs", "results", "status", "submit"]
+__all__ = ["ExitCode", "cancel", "delete", "jobs", "results", "status", "submit"]
 
 
 class ExitCode(enum.IntEnum):
@@ -259,3 +259,13 @@ def cancel(job_id: str) -> None:
     with _exit_codes(), _client() as client:
         job = client.cancel(job_id)
     _print_status(job)
+
+
+@click.command()
+@click.argument("job_id")
+@settings_options(ClientSettings)
+def delete(job_id: str) -> None:
+    """Delete a finished job with its video and results (cancel a live one first)."""
+    with _exit_codes(), _client() as client:
+        client.delete(job_id)
+    click.echo(f"deleted {job_id}")
