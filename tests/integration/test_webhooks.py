@@ -45,6 +45,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 Conn = psycopg.AsyncConnection[Any]
 KEYS = generate_key()
+_IDS = itertools.count(1)
 LOOPBACK = TargetPolicy(allow_http=True, allow_networks="127.0.0.0/8")
 
 
@@ -88,7 +89,9 @@ async def _finish(conn: Conn, tenant: str = "acme", *, how: str = "complete") ->
 @contextlib.asynccontextmanager
 async def _dispatching(database_url: str, settings: DispatchSettings) -> AsyncIterator[Dispatcher]:
     pool = await open_pool(DatabaseSettings(url=database_url, pool_max_size=4))
-    dispatcher = Dispatcher(pool, settings, Sealer(settings.secret_keys), dispatcher_id="d1")
+    dispatcher = Dispatcher(
+        pool, settings, Sealer(settings.secret_keys), dispatcher_id=f"d{next(_IDS)}"
+    )
     task = asyncio.create_task(dispatcher.run())
     try:
         yield dispatcher
@@ -212,6 +215,21 @@ async def test_a_flaky_receiver_gets_each_event_exactly_once_after_dedup(
     assert set(rx.unique_events()) == {"msg_" + j.job_id.hex for j in jobs}
     assert len(rx.snapshot()) > 10, "some were retried"
     assert all(r.error is None for r in rx.snapshot()), "every retry was signed"
+
+
+async def test_two_dispatchers_share_the_outbox_without_sending_twice(
+    conn: Conn, database_url: str
+) -> None:
+    secret = await _secret(conn)
+    with webhook_receiver([secret]) as rx:
+        await endpoint_add(conn, "acme", rx.url)
+        jobs = [await _finish(conn) for _ in range(40)]
+        settings = _settings(batch_size=3, concurrency=4)
+        async with _dispatching(database_url, settings), _dispatching(database_url, settings):
+            await _until(lambda: len(rx.unique_events()) == 40, 20, "every event delivered")
+            await asyncio.sleep(0.3)
+    assert len(rx.snapshot()) == 40, "SKIP LOCKED: no event was sent by both"
+    assert set(rx.unique_events()) == {"msg_" + j.job_id.hex for j in jobs}
 
 
 async def test_410_disables_the_endpoint_and_fails_its_other_deliveries(
