@@ -41,9 +41,9 @@ __all__ = [
     "snapshot_job",
 ]
 
-Outcome = Literal["delivered", "gone", "refused", "retry"]
-"""How an attempt ended: a 2xx; a 410 Gone; not sendable at all (no secret, a refused
-target); anything else (an error, a timeout, another status): retried."""
+Outcome = Literal["delivered", "gone", "retry"]
+"""How an attempt ended: a 2xx; a 410 Gone; anything else (an error, a timeout, another
+status, a target the policy refuses, no secret to sign with): retried."""
 
 
 class Endpoint(msgspec.Struct, frozen=True, kw_only=True):

@@ -106,7 +106,7 @@ LEFT JOIN LATERAL (
 -- name: webhook_delivery_record
 -- Log one attempt and decide the delivery (fenced by its attempt number): delivered, failed (gone, or past retry_for), or pending after a jittered exponential backoff.
 -- outcome: 'delivered' (a 2xx), 'gone' (410: the endpoint is disabled and its other pending
--- deliveries fail), 'refused' (never retried: no secret, a target the policy refuses), 'retry'.
+-- deliveries fail), or 'retry' (anything else).
 WITH
 clock AS (SELECT coalesce(%(now)s::timestamptz, now()) AS now),
 attempt AS (
@@ -137,7 +137,7 @@ decided AS (
                    CASE WHEN x.state <> 'pending' THEN clock.now END
             FROM (SELECT CASE
                     WHEN %(outcome)s::text = 'delivered' THEN 'delivered'
-                    WHEN %(outcome)s::text IN ('gone', 'refused') THEN 'failed'
+                    WHEN %(outcome)s::text = 'gone' THEN 'failed'
                     WHEN clock.now >= d.created_at + make_interval(secs => %(retry_for_s)s)
                         THEN 'failed'
                     ELSE 'pending' END AS state) AS x

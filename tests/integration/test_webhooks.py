@@ -370,3 +370,25 @@ async def test_the_dispatcher_refuses_a_target_the_policy_refuses(
             d = await _until(tried, 10, "an attempt")
     assert rx.snapshot() == [], "nothing reached the loopback receiver"
     assert "loopback" in (d.last_error or ""), d.last_error
+
+
+async def test_an_unsendable_row_is_logged_and_retried_not_lost_in_a_loop(
+    conn: Conn, database_url: str
+) -> None:
+    secret = await _secret(conn)
+    with webhook_receiver([secret]) as rx:
+        await endpoint_add(conn, "acme", rx.url)
+        job = await _finish(conn)
+        await conn.execute(  # a snapshot no status body can be made from (a hand edit)
+            "UPDATE vidjobs.webhook_deliveries SET job = '{}' WHERE job_id = %s", (job.job_id,)
+        )
+        async with _dispatching(database_url, _settings()):
+
+            async def tried() -> Any:
+                (d,) = await delivery_list(conn, job_id=job.job_id)
+                return d.attempts > 0 and d.last_error and d
+
+            d = await _until(tried, 10, "an attempt recorded")
+    assert rx.snapshot() == []
+    assert "dispatcher error" in d.last_error
+    assert d.state == "pending"

@@ -176,7 +176,12 @@ class Dispatcher:
     async def _deliver(self, delivery: ClaimedDelivery) -> None:
         started = datetime.now(UTC)
         t0 = time.perf_counter()
-        outcome, status, error, prefix = await self._attempt(delivery)
+        try:
+            outcome, status, error, prefix = await self._attempt(delivery)
+        except Exception as exc:  # a bug of ours must not leave the row leased in a loop, unlogged
+            log.exception("webhook %s: attempt failed inside the dispatcher", delivery.webhook_id)
+            outcome, status, prefix = "retry", None, None
+            error = f"not sent: dispatcher error {type(exc).__name__}: {exc}"[:500]
         duration_ms = (time.perf_counter() - t0) * 1000.0
         self.attempts += 1
         try:
