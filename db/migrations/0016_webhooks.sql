@@ -64,7 +64,7 @@ CREATE TABLE vidjobs.webhook_deliveries (
     job_id          uuid        NOT NULL,
     tenant          text        NOT NULL,
     url             text        NOT NULL,
-    endpoint_id     bigint      REFERENCES vidjobs.webhook_endpoints (endpoint_id),
+    endpoint_id     bigint,
     occurred_at     timestamptz NOT NULL,
     job             jsonb       NOT NULL,
     state           text        NOT NULL DEFAULT 'pending',
