@@ -113,31 +113,30 @@ def test_each_job_completed_is_delivered_once_per_target_verified(services: Serv
 def test_a_worker_killed_before_delivering_loses_no_event(services: Services) -> None:
     secret = _secret(services)
     receiver = WebhookReceiver([secret])  # registered, but down: connections are refused
-    assert (
-        services.cli("webhooks", "add", "--tenant", TENANT, "--url", receiver.url).returncode == 0
-    )
+    added = services.cli("webhooks", "add", "--tenant", TENANT, "--url", receiver.url)
+    assert added.returncode == 0, added.stderr
+    # Short timeouts, so an attempt the kill interrupts is leased for 1 + 2 x 1 + 5 s only.
+    quick = {"VIDJOBS_WEBHOOK_TIMEOUT": "1", "VIDJOBS_WEBHOOK_CONNECT_TIMEOUT": "1"}
+    services.extra_env.update(quick)
     services.start_api()
     worker = services.start_worker(*worker_args())
     _, key = create_key(services.database_url, TENANT)
     job_id = _submit(services.base_url, key)
 
-    def tried() -> bool:
+    def completed() -> bool:
         rows = sql(
-            services.database_url,
-            "SELECT j.state, d.state, d.attempts FROM vidjobs.jobs j"
-            " JOIN vidjobs.webhook_deliveries d USING (job_id) WHERE j.job_id = %s",
-            job_id,
+            services.database_url, "SELECT state FROM vidjobs.jobs WHERE job_id = %s", job_id
         )
-        return bool(rows) and rows[0][0] == "completed" and rows[0][2] >= 1
+        return rows == [("completed",)]
 
-    _wait(tried, 60, "the job completed and its delivery was tried")
+    _wait(completed, 60, "the job completed")
     worker.kill()  # SIGKILL: no shutdown, nothing flushed
     receiver.start()
     try:
         dispatcher = services.processes.start(
             "dispatch", ["webhooks", "dispatch", "--log-level", "info"], services.env()
         )
-        _wait(receiver.unique_events, 30, "delivered by the new dispatcher")
+        _wait(receiver.unique_events, 40, "delivered by the new dispatcher")
         services.processes.stop(dispatcher)
     finally:
         receiver.stop()
@@ -152,9 +151,11 @@ def test_a_worker_killed_before_delivering_loses_no_event(services: Services) ->
         job_id,
     )
     assert state == "delivered"
-    assert attempts >= 2
-    assert errors[-1] is None
+    assert errors[-1] is None, "the last attempt delivered"
+    # Before it: the killed worker's refused attempts, if it made any before the kill (an
+    # attempt the kill cut short has no row: its lease ran out and it was sent again).
     assert all("ConnectError" in e for e in errors[:-1])
+    assert attempts >= len(errors)
 
 
 def test_the_cli_manages_secrets_and_endpoints(services: Services) -> None:

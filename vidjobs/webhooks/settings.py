@@ -137,4 +137,4 @@ class DispatchSettings(Settings):
     @property
     def lease_s(self) -> float:
         """How long a claimed delivery is held: the longest an attempt can take, and a margin."""
-        return self.connect_timeout_s + 2 * self.timeout_s + 30.0
+        return self.connect_timeout_s + 2 * self.timeout_s + 5.0
