@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lint typecheck contracts scope check test test-fast demo dev bench-queue bench-api bench-pipeline bench-load bench-tenants ci clean
+.PHONY: help venv lint typecheck contracts scope check test test-fast demo dev bench-queue bench-api bench-pipeline bench-load bench-tenants bench-webhooks ci clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ bench-load: $(STAMP) ## Mixed load for 60 s on API + 2 workers (ARGS="--kill-wor
 
 bench-tenants: $(STAMP) ## Tenant isolation: fair wait, slow uploads, /metrics flood, fair claim rate
 	$(BIN)/python bench/tenants.py $(ARGS)
+
+bench-webhooks: $(STAMP) ## Webhooks: deliveries/s, completion -> delivery p50/p99, 50% failing receiver
+	$(BIN)/python bench/webhooks.py $(ARGS)
 
 ci: check test ## What CI runs: every static check, then the tests
 
