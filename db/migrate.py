@@ -15,9 +15,15 @@ from urllib.parse import quote, urlencode
 
 import psycopg
 
-__all__ = ["MIGRATIONS_DIR", "migrate", "rollback", "status", "yoyo_url"]
+__all__ = ["MIGRATIONS_DIR", "bookkeeping_schema", "migrate", "rollback", "status", "yoyo_url"]
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_YOYO_TABLE = "_yoyo_migration"
+
+
+def _with_arg(url: str, name: str, value: str) -> str:
+    """``url`` with one more query argument (yoyo pops ``schema`` before connecting)."""
+    return url + ("&" if "?" in url else "?") + urlencode({name: value})
 
 
 def yoyo_url(url: str) -> str:
@@ -35,11 +41,35 @@ def yoyo_url(url: str) -> str:
     return f"postgresql+psycopg:///{quote(dbname, safe='')}{query}"
 
 
+def bookkeeping_schema(url: str) -> str:
+    """The schema of yoyo's own tables: where an earlier run left them, else ``public``.
+
+    yoyo creates and looks for them in ``current_schema``, which Postgres' default search_path
+    (``"$user", public``) makes ``vidjobs`` itself for a role named like our schema, once that
+    schema exists: the first run (no schema yet) put them in ``public``, the second looked in
+    ``vidjobs``, found none and applied 0001 again (``schema "vidjobs" already exists``; the
+    compose file's role is named ``vidjobs``). So yoyo's search_path is pinned here.
+    """
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT table_schema FROM information_schema.tables WHERE table_name = %s"
+            " ORDER BY table_schema <> 'public', table_schema LIMIT 1",
+            (_YOYO_TABLE,),
+        ).fetchone()
+    return str(row[0]) if row else "public"
+
+
 @contextlib.contextmanager
 def _backend(url: str) -> Iterator[tuple[Any, Any]]:
     from yoyo import get_backend, read_migrations
 
-    backend = get_backend(yoyo_url(url))
+    if url.startswith("postgresql+psycopg://"):  # yoyo's own URL: taken as it is
+        backend = get_backend(url)
+    else:
+        schema = bookkeeping_schema(url)
+        # yoyo runs `SET search_path TO <schema>` as given: quoted, it is one identifier.
+        quoted = '"' + schema.replace('"', '""') + '"'
+        backend = get_backend(_with_arg(yoyo_url(url), "schema", quoted))
     try:
         yield backend, read_migrations(str(MIGRATIONS_DIR))
     finally:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from vidjobs.db.migrate import MIGRATIONS_DIR, migrate, rollback, status, yoyo_url
 
@@ -147,3 +149,28 @@ def test_db_cli_says_what_failed_in_one_line() -> None:
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1, proc.stderr
         assert lines[0].startswith("Error: database: connection failed"), lines[0]
+
+
+def test_migrate_twice_as_a_role_named_like_the_schema(pg_server_url: str) -> None:
+    """Postgres' default search_path is "$user", public: for a role named vidjobs (as in the
+    compose file) the second run found the schema first and looked for yoyo's bookkeeping
+    there, so it tried 0001 again ("schema vidjobs already exists")."""
+    name = f"vidjobs_r_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as admin:
+        admin.execute(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'vidjobs')"
+            " THEN CREATE ROLE vidjobs LOGIN; END IF; END $$"
+        )
+        admin.execute(sql.SQL("CREATE DATABASE {} OWNER vidjobs").format(sql.Identifier(name)))
+    info = psycopg.conninfo.conninfo_to_dict(pg_server_url)
+    info.update(dbname=name, user="vidjobs")
+    info.pop("password", None)
+    url = psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items() if v is not None})
+    try:
+        first = migrate(url)
+        assert first[0] == "0001_schema"
+        assert migrate(url) == [], "the second run finds every migration applied"
+        assert all(applied for _, applied in status(url))
+    finally:
+        with psycopg.connect(pg_server_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
