@@ -10,7 +10,7 @@ and opening them is ``vidjobs.webhooks.secrets``' job, not the database's.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -200,12 +200,26 @@ async def secret_rotate(
 
 
 async def delivery_claim(
-    conn: Conn, *, limit: int, lease_s: float, now: datetime | None = None
+    conn: Conn,
+    *,
+    limit: int,
+    lease_s: float,
+    tenant_cap: int | None = None,
+    in_flight: Mapping[str, int] | None = None,
+    now: datetime | None = None,
 ) -> list[ClaimedDelivery]:
-    """Take up to ``limit`` due deliveries for one attempt each, leased for ``lease_s``."""
-    rows = await fetch_rows(
-        conn, "webhook_delivery_claim", {"limit": limit, "lease_s": lease_s, "now": now}
-    )
+    """Take up to ``limit`` due deliveries for one attempt each, leased for ``lease_s``.
+
+    ``in_flight`` (tenant -> deliveries the caller is sending) and ``tenant_cap``: no tenant
+    ends up with more than ``tenant_cap`` in flight (None: ``limit``).
+    """
+    flying = dict(in_flight or {})
+    args = {
+        "limit": limit, "lease_s": lease_s, "now": now,
+        "tenant_cap": tenant_cap if tenant_cap is not None else limit,
+        "in_flight_tenants": list(flying), "in_flight": list(flying.values()),
+    }  # fmt: skip
+    rows = await fetch_rows(conn, "webhook_delivery_claim", args)
     return [msgspec.convert(r, ClaimedDelivery) for r in rows]
 
 

@@ -72,18 +72,39 @@ ON CONFLICT (tenant) WHERE expires_at IS NULL DO NOTHING
 RETURNING secret_id, tenant, created_at, expires_at;
 
 -- name: webhook_delivery_claim
--- Take up to LIMIT due deliveries (SKIP LOCKED, like the job claim), each with its tenant's live sealed secrets, and lease them.
+-- Take up to LIMIT due deliveries (SKIP LOCKED, like the job claim), at most tenant_cap in flight per tenant for this dispatcher, each with its tenant's live sealed secrets, and lease them.
 -- The lease is next_attempt_at itself: a dispatcher that dies mid-attempt leaves the row due
 -- again when it ends; the attempt counter it raised fences that dispatcher's late record.
+-- Per tenant: in_flight_tenants/in_flight (parallel arrays) say what this dispatcher already
+-- sends; a tenant at tenant_cap is skipped, and the others get no more than their free slots,
+-- so one tenant whose receivers hang cannot hold every slot while other tenants' events wait.
 WITH
 clock AS (SELECT coalesce(%(now)s::timestamptz, now()) AS now),
-due AS (
-    SELECT d.delivery_id
+flying AS (
+    SELECT f.tenant, f.n
+    FROM unnest(%(in_flight_tenants)s::text[], %(in_flight)s::integer[]) AS f(tenant, n)
+),
+-- The oldest due rows of tenants with a free slot (a few batches' worth), locked: the window
+-- below cannot be used with FOR UPDATE, and the rows it leaves out are unlocked at commit.
+candidates AS (
+    SELECT d.delivery_id, d.tenant, d.next_attempt_at
     FROM vidjobs.webhook_deliveries AS d, clock
     WHERE d.state = 'pending' AND d.next_attempt_at <= clock.now
+      AND NOT d.tenant = ANY(ARRAY(SELECT tenant FROM flying WHERE n >= %(tenant_cap)s))
     ORDER BY d.next_attempt_at
-    LIMIT %(limit)s
+    LIMIT 4 * %(limit)s::integer
     FOR UPDATE OF d SKIP LOCKED
+),
+due AS (
+    SELECT r.delivery_id
+    FROM (
+        SELECT c.*, row_number() OVER (PARTITION BY c.tenant ORDER BY c.next_attempt_at) AS k
+        FROM candidates AS c
+    ) AS r
+    LEFT JOIN flying AS f USING (tenant)
+    WHERE r.k + coalesce(f.n, 0) <= %(tenant_cap)s
+    ORDER BY r.next_attempt_at
+    LIMIT %(limit)s
 ),
 claimed AS (
     UPDATE vidjobs.webhook_deliveries AS d

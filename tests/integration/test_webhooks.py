@@ -392,3 +392,80 @@ async def test_an_unsendable_row_is_logged_and_retried_not_lost_in_a_loop(
     assert rx.snapshot() == []
     assert "dispatcher error" in d.last_error
     assert d.state == "pending"
+
+
+@contextlib.asynccontextmanager
+async def _stalling_receiver(drip: bool) -> AsyncIterator[tuple[str, list[float]]]:
+    """A receiver on loopback that never finishes an answer: it sends a status line and then a
+    byte every 0.3 s (``drip``: no read ever waits long), or reads the request and says
+    nothing. Yields its URL and the times requests arrived."""
+    arrivals: list[float] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        arrivals.append(time.monotonic())
+        # Cancelled when the server closes at the end of the test: that ends the handler.
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            await reader.readuntil(b"\r\n\r\n")
+            if drip:
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n")
+                for _ in range(400):
+                    writer.write(b"x")
+                    await writer.drain()
+                    await asyncio.sleep(0.3)
+            else:
+                await asyncio.sleep(120)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/hooks", arrivals
+    finally:
+        server.close()
+
+
+async def test_an_answer_that_never_ends_is_cut_at_the_attempt_limit(
+    conn: Conn, database_url: str
+) -> None:
+    await _secret(conn)
+    async with _stalling_receiver(drip=True) as (url, arrivals):
+        await endpoint_add(conn, "acme", url)
+        job = await _finish(conn)
+        settings = _settings(
+            timeout_s=1.0, connect_timeout_s=0.5, retry_base_s=30.0, retry_max_delay_s=60.0
+        )
+        assert settings.attempt_limit_s == 2.5
+        async with _dispatching(database_url, settings):
+
+            async def recorded() -> Any:
+                (d,) = await delivery_list(conn, job_id=job.job_id)
+                return d.last_error and d
+
+            d = await _until(recorded, 10, "the attempt recorded")
+            await asyncio.sleep(1.0)
+    assert d.last_error == "timed out: no whole answer within 2.5 s"
+    assert len(arrivals) == 1, "one request: the attempt ended inside its lease, no second copy"
+    (attempt,) = await attempt_list(conn, [d.delivery_id])
+    assert 2400 <= attempt.duration_ms < settings.lease_s * 1000
+
+
+async def test_a_tenant_whose_receiver_hangs_does_not_hold_up_the_others(
+    conn: Conn, database_url: str
+) -> None:
+    await _secret(conn, "slow")
+    good = await _secret(conn, "quick")
+    async with _stalling_receiver(drip=False) as (hang, arrivals):
+        with webhook_receiver([good]) as rx:
+            await endpoint_add(conn, "slow", hang)
+            await endpoint_add(conn, "quick", rx.url)
+            for _ in range(20):
+                await _finish(conn, "slow")
+            await _finish(conn, "quick")
+            settings = _settings(concurrency=4, tenant_concurrency=2, timeout_s=5.0)
+            started = time.monotonic()
+            async with _dispatching(database_url, settings):
+                await _until(rx.unique_events, 10, "the quick tenant's event")
+                waited = time.monotonic() - started
+                await asyncio.sleep(0.5)
+    assert waited < 3.0, "not behind the hanging tenant's 20 deliveries of up to 5 s each"
+    assert len(arrivals) == 2, "the hanging tenant held at most its 2 slots"

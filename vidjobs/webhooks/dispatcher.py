@@ -18,6 +18,7 @@ short timeouts, at most 256 bytes of the answer read and kept.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -107,6 +108,8 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._inflight: set[asyncio.Task[None]] = set()
+        self._tenant_of: dict[asyncio.Task[None], str] = {}
+        self._by_tenant: collections.Counter[str] = collections.Counter()
         self.attempts = 0
         self.delivered = 0
 
@@ -131,7 +134,11 @@ class Dispatcher:
                     try:
                         async with connection(self._pool) as conn:
                             claimed = await delivery_claim(
-                                conn, limit=asked, lease_s=self._settings.lease_s
+                                conn,
+                                limit=asked,
+                                lease_s=self._settings.lease_s,
+                                tenant_cap=self._settings.tenant_concurrency,
+                                in_flight=self._by_tenant,
                             )
                         failures = 0
                     except DatabaseUnavailable as exc:
@@ -140,6 +147,8 @@ class Dispatcher:
                 for delivery in claimed:
                     task = asyncio.create_task(self._deliver(delivery))
                     self._inflight.add(task)
+                    self._tenant_of[task] = delivery.tenant
+                    self._by_tenant[delivery.tenant] += 1
                     task.add_done_callback(self._done)
                 if (
                     claimed
@@ -169,6 +178,10 @@ class Dispatcher:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
+        tenant = self._tenant_of.pop(task)
+        self._by_tenant[tenant] -= 1
+        if not self._by_tenant[tenant]:
+            del self._by_tenant[tenant]
         self._wake.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("webhook delivery task failed", exc_info=task.exception())
@@ -217,32 +230,20 @@ class Dispatcher:
     ) -> tuple[Outcome, int | None, str | None, str | None]:
         """One POST: (outcome, HTTP status, error, the answer's first bytes)."""
         try:
-            check_url(delivery.url, self._settings.targets)
-            secrets = [self._sealer.open(s) for s in delivery.sealed_secrets]
-        except (TargetRefused, ValueError) as exc:
+            body, headers = self._signed(delivery)
+        except _NotSent as exc:
             return "retry", None, f"not sent: {exc}", None
-        if not secrets:
-            return (
-                "retry",
-                None,
-                f"not sent: tenant {delivery.tenant!r} has no signing secret "
-                f"(vidjobs webhooks secret --tenant {delivery.tenant})",
-                None,
-            )
-        body = event_body(delivery)
-        now = datetime.now(UTC)
-        headers = {
-            "content-type": "application/json",
-            "user-agent": _USER_AGENT,
-            "webhook-id": delivery.webhook_id,
-            "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": sign(secrets, delivery.webhook_id, now, body.decode()),
-        }
+        limit = self._settings.attempt_limit_s
         try:
-            async with self._client.stream(
-                "POST", delivery.url, content=body, headers=headers
-            ) as response:
+            async with (
+                asyncio.timeout(limit),
+                self._client.stream(
+                    "POST", delivery.url, content=body, headers=headers
+                ) as response,
+            ):
                 prefix = await _read_prefix(response)
+        except TimeoutError:
+            return "retry", None, f"timed out: no whole answer within {limit:g} s", None
         except httpx.TimeoutException as exc:
             return "retry", None, f"timed out ({type(exc).__name__})", None
         except httpx.HTTPError as exc:
@@ -255,6 +256,37 @@ class Dispatcher:
             location = response.headers.get("location", "")[:200]
             error += f"; redirects are not followed (Location: {location})"
         return ("gone" if status == 410 else "retry"), status, error, prefix
+
+    def _signed(self, delivery: ClaimedDelivery) -> tuple[bytes, dict[str, str]]:
+        """The body and headers of this attempt, signed with each of the tenant's secrets.
+
+        Raises:
+            _NotSent: the target no longer passes the policy, or no secret opens or exists.
+        """
+        try:
+            check_url(delivery.url, self._settings.targets)
+            secrets = [self._sealer.open(s) for s in delivery.sealed_secrets]
+        except (TargetRefused, ValueError) as exc:
+            raise _NotSent(str(exc)) from None
+        if not secrets:
+            raise _NotSent(
+                f"tenant {delivery.tenant!r} has no signing secret "
+                f"(vidjobs webhooks secret --tenant {delivery.tenant})"
+            )
+        body = event_body(delivery)
+        now = datetime.now(UTC)
+        headers = {
+            "content-type": "application/json",
+            "user-agent": _USER_AGENT,
+            "webhook-id": delivery.webhook_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": sign(secrets, delivery.webhook_id, now, body.decode()),
+        }
+        return body, headers
+
+
+class _NotSent(Exception):
+    """An attempt that cannot be made (no request is sent); retried like a failed one."""
 
 
 async def _read_prefix(response: httpx.Response) -> str | None:

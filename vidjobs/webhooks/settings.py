@@ -113,6 +113,14 @@ class DispatchSettings(Settings):
         ge=1,
         help="Deliveries one dispatcher has in flight at once.",
     )
+    tenant_concurrency: int = setting(
+        8,
+        env="VIDJOBS_WEBHOOK_TENANT_CONCURRENCY",
+        ge=1,
+        help="Deliveries of one tenant a dispatcher has in flight at once: a tenant whose "
+        "receivers are slow or hang holds at most this many of the --concurrency slots, and "
+        "every other tenant's events keep going.",
+    )
     batch_size: int = setting(
         50,
         env="VIDJOBS_WEBHOOK_BATCH_SIZE",
@@ -135,6 +143,13 @@ class DispatchSettings(Settings):
         return value
 
     @property
+    def attempt_limit_s(self) -> float:
+        """The longest one attempt may take, whole (a receiver that answers a byte at a time
+        never trips the per-read timeout): connect, then twice the step timeout."""
+        return self.connect_timeout_s + 2 * self.timeout_s
+
+    @property
     def lease_s(self) -> float:
-        """How long a claimed delivery is held: the longest an attempt can take, and a margin."""
-        return self.connect_timeout_s + 2 * self.timeout_s + 5.0
+        """How long a claimed delivery is held: the longest an attempt can take, and 5 s to
+        record it. An attempt is cut at :attr:`attempt_limit_s`, so it never outlives it."""
+        return self.attempt_limit_s + 5.0
