@@ -285,7 +285,8 @@ _JOB_FIELDS = frozenset(Job.__struct_fields__)
 
 
 def snapshot_job(snapshot: dict[str, Any]) -> Job:
-    """The ``Job`` of a delivery's snapshot (``to_jsonb`` of the row the transition left)."""
-    return msgspec.convert(
-        {k: v for k, v in snapshot.items() if k in _JOB_FIELDS}, Job, strict=False
-    )
+    """The ``Job`` of a delivery's snapshot (``to_jsonb`` of the row the transition left, less
+    its idempotency key and lease token: neither is part of a status body)."""
+    fields = {"idempotency_key": None, "lease_token": None}
+    fields.update((k, v) for k, v in snapshot.items() if k in _JOB_FIELDS)
+    return msgspec.convert(fields, Job, strict=False)

@@ -8,7 +8,8 @@
 -- (in every worker process, or vidjobs webhooks dispatch) claim due rows with FOR UPDATE SKIP
 -- LOCKED, as workers claim jobs, and log every attempt in vidjobs.webhook_attempts.
 --
--- The row keeps a snapshot of the job (to_jsonb of the row as the transition left it), so the
+-- The row keeps a snapshot of the job (to_jsonb of the row as the transition left it, less the
+-- client's idempotency key and the lease token, which the read-only role may not see), so the
 -- event says what the job was at its end even if the job is deleted before the delivery.
 
 ALTER TABLE vidjobs.jobs ADD COLUMN callback_url text;
@@ -96,7 +97,8 @@ COMMENT ON COLUMN vidjobs.webhook_deliveries.webhook_id IS
     'The webhook-id header: one per event (msg_ + the job id), the same on every retry and '
     'every target, so receivers deduplicate on it.';
 COMMENT ON COLUMN vidjobs.webhook_deliveries.job IS
-    'The job row as the transition left it (the event''s data is its status body).';
+    'The job row as the transition left it, without idempotency_key and lease_token (the '
+    'event''s data is its status body).';
 COMMENT ON COLUMN vidjobs.webhook_deliveries.next_attempt_at IS
     'When a dispatcher may try next; while an attempt is in flight, the end of its lease.';
 
@@ -198,8 +200,8 @@ BEGIN
     )
     SELECT DISTINCT ON (n.job_id, t.url)
            'msg_' || replace(n.job_id::text, '-', ''), 'job.' || n.state::text, n.job_id,
-           n.tenant, t.url, t.endpoint_id, coalesce(n.finished_at, n.updated_at), to_jsonb(n),
-           now()
+           n.tenant, t.url, t.endpoint_id, coalesce(n.finished_at, n.updated_at),
+           to_jsonb(n) - 'idempotency_key' - 'lease_token', now()
     FROM new_rows n
     JOIN old_rows o USING (job_id)
     CROSS JOIN LATERAL (

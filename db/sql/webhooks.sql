@@ -208,12 +208,14 @@ ORDER BY delivery_id, attempt;
 
 -- name: webhook_delivery_prune
 -- Delete up to a batch of deliveries (and their attempts) that ended before now - older_than.
+-- No FOR UPDATE: nothing else writes an ended delivery (the dispatchers' writes match only
+-- pending ones), so no lock is needed to choose them, and the API role that may prune has no
+-- UPDATE on the table. Two pruners at once may pick the same rows; one deletes them.
 WITH old AS (
     SELECT delivery_id FROM vidjobs.webhook_deliveries
     WHERE finished_at < coalesce(%(now)s::timestamptz, now()) - %(older_than)s::interval
     ORDER BY finished_at
     LIMIT %(limit)s::integer
-    FOR UPDATE SKIP LOCKED
 )
 DELETE FROM vidjobs.webhook_deliveries AS d USING old AS o
 WHERE d.delivery_id = o.delivery_id

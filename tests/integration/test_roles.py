@@ -14,6 +14,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -28,6 +29,7 @@ from vidjobs.db.webhooks import (
     RetryPolicy,
     delivery_claim,
     delivery_list,
+    delivery_prune,
     delivery_record,
     endpoint_add,
     secret_create,
@@ -138,6 +140,9 @@ async def _webhooks_as_the_roles(owner_url: str, api_url: str, worker_url: str) 
     async with await psycopg.AsyncConnection.connect(api_url, autocommit=True) as api:
         assert await job_delete(api, ids[1], tenant="acme") is not None
         assert await delivery_list(api, job_id=ids[1]) == []
+        # vidjobs db prune run as an API login (docs/operations.md, "Retention").
+        assert await delivery_prune(api, older_than=timedelta(0)) == 1
+        assert await delivery_list(api, tenant="acme") == []
 
 
 def test_the_roles_run_the_webhook_statements(logins: dict[str, str], database_url: str) -> None:

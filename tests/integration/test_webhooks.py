@@ -132,6 +132,15 @@ async def test_outbox_row_commits_with_the_state_change_and_not_without(
         "job.completed", "pending", 0, "http://127.0.0.1:9/hooks",
     )  # fmt: skip
     assert row.webhook_id == "msg_" + job.job_id.hex
+    ((snapshot,),) = await (
+        await conn.execute(
+            "SELECT job FROM vidjobs.webhook_deliveries WHERE job_id = %s", (job.job_id,)
+        )
+    ).fetchall()
+    assert snapshot["job_id"] == str(job.job_id)
+    assert snapshot["state"] == "completed"
+    assert "idempotency_key" not in snapshot, "the read-only role may not see it"
+    assert "lease_token" not in snapshot
 
 
 async def test_no_endpoint_and_no_callback_writes_nothing(conn: Conn) -> None:
@@ -469,3 +478,19 @@ async def test_a_tenant_whose_receiver_hangs_does_not_hold_up_the_others(
                 await asyncio.sleep(0.5)
     assert waited < 3.0, "not behind the hanging tenant's 20 deliveries of up to 5 s each"
     assert len(arrivals) == 2, "the hanging tenant held at most its 2 slots"
+
+
+async def test_a_secret_sealed_under_a_dropped_key_does_not_stop_the_others(
+    conn: Conn, database_url: str
+) -> None:
+    old = new_secret()
+    await secret_create(conn, "acme", Sealer(generate_key()).seal(old))  # another key
+    new = new_secret()
+    await secret_rotate(conn, "acme", Sealer(KEYS).seal(new), grace=timedelta(hours=1))
+    with webhook_receiver([new]) as rx:
+        await endpoint_add(conn, "acme", rx.url)
+        await _finish(conn)
+        async with _dispatching(database_url, _settings()):
+            await _until(rx.unique_events, 10, "signed with the secret that opens")
+    (r,) = rx.snapshot()
+    assert len(r.headers["webhook-signature"].split(" ")) == 1

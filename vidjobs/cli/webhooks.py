@@ -20,11 +20,13 @@ import click
 from vidjobs.cli.connection import run_on_connection
 from vidjobs.cli.options import database_url_option, settings_from_cli, settings_options
 from vidjobs.db.settings import DatabaseSettings
-from vidjobs.webhooks.settings import DispatchSettings
+from vidjobs.webhooks.settings import DispatchSettings, TargetPolicy
 
 __all__ = ["webhooks"]
 
-_TENANT = click.option("--tenant", required=True, help="The tenant.")
+_TENANT = click.option(
+    "--tenant", envvar="VIDJOBS_WEBHOOK_TENANT", show_envvar=True, required=True, help="The tenant."
+)
 
 
 def _sealer() -> Any:
@@ -72,11 +74,12 @@ def keygen() -> None:
 @webhooks.command()
 @database_url_option
 @_TENANT
+@settings_options(DispatchSettings, only=["secret_grace_s"])
 @click.option(
     "--rotate",
     is_flag=True,
-    help="Replace the tenant's secret; the old one keeps signing for VIDJOBS_WEBHOOK_SECRET_GRACE "
-    "seconds (deliveries carry both signatures meanwhile).",
+    help="Replace the tenant's secret; the old one keeps signing for --secret-grace seconds "
+    "(deliveries carry both signatures meanwhile).",
 )
 def secret(database_url: str, tenant: str, rotate: bool) -> None:
     """Make TENANT's signing secret (whsec_...) and print it once; --rotate replaces it."""
@@ -85,7 +88,7 @@ def secret(database_url: str, tenant: str, rotate: bool) -> None:
 
     if not tenant.strip():
         raise click.BadParameter("must not be blank", param_hint="--tenant")
-    sealer, settings = _sealer(), DispatchSettings()
+    sealer, settings = _sealer(), settings_from_cli(DispatchSettings)
     plain = new_secret()
     sealed = sealer.seal(plain)
 
@@ -114,6 +117,7 @@ def secret(database_url: str, tenant: str, rotate: bool) -> None:
 @database_url_option
 @_TENANT
 @click.option("--url", required=True, help="The receiver: https:// (http:// where allowed).")
+@settings_options(TargetPolicy)
 def add(database_url: str, tenant: str, url: str) -> None:
     """Send every terminal event of TENANT's jobs to URL (checked like a callback_url).
 
@@ -121,13 +125,12 @@ def add(database_url: str, tenant: str, url: str) -> None:
     """
     from vidjobs.db.webhooks import endpoint_add, secret_create, secret_info
     from vidjobs.webhooks.secrets import new_secret
-    from vidjobs.webhooks.settings import TargetPolicy
     from vidjobs.webhooks.targets import TargetRefused, check_target
 
     if not tenant.strip():
         raise click.BadParameter("must not be blank", param_hint="--tenant")
     try:
-        asyncio.run(check_target(url, TargetPolicy()))
+        asyncio.run(check_target(url, settings_from_cli(TargetPolicy)))
     except TargetRefused as exc:
         raise click.BadParameter(f"refused: {exc}", param_hint="--url") from None
     plain = new_secret()

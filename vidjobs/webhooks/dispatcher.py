@@ -265,14 +265,27 @@ class Dispatcher:
         """
         try:
             check_url(delivery.url, self._settings.targets)
-            secrets = [self._sealer.open(s) for s in delivery.sealed_secrets]
-        except (TargetRefused, ValueError) as exc:
+        except TargetRefused as exc:
             raise _NotSent(str(exc)) from None
+        secrets, unopened = [], []
+        for sealed in delivery.sealed_secrets:
+            try:
+                secrets.append(self._sealer.open(sealed))
+            except ValueError as exc:  # sealed under a key no longer given: the others sign
+                unopened.append(str(exc))
         if not secrets:
             raise _NotSent(
-                f"tenant {delivery.tenant!r} has no signing secret "
+                unopened[0]
+                if unopened
+                else f"tenant {delivery.tenant!r} has no signing secret "
                 f"(vidjobs webhooks secret --tenant {delivery.tenant})"
             )
+        if unopened:
+            log.warning(
+                "webhook %s: %d of tenant %r's secrets do not open (sealed under a key no longer "
+                "in VIDJOBS_WEBHOOK_SECRET_KEYS); signed with the other %d",
+                delivery.webhook_id, len(unopened), delivery.tenant, len(secrets),
+            )  # fmt: skip
         body = event_body(delivery)
         now = datetime.now(UTC)
         headers = {

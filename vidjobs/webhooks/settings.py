@@ -22,6 +22,7 @@ class TargetPolicy(Settings):
     allow_networks: str = setting(
         "",
         env="VIDJOBS_WEBHOOK_ALLOW_NETWORKS",
+        flag="--webhook-allow-networks",
         help="Comma-separated networks (CIDR) a webhook may reach although they are not public: "
         "e.g. ``10.20.0.0/16`` for receivers inside the deployment. Every other loopback, "
         "private, link-local (cloud metadata), shared, multicast or reserved address is "
