@@ -65,7 +65,8 @@ def create_app(settings: ApiSettings) -> Litestar:
             refresh_s=settings.metrics_refresh_s,
             statement_timeout_s=settings.metrics_statement_timeout_s,
             connect_timeout_s=settings.database.connect_timeout_s,
-        )
+        ),
+        per_tenant=bool(settings.metrics_token),
     )
 
     @contextlib.asynccontextmanager
@@ -106,7 +107,7 @@ def create_app(settings: ApiSettings) -> Litestar:
         dependencies=dependencies(),
         exception_handlers=exception_handlers(),
         plugins=[problem_details()],
-        middleware=[metrics.middleware],
+        middleware=[metrics.middleware] if settings.request_metrics else [],
         openapi_config=OpenAPIConfig(
             title="vidjobs API",
             version=_version(),

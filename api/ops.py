@@ -10,6 +10,7 @@ import anyio
 import anyio.to_thread
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4
 from psycopg_pool import AsyncConnectionPool
 
 from vidjobs.api.openapi import ProblemOperation, problem_responses
@@ -69,22 +70,22 @@ class OpsController(Controller):
         "/metrics",
         operation_id="metrics",
         summary="Prometheus metrics: requests, latencies, queue depth",
-        media_type="text/plain; version=0.0.4",
+        media_type=CONTENT_TYPE_PLAIN_0_0_4,
         operation_class=ProblemOperation,
         responses=problem_responses(401),
     )
     async def metrics(
         self, request: Request[Any, Any, Any], rt: NamedDependency[ApiRuntime]
-    ) -> str:
+    ) -> bytes:
         """Always 200 (401 without the token, when one is set); never queries Postgres.
 
         The queue depth is the background task's last reading; ``vidjobs_database_up 0`` when
-        that read failed.
+        that read failed. With several API processes the request counts are all of theirs.
         """
         token = rt.settings.metrics_token
         if token:
             _check_metrics_token(request, token)
-        return rt.metrics.render(per_tenant=bool(token))
+        return rt.metrics.render()
 
 
 def _check_metrics_token(request: Request[Any, Any, Any], token: str) -> None:

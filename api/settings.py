@@ -153,6 +153,14 @@ class ApiSettings(Settings):
         help="statement_timeout of the queue-depth read; past it /metrics says "
         "vidjobs_database_up 0 until a read succeeds.",
     )
+    request_metrics: bool = setting(
+        True,
+        env="VIDJOBS_API_REQUEST_METRICS",
+        help="Count every request and time it per route on /metrics "
+        "(vidjobs_http_requests_total, vidjobs_http_request_duration_seconds); "
+        "--no-request-metrics leaves only the queue depth there (and measures what counting "
+        "costs: bench/api.py --compare-metrics).",
+    )
     metrics_token: str = setting(
         "",
         env="VIDJOBS_API_METRICS_TOKEN",

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from vidjobs.db.errors import DatabaseUnavailable, LeaseLost
@@ -64,10 +65,23 @@ class Heartbeater:
 
     A heartbeat that finds the job cancelled, or the lease taken by another worker, asks the
     job to stop (``ctx.request_stop``), so a cancelled job stops within one interval.
+
+    Args:
+        queue: where the heartbeats go.
+        settings: the interval, the lease and the progress throttle.
+        on_lag: called with how many seconds after it was due each heartbeat was sent (a
+            busy event loop shows here before leases start to expire).
     """
 
-    def __init__(self, queue: JobQueue, settings: WorkerSettings) -> None:
+    def __init__(
+        self,
+        queue: JobQueue,
+        settings: WorkerSettings,
+        *,
+        on_lag: Callable[[float], None] | None = None,
+    ) -> None:
         self._queue = queue
+        self._on_lag = on_lag
         self._interval = settings.heartbeat_interval_s
         self._lease_s = settings.lease_seconds
         self._progress_s = settings.progress_interval_s
@@ -153,6 +167,8 @@ class Heartbeater:
 
     async def _beat(self, lease: Lease) -> None:
         started = time.monotonic()
+        if self._on_lag is not None:
+            self._on_lag(max(0.0, started - (lease.last_beat + self._interval)))
         try:
             status = await self._queue.job_heartbeat(
                 lease.job_id, lease.token, lease_seconds=self._lease_s

@@ -24,17 +24,22 @@ from vidjobs.db.settings import DatabaseSettings
 from vidjobs.webhooks.dispatcher import Dispatcher
 from vidjobs.webhooks.secrets import Sealer, SecretKeysMissing
 from vidjobs.worker.jobqueue import PostgresQueue
+from vidjobs.worker.metrics import MetricsServer, WorkerMetrics
 from vidjobs.worker.pipelines.registry import PipelineRegistry
 from vidjobs.worker.runner import Worker, WorkerStats
 from vidjobs.worker.settings import WorkerSettings
 
-__all__ = ["exit_now_if_threads_linger", "run_worker"]
+__all__ = ["MetricsPortUnavailable", "exit_now_if_threads_linger", "run_worker"]
 
 log = logging.getLogger(__name__)
 
 # Connections besides one per running job: the claim loop, the completion flusher,
 # heartbeats/progress and failure writes, the webhook dispatcher's claims and records.
 _EXTRA_CONNECTIONS = 4
+
+
+class MetricsPortUnavailable(OSError):
+    """The metrics port cannot be listened on (taken, or a host that is not this machine's)."""
 
 
 async def run_worker(
@@ -56,6 +61,37 @@ async def run_worker(
         install_signals: handle SIGTERM/SIGINT (off when embedded in a test's event loop).
         on_ready: awaited with the worker once the pool and LISTEN are up, before it claims.
     """
+    metrics = WorkerMetrics()
+    # First, so a port that is taken stops the worker before it claims anything.
+    served = _serve_metrics(metrics, settings)
+    try:
+        return await _run(db, settings, registry, metrics, drain, install_signals, on_ready)
+    finally:
+        if served is not None:
+            served.close()
+
+
+def _serve_metrics(metrics: WorkerMetrics, settings: WorkerSettings) -> MetricsServer | None:
+    if not settings.metrics_port:
+        return None
+    try:
+        return metrics.serve(settings.metrics_host, settings.metrics_port)
+    except OSError as exc:
+        raise MetricsPortUnavailable(
+            f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port} ({exc}); "
+            "choose another VIDJOBS_WORKER_METRICS_PORT / --metrics-port (0 = none)"
+        ) from exc
+
+
+async def _run(  # noqa: PLR0917 - run_worker's arguments, passed on
+    db: DatabaseSettings,
+    settings: WorkerSettings,
+    registry: PipelineRegistry,
+    metrics: WorkerMetrics,
+    drain: bool,
+    install_signals: bool,
+    on_ready: Callable[[Worker], Awaitable[None]] | None,
+) -> WorkerStats:
     size = max(db.pool_max_size, settings.concurrency + _EXTRA_CONNECTIONS)
     db = db.model_copy(
         update={"pool_min_size": min(size, _EXTRA_CONNECTIONS), "pool_max_size": size}
@@ -71,7 +107,7 @@ async def run_worker(
     dispatching = asyncio.create_task(dispatcher.run()) if dispatcher is not None else None
     try:
         async with JobNotifier(db.url) as notifier:
-            worker = Worker(settings, queue, registry, notifier, drain=drain)
+            worker = Worker(settings, queue, registry, notifier, drain=drain, metrics=metrics)
             if install_signals:
                 _install_signals(worker)
             log.info(

@@ -34,6 +34,7 @@ from vidjobs.schema import Job
 from vidjobs.worker.completions import Completer, CompletionNotWritten
 from vidjobs.worker.heartbeat import Heartbeater, Lease
 from vidjobs.worker.jobqueue import JobQueue, Notifier
+from vidjobs.worker.metrics import WorkerMetrics
 from vidjobs.worker.outcome import Outcome, Result, UnknownPipeline, classify
 from vidjobs.worker.pipelines.contract import JobContext
 from vidjobs.worker.pipelines.registry import PipelineRegistry
@@ -73,6 +74,7 @@ class Worker:
         registry: pipelines by name.
         notifier: idle wake-up (``JobNotifier``).
         drain: return once a claim finds nothing and no job is in flight (benchmarks, tests).
+        metrics: where it counts and times its jobs (``--metrics-port`` serves them).
     """
 
     def __init__(
@@ -83,9 +85,12 @@ class Worker:
         notifier: Notifier,
         *,
         drain: bool = False,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.stats = WorkerStats()
+        self.metrics = metrics or WorkerMetrics()
+        self.metrics.watch(lambda: self._running, lambda: registry.load_seconds)
         self._queue = queue
         self._registry = registry
         self._notifier = notifier
@@ -98,7 +103,7 @@ class Worker:
         self._tasks: dict[asyncio.Task[None], uuid.UUID] = {}  # running job tasks -> job id
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
-        self._heartbeat = Heartbeater(queue, settings)
+        self._heartbeat = Heartbeater(queue, settings, on_lag=self.metrics.heartbeat_lag.observe)
         self._completer = Completer(
             queue, batch_size=settings.batch_size, lease_left=self._heartbeat.lease_left
         )
@@ -205,8 +210,10 @@ class Worker:
         """Take a claimed job: its lease is renewed from now on; it runs when a slot is free."""
         assert job.lease_token is not None, "a claimed job always carries its lease token"
         self.stats.claimed += 1
+        self.metrics.job_claimed(job.pipeline)
         self._active += 1
         ctx = JobContext(job, renew=functools.partial(self._heartbeat.renew, job.job_id))
+        ctx.stage_time = self.metrics.stage_timer(job.pipeline)
         lease = self._heartbeat.track(ctx, job.lease_token, claimed_at=claimed_at)
         self._ready.append((ctx, lease))
         self._dispatch()
@@ -258,10 +265,13 @@ class Worker:
             names = ", ".join(self._registry.names)
             missing = f"this worker has no pipeline {job.pipeline!r} (it runs: {names})"
             return classify(ctx, UnknownPipeline(missing))
+        started = time.perf_counter()
         try:
             return Result(Outcome.DONE, output_key=await pipeline.run(ctx))
         except Exception as exc:
             return classify(ctx, exc)
+        finally:
+            ctx.run_seconds = time.perf_counter() - started
 
     async def _finish(self, ctx: JobContext, token: uuid.UUID, result: Result) -> None:
         job_id = ctx.job.job_id
@@ -276,23 +286,25 @@ class Worker:
                 return
             if ok:
                 self.stats.completed += 1
+                self.metrics.job_done(ctx.job.pipeline, ctx.run_seconds, ctx.frames_done)
             else:
                 self.stats.lease_lost += 1
                 log.warning("job %s finished after its lease was lost; result dropped", job_id)
         elif result.outcome is Outcome.FAILED:
-            await self._fail(job_id, token, result)
+            if await self._fail(job_id, token, result):
+                self.metrics.job_failed(ctx.job.pipeline, result.error_kind)
         elif ctx.stop_reason == "shutdown":
             await self.release(job_id, token)
         else:
             self.stats.stopped += 1
             log.info("job %s stopped (%s)", job_id, ctx.stop_reason)
 
-    async def _fail(self, job_id: uuid.UUID, token: uuid.UUID, result: Result) -> None:
+    async def _fail(self, job_id: uuid.UUID, token: uuid.UUID, result: Result) -> bool:
         """Write a failed attempt: counted (``job_fail``) or, for the infrastructure's fault, not.
 
         A blob-store or database outage is not the job's fault and must not use up its
         attempts: such a job is handed back with a growing delay (``job_retry_later``, which
-        bounds how often).
+        bounds how often). Returns whether the write went through.
         """
         infra = result.infrastructure
         if infra:
@@ -315,11 +327,13 @@ class Worker:
                     permanent=result.permanent,
                 )  # fmt: skip
 
-        if await self._fenced(job_id, "hand-back" if infra else "fail", write):
-            if infra:
-                self.stats.retried_later += 1
-            else:
-                self.stats.failed += 1
+        if not await self._fenced(job_id, "hand-back" if infra else "fail", write):
+            return False
+        if infra:
+            self.stats.retried_later += 1
+        else:
+            self.stats.failed += 1
+        return True
 
     async def release(self, job_id: uuid.UUID, token: uuid.UUID) -> None:
         """Hand a held job back (pending, attempt not counted), e.g. at shutdown."""

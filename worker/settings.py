@@ -126,6 +126,22 @@ class WorkerSettings(Settings):
         "always durable.",
     )
 
+    metrics_port: int = setting(
+        0,
+        env="VIDJOBS_WORKER_METRICS_PORT",
+        ge=0,
+        le=65535,
+        help="Serve this worker's Prometheus metrics (jobs, durations, stage times, heartbeat "
+        "lag) over HTTP on this port; 0 = not served. One port per process: give each worker "
+        "on one machine its own.",
+    )
+    metrics_host: str = setting(
+        "127.0.0.1",
+        env="VIDJOBS_WORKER_METRICS_HOST",
+        help="Interface the metrics port listens on: this machine only by default, like the "
+        "API; 0.0.0.0 in a container that Prometheus scrapes from outside (the k8s manifest).",
+    )
+
     @model_validator(mode="after")
     def _leases_outlive_heartbeats(self) -> WorkerSettings:
         if self.heartbeat_interval_s >= self.lease_seconds:

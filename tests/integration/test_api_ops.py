@@ -14,6 +14,7 @@ from tests.support.blobs import stored_keys
 from tests.support.db import count_jobs, insert_jobs
 from tests.support.keys import Keys
 from tests.support.media import mp4_bytes
+from tests.support.metrics import Scrape
 from tests.support.postgres import drop_database
 from tests.support.s3 import S3Server
 from tests.support.waiting import wait_for
@@ -49,16 +50,25 @@ def test_health_and_ready(client: TestClient[Litestar]) -> None:
     assert ready.json() == {"status": "ready", "database": "ok", "blob_store": "ok"}
 
 
-def _metrics_when(c: TestClient[Litestar], line: str, **headers: str) -> str:
-    """The /metrics text once ``line`` is one of its lines (the depth is read in the background)."""
-    texts = [""]
+def _metrics_when(
+    c: TestClient[Litestar],
+    name: str,
+    value: float,
+    /,
+    headers: dict[str, str] | None = None,
+    **labels: str,
+) -> Scrape:
+    """/metrics once sample ``name{labels}`` is ``value`` (the depth is read in the background)."""
+    got = [Scrape({}, {})]
 
     def holds() -> bool:
-        texts[0] = c.get("/metrics", headers=headers).text
-        return line in texts[0].splitlines()
+        resp = c.get("/metrics", headers=headers or {})
+        assert resp.status_code == 200, resp.text
+        got[0] = Scrape.parse(resp.text)
+        return got[0].get(name, **labels) == value
 
-    wait_for(holds, 20, f"/metrics shows {line!r}")
-    return texts[0]
+    wait_for(holds, 20, f"/metrics shows {name}{labels} {value}")
+    return got[0]
 
 
 def test_metrics_count_requests_and_read_queue_depth(api_settings: ApiSettings, keys: Keys) -> None:
@@ -67,28 +77,52 @@ def test_metrics_count_requests_and_read_queue_depth(api_settings: ApiSettings, 
         for _ in range(2):
             assert _upload(client, keys.acme).status_code == 202
         client.get("/video/status/not-a-uuid", headers=Keys.auth(keys.acme))
-        _metrics_when(client, 'vidjobs_jobs{state="pending"} 2')
+        _metrics_when(client, "vidjobs_jobs", 2, state="pending")
         resp = client.get("/metrics")
     assert resp.status_code == 200
-    assert resp.headers["content-type"].startswith("text/plain")
+    assert resp.headers["content-type"].startswith("text/plain; version=0.0.4")
     text = resp.text
-    assert 'vidjobs_http_requests_total{method="POST",route="/video/submit",status="202"} 2' in text
-    assert (
-        'vidjobs_http_requests_total{method="GET",route="/video/status/{job_id}",status="422"} 1'
-    ) in text
-    assert (
-        "vidjobs_http_request_duration_seconds_bucket"
-        '{method="POST",route="/video/submit",le="+Inf"} 2' in text
-    )
-    assert (
-        'vidjobs_http_request_duration_seconds_count{method="POST",route="/video/submit"} 2' in text
-    )
-    assert 'vidjobs_jobs{state="pending"} 2' in text
-    assert 'vidjobs_jobs{state="running"} 0' in text
-    assert "vidjobs_database_up 1" in text.splitlines()  # the line, not its HELP
-    assert "vidjobs_queue_depth_age_seconds " in text
-    assert "# TYPE vidjobs_http_request_duration_seconds histogram" in text
+    m = Scrape.parse(text)
+    submit = {"method": "POST", "route": "/video/submit"}
+    assert m.get("vidjobs_http_requests_total", **submit, status="202") == 2
+    status_route = {"method": "GET", "route": "/video/status/{job_id}"}
+    assert m.get("vidjobs_http_requests_total", **status_route, status="422") == 1
+    assert m.get("vidjobs_http_request_duration_seconds_bucket", **submit, le="+Inf") == 2
+    assert m.get("vidjobs_http_request_duration_seconds_count", **submit) == 2
+    assert (m.get("vidjobs_http_request_duration_seconds_sum", **submit) or 0) > 0
+    assert m.get("vidjobs_jobs", state="pending") == 2
+    assert m.get("vidjobs_jobs", state="running") == 0
+    assert m.get("vidjobs_database_up") == 1
+    assert (m.get("vidjobs_queue_depth_age_seconds") or -1) >= 0
+    assert m.types["vidjobs_http_request_duration_seconds"] == "histogram"
+    assert m.types["vidjobs_http_requests"] == "counter"
+    assert "vidjobs_http_requests_created" not in text  # no _created series
     assert "tenant=" not in text  # no token set: /metrics is open and names no tenant
+
+
+def test_metrics_of_two_apps_in_one_process_are_their_own(
+    api_settings: ApiSettings, keys: Keys
+) -> None:
+    """Each app has its own registry: a second app starts at zero, and no name clashes."""
+    with TestClient(create_app(api_settings)) as first:
+        first.get("/health")
+        first.get("/health")
+        with TestClient(create_app(api_settings)) as second:
+            second.get("/health")
+            two = Scrape.parse(second.get("/metrics").text)
+        one = Scrape.parse(first.get("/metrics").text)
+    health = {"method": "GET", "route": "/health", "status": "200"}
+    assert one.get("vidjobs_http_requests_total", **health) == 2
+    assert two.get("vidjobs_http_requests_total", **health) == 1
+
+
+def test_request_metrics_can_be_turned_off(api_settings: ApiSettings) -> None:
+    off = api_settings.model_copy(update={"request_metrics": False, "metrics_refresh_s": 0.1})
+    with TestClient(create_app(off)) as c:
+        c.get("/health")
+        m = _metrics_when(c, "vidjobs_database_up", 1)
+    assert m.total("vidjobs_http_requests_total") == 0
+    assert m.get("vidjobs_jobs", state="pending") == 0  # the queue depth is still there
 
 
 def test_metrics_token_guards_metrics_and_shows_tenants(
@@ -107,12 +141,12 @@ def test_metrics_token_guards_metrics_and_shows_tenants(
             assert resp.headers["www-authenticate"].startswith("Bearer")
         # An API key is not the metrics token.
         assert c.get("/metrics", headers=Keys.auth(keys.acme)).status_code == 401
-        text = _metrics_when(
-            c, 'vidjobs_tenant_jobs{tenant="acme",state="pending"} 1', **Keys.auth(token)
+        m = _metrics_when(
+            c, "vidjobs_tenant_jobs", 1, Keys.auth(token), tenant="acme", state="pending"
         )
-        assert 'vidjobs_tenant_jobs{tenant="acme",state="running"} 0' in text
-        assert 'tenant="globex"' not in text  # a tenant with nothing queued has no series
-        assert 'vidjobs_jobs{state="pending"} 1' in text
+        assert m.get("vidjobs_tenant_jobs", tenant="acme", state="running") == 0
+        assert "globex" not in m.label_values("vidjobs_tenant_jobs", "tenant")  # nothing queued
+        assert m.get("vidjobs_jobs", state="pending") == 1
 
 
 def test_metrics_queue_depth_refreshes_in_the_background(
@@ -120,22 +154,23 @@ def test_metrics_queue_depth_refreshes_in_the_background(
 ) -> None:
     fast = api_settings.model_copy(update={"metrics_refresh_s": 0.1})
     with TestClient(create_app(fast)) as c:
-        _metrics_when(c, 'vidjobs_jobs{state="pending"} 0')
+        _metrics_when(c, "vidjobs_jobs", 0, state="pending")
         insert_jobs(database_url, 3, tenant="globex")  # around the API: only a read sees it
-        _metrics_when(c, 'vidjobs_jobs{state="pending"} 3')
+        _metrics_when(c, "vidjobs_jobs", 3, state="pending")
 
 
 def test_a_scrape_never_queries_postgres(api_settings: ApiSettings, database_url: str) -> None:
     slow = api_settings.model_copy(update={"metrics_refresh_s": 3600.0})
     with TestClient(create_app(slow)) as c:
-        _metrics_when(c, "vidjobs_database_up 1")  # the reader's first read, at start
+        _metrics_when(c, "vidjobs_database_up", 1)  # the reader's first read, at start
         depth = c.app.state["vidjobs"].metrics.queue_depth
         assert depth.reads == 1
         insert_jobs(database_url, 3, tenant="globex")
         for _ in range(50):
             resp = c.get("/metrics")
             assert resp.status_code == 200
-            assert 'vidjobs_jobs{state="pending"} 0' in resp.text  # the cached reading
+            # the cached reading
+            assert Scrape.parse(resp.text).get("vidjobs_jobs", state="pending") == 0
         assert depth.reads == 1
 
 
@@ -249,7 +284,7 @@ def test_database_down_during_submit_is_503_and_no_blob(
         assert c.get("/ready").json()["database"].startswith("unavailable")
         metrics = c.get("/metrics")
         assert metrics.status_code == 200
-        _metrics_when(c, "vidjobs_database_up 0")  # the next background read fails
+        _metrics_when(c, "vidjobs_database_up", 0)  # the next background read fails
     assert stored_keys(s3_settings) == []
 
 

@@ -4,7 +4,9 @@ The settings are built once, here, from the flags and the environment, and hande
 uvicorn process as the argument of the app factory (``create_app(settings)``): with
 ``--workers N`` uvicorn pickles its config, factory and settings included, into each spawned
 process, so no process reads the environment again. The config, with its header and
-keep-alive timeouts, is ``vidjobs.api.server.server_config``.
+keep-alive timeouts, is ``vidjobs.api.server.server_config``. With ``--workers N`` the
+processes write their request metrics to a fresh temporary directory
+(``PROMETHEUS_MULTIPROC_DIR``, removed at exit) that every ``/metrics`` scrape sums up.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def api(log_level: str) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from vidjobs.api.metrics import multiprocess_directory
     from vidjobs.api.server import server_config
 
     settings = settings_from_cli(ApiSettings, database=settings_from_cli(DatabaseSettings))
@@ -49,8 +52,12 @@ def api(log_level: str) -> None:
     server = uvicorn.Server(config)
     try:
         if settings.workers > 1:
-            # What uvicorn.run does for workers > 1 (which it allows only for an import string).
-            Multiprocess(config, sockets=[config.bind_socket()]).run()
+            # The processes share their request metrics through files in one directory, made
+            # (and named in the environment they inherit) before they are spawned.
+            with multiprocess_directory(settings.workers):
+                # What uvicorn.run does for workers > 1 (which it allows only for an import
+                # string).
+                Multiprocess(config, sockets=[config.bind_socket()]).run()
             return
         server.run()
     except KeyboardInterrupt:

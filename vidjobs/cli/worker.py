@@ -95,13 +95,13 @@ def worker(
             click.echo(result.line(), err=True)
         sys.exit(0 if all(r.ok for r in results) else 1)
     from vidjobs.db.errors import DatabaseUnavailable
-    from vidjobs.worker.main import exit_now_if_threads_linger, run_worker
+    from vidjobs.worker.main import MetricsPortUnavailable, exit_now_if_threads_linger, run_worker
     from vidjobs.worker.pipelines.registry import default_registry
 
     try:
         registry = default_registry(blobs, video, concurrency=settings.concurrency)
         asyncio.run(run_worker(db, settings, registry, drain=drain))
-    except DatabaseUnavailable as exc:
+    except (DatabaseUnavailable, MetricsPortUnavailable) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     exit_now_if_threads_linger(0)

@@ -45,6 +45,11 @@ class JobContext:
     step: str = ""
     """What the job is doing now (``downloading the video``); blob-store error messages
     start with it (``worker.outcome.classify``)."""
+    stage_time: Callable[[str, float], None] | None = field(default=None, repr=False)
+    """``stage_time(stage, seconds)``: how long one stage (decode, detect, ocr) took for one
+    frame; set by the worker for its metrics, callable from any thread."""
+    run_seconds: float = 0.0
+    """How long the pipeline's ``run`` took (set by the worker when it returns)."""
 
     def progress(self, frames_done: int, frames_total: int | None) -> None:
         """Record how far the job got; the worker writes it out at most every interval."""

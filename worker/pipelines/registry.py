@@ -7,6 +7,7 @@ imports the ML stack (``vidjobs worker --check`` stays light too).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,8 @@ class PipelineRegistry:
         self._factories = dict(factories)
         self._built: dict[str, Pipeline] = {}
         self._lock = asyncio.Lock()
+        self.load_seconds: dict[str, float] = {}
+        """Pipeline name -> seconds its build took (loading the models), once built."""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -54,7 +57,9 @@ class PipelineRegistry:
         async with self._lock:
             if name not in self._built:
                 # Building may load a model for seconds: keep the event loop (heartbeats) free.
+                started = time.perf_counter()
                 self._built[name] = await asyncio.to_thread(factory)
+                self.load_seconds[name] = time.perf_counter() - started
             return self._built[name]
 
     async def close(self) -> None:

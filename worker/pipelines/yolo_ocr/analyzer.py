@@ -21,7 +21,7 @@ from vidjobs.worker.pipelines.yolo_ocr.ocr import TextReader
 from vidjobs.worker.pipelines.yolo_ocr.results import build_document, encode_document
 from vidjobs.worker.pipelines.yolo_ocr.settings import PipelineSettings
 
-__all__ = ["ProgressFn", "StopFn", "VideoAnalyzer"]
+__all__ = ["ProgressFn", "StageTimeFn", "StopFn", "VideoAnalyzer"]
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,13 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int], None]
 #: ``should_stop()``, polled before every frame; true cancels the analysis.
 StopFn = Callable[[], bool]
+#: ``stage_time(stage, seconds)``: one stage's time for one frame (the worker's metrics).
+StageTimeFn = Callable[[str, float], None]
+
+
+def _untimed(stage: str, seconds: float) -> None:
+    """No one asked for the stage times."""
+
 
 #: Largest absolute difference (0-255) between two 128x72 grey thumbnails (each pixel the mean
 #: of a ~5x5 block at 640x360) under which a frame counts as unchanged. Codec noise on a still
@@ -71,6 +78,7 @@ class VideoAnalyzer:
         params: dict[str, Any],
         progress: ProgressFn,
         should_stop: StopFn,
+        stage_time: StageTimeFn | None = None,
     ) -> bytes:
         """Analyse one video and return the canonical results document (JSON bytes).
 
@@ -91,7 +99,10 @@ class VideoAnalyzer:
         with VideoSource(path) as source:
             total = planned_samples(source.info, used.sample_fps)
             previous: tuple[npt.NDArray[np.float32], FrameResult] | None = None
+            timed = stage_time or _untimed
+            decoding = time.perf_counter()
             for sampled in source.sample(used.sample_fps):
+                timed("decode", time.perf_counter() - decoding)  # reaching the next sample
                 if should_stop():
                     raise JobStopped("asked to stop while the video was being analysed")
                 thumb = _thumbnail(sampled.image) if self.settings.skip_unchanged else None
@@ -103,7 +114,9 @@ class VideoAnalyzer:
                     detections, text = previous[1].detections, previous[1].text
                     reused += 1
                 else:
-                    detections, text = self._analyse_frame(sampled.image, used.min_confidence)
+                    detections, text = self._analyse_frame(
+                        sampled.image, used.min_confidence, timed
+                    )
                 result = FrameResult(
                     frame_index=sampled.frame_index,
                     t_ms=sampled.t_ms,
@@ -114,6 +127,7 @@ class VideoAnalyzer:
                 if thumb is not None:
                     previous = (thumb, result)
                 progress(len(frames), total)
+                decoding = time.perf_counter()
             info = source.info
         if len(frames) < total:
             # The container announced a few more frames than it holds (but not so many that
@@ -130,10 +144,15 @@ class VideoAnalyzer:
         return encode_document(doc)
 
     def _analyse_frame(
-        self, image: npt.NDArray[np.uint8], min_confidence: float
+        self, image: npt.NDArray[np.uint8], min_confidence: float, timed: StageTimeFn
     ) -> tuple[tuple[Detection, ...], tuple[TextLine, ...]]:
+        # Timed inside the locks: the stage's own time, not the wait for another thread.
         with self._detect_lock:
+            started = time.perf_counter()
             detections = tuple(self._detector.detect(image, min_confidence))
+            timed("detect", time.perf_counter() - started)
         with self._ocr_lock:
+            started = time.perf_counter()
             text = tuple(self._reader.read(image, min_confidence))
+            timed("ocr", time.perf_counter() - started)
         return detections, text

@@ -79,6 +79,7 @@ class VideoPipeline:
                 dict(job.params),
                 ctx.progress,
                 ctx.should_stop,
+                ctx.stage_time,
             )
             out = results_key(job.job_id)
             await ctx.ensure_held()  # a stale attempt must not replace a newer one's results
