@@ -164,7 +164,13 @@ class EmbeddedPostgres:
         """Stop the server (``fast`` aborts open transactions; ``immediate`` is a crash)."""
         if not (self.data_dir / "postmaster.pid").exists():
             return
-        self._run(["pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "-t", "60", "stop"])
+        try:
+            self._run(["pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "-t", "60", "stop"])
+        except RuntimeError:
+            # It stopped meanwhile: a Ctrl+C reaches the whole process group, the server too
+            # (a fast shutdown), and may be quicker than this stop.
+            if (self.data_dir / "postmaster.pid").exists():
+                raise
 
     def __enter__(self) -> EmbeddedPostgres:
         return self.start()
