@@ -494,3 +494,24 @@ async def test_a_secret_sealed_under_a_dropped_key_does_not_stop_the_others(
             await _until(rx.unique_events, 10, "signed with the secret that opens")
     (r,) = rx.snapshot()
     assert len(r.headers["webhook-signature"].split(" ")) == 1
+
+
+async def test_a_job_failed_for_good_by_a_claim_after_its_lease_expired_is_an_event(
+    conn: Conn,
+) -> None:
+    await endpoint_add(conn, "acme", "https://example.com/hooks")
+    job = await submit(conn, "acme", max_attempts=1)
+    (held,) = await job_claim(
+        conn, worker_id="w1", batch_size=1, lease_seconds=30, now=job.created_at
+    )
+    assert held.lease_token is not None
+    # w1 dies; a later claim finds the lease expired on the last attempt and fails the job.
+    await job_claim(
+        conn, worker_id="w2", batch_size=1, lease_seconds=30,
+        now=job.created_at + timedelta(seconds=60),
+    )  # fmt: skip
+    ended = await job_get(conn, job.job_id)
+    assert ended is not None
+    assert (ended.state, ended.error_kind) == ("failed", "lease_expired")
+    (d,) = await delivery_list(conn, job_id=job.job_id)
+    assert d.event_type == "job.failed"
