@@ -109,7 +109,7 @@ async def _run(  # noqa: PLR0917 - run_worker's arguments, passed on
         async with JobNotifier(db.url) as notifier:
             worker = Worker(settings, queue, registry, notifier, drain=drain, metrics=metrics)
             if install_signals:
-                _install_signals(worker)
+                _install_signals(worker, dispatcher)
             log.info(
                 "worker %s: concurrency %d, batch %d, lease %.0fs, pipelines %s",
                 settings.worker_id,
@@ -152,7 +152,7 @@ def _dispatcher(pool: AsyncConnectionPool[Any], settings: WorkerSettings) -> Dis
     return Dispatcher(pool, settings.webhook_dispatch, sealer, dispatcher_id=settings.worker_id)
 
 
-def _install_signals(worker: Worker) -> None:
+def _install_signals(worker: Worker, dispatcher: Dispatcher | None) -> None:
     loop = asyncio.get_running_loop()
 
     def on_signal(signum: int) -> None:
@@ -167,6 +167,8 @@ def _install_signals(worker: Worker) -> None:
             worker.settings.grace_seconds,
         )
         worker.stop()
+        if dispatcher is not None:  # its attempts end while the jobs' grace runs, not after it
+            dispatcher.stop()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
