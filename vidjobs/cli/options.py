@@ -24,7 +24,13 @@ from pydantic import TypeAdapter, ValidationError
 from vidjobs.db.settings import DatabaseSettings
 from vidjobs.settings import Declared, Settings, SettingsError, declared, problem
 
-__all__ = ["database_url_option", "settings_from_cli", "settings_options"]
+__all__ = [
+    "database_url_option",
+    "log_level_option",
+    "settings_from_cli",
+    "settings_options",
+    "setup_logging",
+]
 
 S = TypeVar("S", bound=Settings)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -184,3 +190,28 @@ def database_url_option(command: F) -> F:
         return command(*args, database_url=settings_from_cli(DatabaseSettings).url, **kwargs)
 
     return settings_options(DatabaseSettings, only=["url"])(with_url)  # type: ignore[return-value]
+
+
+def log_level_option(command: F) -> F:
+    """``--log-level`` (``VIDJOBS_LOG_LEVEL``) of a long-running process; pass it to
+    :func:`setup_logging`."""
+    return click.option(
+        "--log-level",
+        envvar="VIDJOBS_LOG_LEVEL",
+        show_envvar=True,
+        type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+        default="INFO",
+        help="Log verbosity.",
+    )(command)
+
+
+def setup_logging(level: str) -> None:
+    """One line per record on stderr: time, level, logger, message."""
+    import logging
+    import sys
+
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )

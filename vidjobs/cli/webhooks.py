@@ -18,7 +18,13 @@ from typing import Any
 import click
 
 from vidjobs.cli.connection import run_on_connection
-from vidjobs.cli.options import database_url_option, settings_from_cli, settings_options
+from vidjobs.cli.options import (
+    database_url_option,
+    log_level_option,
+    settings_from_cli,
+    settings_options,
+    setup_logging,
+)
 from vidjobs.db.settings import DatabaseSettings
 from vidjobs.webhooks.settings import DispatchSettings, TargetPolicy
 
@@ -262,24 +268,13 @@ def deliveries(
         "poll_interval_s", "concurrency", "batch_size", "dispatcher_id",
     ],
 )  # fmt: skip
-@click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    default="info",
-    envvar="VIDJOBS_LOG_LEVEL",
-    show_envvar=True,
-    help="Log verbosity.",
-)
+@log_level_option
 def dispatch(log_level: str) -> None:
     """Deliver the outbox until SIGTERM/SIGINT (workers also do, unless --no-webhooks).
 
     Run as many as you like: they share the outbox with SKIP LOCKED.
     """
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(log_level)
     db = settings_from_cli(DatabaseSettings)
     settings = settings_from_cli(DispatchSettings)
     sealer = _sealer()

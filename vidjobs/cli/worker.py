@@ -9,7 +9,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from vidjobs.cli.options import settings_from_cli, settings_options
+from vidjobs.cli.options import (
+    log_level_option,
+    settings_from_cli,
+    settings_options,
+    setup_logging,
+)
 from vidjobs.db.settings import DatabaseSettings
 from vidjobs.worker.settings import WorkerSettings
 
@@ -51,14 +56,7 @@ __all__ = ["worker"]
     help="--check, and also load the detector and OCR engine as a job would (seconds, ~1 GB: "
     "a one-off diagnosis, not a probe). No environment variable, so no probe turns it on.",
 )
-@click.option(
-    "--log-level",
-    envvar="VIDJOBS_LOG_LEVEL",
-    show_envvar=True,
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-    default="INFO",
-    help="Log verbosity.",
-)
+@log_level_option
 def worker(
     drain: bool,
     no_video: bool,
@@ -74,11 +72,7 @@ def worker(
     The blob store is configured by VIDJOBS_BLOB_* / VIDJOBS_S3_* and the models by
     VIDJOBS_DETECTOR_* / VIDJOBS_OCR_* (see docs/pipeline.md); they load once per process.
     """
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(log_level)
     from vidjobs.blobs import BlobSettings
 
     db = settings_from_cli(DatabaseSettings)
