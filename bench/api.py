@@ -15,6 +15,14 @@ Phases, each against a real ``vidjobs api`` process (uvicorn, one worker):
    enough not to be the bottleneck that httpx would be).
 Prints one JSON line LAST with the keys ``peak_rss_mb_100mb``, ``peak_rss_mb_1gb``,
 ``upload_mb_s``, ``copy_mb_s``, ``status_rps``, ``trivial_rps`` (plus context).
+
+    .venv/bin/python bench/api.py --compare-metrics --blob-backend local --duration 10
+
+runs only what the request metrics cost: two API processes side by side, one counting and
+timing every request (the default) and one with ``VIDJOBS_API_REQUEST_METRICS=false``, the
+status route hammered on each in alternating 1 s slices (so both see the same background load);
+its JSON line has ``status_rps_metrics``, ``status_rps_no_metrics``, their ``ratio`` and the
+median ratio of the adjacent slice pairs (``ratio_median_of_pairs``).
 """
 
 from __future__ import annotations
@@ -148,13 +156,15 @@ def api_env(url: str, blobs: BlobSettings) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def api_process(url: str, blobs: BlobSettings, tmp: Path) -> Iterator[tuple[int, int]]:
+def api_process(
+    url: str, blobs: BlobSettings, tmp: Path, **extra_env: str
+) -> Iterator[tuple[int, int]]:
     """(pid, port) of a fresh ``vidjobs api`` process; stopped by its PID afterwards."""
     port = free_port()
     out = (tmp / f"api-{port}.log").open("wb")
     proc = subprocess.Popen(
         [VIDJOBS, "api", "--port", str(port), "--workers", "1", "--log-level", "warning"],
-        env=api_env(url, blobs),
+        env={**api_env(url, blobs), **extra_env},
         stdout=out,
         stderr=subprocess.STDOUT,
     )
@@ -316,19 +326,25 @@ async def hammer(port: int, paths: list[str], headers: str, duration: float, con
     return sum(counts) / elapsed
 
 
-def phase_status(
-    url: str, blobs: BlobSettings, tmp: Path, key: str, args: argparse.Namespace
-) -> dict[str, float]:
-    """status_rps vs trivial_rps on one API process, with ~1,000 jobs in the table."""
+def seed_jobs(url: str, n: int) -> list[uuid.UUID]:
+    """``n`` pending noop jobs of the bench tenant, then fresh planner statistics."""
 
     async def seed() -> list[uuid.UUID]:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as c:
-            jobs = [NewJob(tenant=TENANT, pipeline="noop", params={}) for _ in range(args.jobs)]
+            jobs = [NewJob(tenant=TENANT, pipeline="noop", params={}) for _ in range(n)]
             return await job_insert_many(c, jobs)
 
     ids = asyncio.run(seed())
     with psycopg.connect(url, autocommit=True) as c:
         c.execute("ANALYZE")
+    return ids
+
+
+def phase_status(
+    url: str, blobs: BlobSettings, tmp: Path, key: str, args: argparse.Namespace
+) -> dict[str, float]:
+    """status_rps vs trivial_rps on one API process, with ~1,000 jobs in the table."""
+    ids = seed_jobs(url, args.jobs)
     auth = f"Authorization: Bearer {key}\r\n"
     status_paths = [f"/video/status/{i}" for i in ids]
     with api_process(url, blobs, tmp) as (_pid, port):
@@ -352,6 +368,60 @@ def phase_status(
     return {"status_rps": status, "trivial_rps": trivial}
 
 
+def phase_metrics_cost(
+    url: str, blobs: BlobSettings, tmp: Path, key: str, args: argparse.Namespace
+) -> tuple[float, float, float, int]:
+    """Status requests/s with and without the request-metrics middleware, interleaved.
+
+    Returns the two means, the median of the slice pairs' ratios (robust to a neighbour's
+    burst, which a shared machine has) and the number of slices of each.
+    """
+    ids = seed_jobs(url, args.jobs)
+    auth = f"Authorization: Bearer {key}\r\n"
+    paths = [f"/video/status/{i}" for i in ids]
+    conns = args.connections
+    with (
+        api_process(url, blobs, tmp) as (_, on),
+        api_process(url, blobs, tmp, VIDJOBS_API_REQUEST_METRICS="false") as (_, off),
+    ):
+        for port in (on, off):  # warm-up: connections, caches, the auth path
+            asyncio.run(hammer(port, paths, auth, 1.0, conns))
+        rates: dict[int, list[float]] = {on: [], off: []}
+        for i in range(max(1, round(args.duration))):
+            # ABBA order: neither process always gets the slice right after the other's.
+            for port in (on, off) if i % 2 == 0 else (off, on):
+                rates[port].append(asyncio.run(hammer(port, paths, auth, 1.0, conns)))
+        with_m = sum(rates[on]) / len(rates[on])
+        without = sum(rates[off]) / len(rates[off])
+    log(
+        f"{len(ids)} jobs: GET /video/status {with_m:.0f} req/s with request metrics, "
+        f"{without:.0f} req/s without (ratio {with_m / without:.3f}; {conns} connections, "
+        f"{len(rates[on])} x 1 s slices each, interleaved)\n"
+        f"  slices with: {[round(r) for r in rates[on]]}\n"
+        f"  slices without: {[round(r) for r in rates[off]]}"
+    )
+    pairs = sorted(a / b for a, b in zip(rates[on], rates[off], strict=True))
+    return with_m, without, pairs[len(pairs) // 2], len(rates[on])
+
+
+def compare_metrics(args: argparse.Namespace) -> None:
+    """Only the request-metrics comparison; one JSON line."""
+    with tempfile.TemporaryDirectory(prefix="vidjobs-bench-api-") as d:
+        tmp = Path(d)
+        with postgres(args.dsn, tmp) as url, blob_settings(args, tmp) as blobs:
+            on, off, paired, slices = phase_metrics_cost(url, blobs, tmp, create_key(url), args)
+    result = {
+        "status_rps_metrics": round(on, 1),
+        "status_rps_no_metrics": round(off, 1),
+        "ratio": round(on / off, 3),
+        "ratio_median_of_pairs": round(paired, 3),
+        "jobs_in_table": args.jobs,
+        "connections": args.connections,
+        "slices": slices,
+    }
+    print(json.dumps(result), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     ap.add_argument("--dsn", help="admin URL of an existing Postgres (default: embedded)")
@@ -365,7 +435,15 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--skip-uploads", action="store_true", help="only the requests/s phase")
+    ap.add_argument(
+        "--compare-metrics",
+        action="store_true",
+        help="only the status route with and without the request-metrics middleware",
+    )
     args = ap.parse_args()
+    if args.compare_metrics:
+        compare_metrics(args)
+        return
 
     with tempfile.TemporaryDirectory(prefix="vidjobs-bench-api-") as d:
         tmp = Path(d)

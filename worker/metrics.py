@@ -76,6 +76,33 @@ class MetricsServer:
         self._thread.join(5)
 
 
+class _Series:
+    """One pipeline's children of the per-job metrics."""
+
+    def __init__(self, metrics: WorkerMetrics, pipeline: str) -> None:
+        self._metrics = metrics
+        self._pipeline = pipeline
+        self.claimed = metrics.claimed.labels(pipeline)
+        self.completed = metrics.completed.labels(pipeline)
+        self.seconds = metrics.job_seconds.labels(pipeline)
+        # Made on first use: a pipeline without frames or stages (noop) shows no empty series.
+        self._frames_per_second: Histogram | None = None
+        self._stages: dict[str, Histogram] = {}
+
+    def frames_per_second(self, rate: float) -> None:
+        if self._frames_per_second is None:
+            self._frames_per_second = self._metrics.frames_per_second.labels(self._pipeline)
+        self._frames_per_second.observe(rate)
+
+    def stage_time(self, stage: str, seconds: float) -> None:
+        child = self._stages.get(stage)
+        if child is None:
+            if stage not in STAGES:  # only the documented stages: the labels stay bounded
+                return
+            child = self._stages[stage] = self._metrics.stage_seconds.labels(self._pipeline, stage)
+        child.observe(seconds)
+
+
 class WorkerMetrics:
     """Every metric of one worker: counters and histograms it updates, gauges it reads."""
 
@@ -124,9 +151,10 @@ class WorkerMetrics:
             buckets=_LAG_BUCKETS,
             registry=r,
         )
-        self._claimed: dict[str, Counter] = {}
+        # A job's updates go to children made once per pipeline: labels() on every job would
+        # triple what counting costs a worker draining thousands of noop jobs a second.
+        self._by_pipeline: dict[str, _Series] = {}
         self._error_kinds: set[str] = set()
-        self._stage_timers: dict[str, Callable[[str, float], None]] = {}
         self._live = _Live()
         r.register(self._live)
 
@@ -137,19 +165,23 @@ class WorkerMetrics:
         self._live.in_flight = in_flight
         self._live.load_seconds = load_seconds
 
+    def _series(self, pipeline: str) -> _Series:
+        series = self._by_pipeline.get(pipeline)
+        if series is None:
+            series = self._by_pipeline[pipeline] = _Series(self, pipeline)
+        return series
+
     def job_claimed(self, pipeline: str) -> None:
-        """One job claimed (called per job: the claimed counter of each pipeline is kept)."""
-        counter = self._claimed.get(pipeline)
-        if counter is None:
-            counter = self._claimed[pipeline] = self.claimed.labels(pipeline)
-        counter.inc()
+        """One job claimed."""
+        self._series(pipeline).claimed.inc()
 
     def job_done(self, pipeline: str, seconds: float, frames: int) -> None:
         """A completion was written: count it, time it, and its frame rate if it had frames."""
-        self.completed.labels(pipeline).inc()
-        self.job_seconds.labels(pipeline).observe(seconds)
+        series = self._series(pipeline)
+        series.completed.inc()
+        series.seconds.observe(seconds)
         if frames > 0 and seconds > 0:
-            self.frames_per_second.labels(pipeline).observe(frames / seconds)
+            series.frames_per_second(frames / seconds)
 
     def job_failed(self, pipeline: str, error_kind: str) -> None:
         """A failed attempt was written (counted or handed back for the infrastructure)."""
@@ -161,18 +193,8 @@ class WorkerMetrics:
         self.failed.labels(pipeline, error_kind).inc()
 
     def stage_timer(self, pipeline: str) -> Callable[[str, float], None]:
-        """``observe(stage, seconds)`` for jobs of ``pipeline``; thread-safe, one per pipeline."""
-        observe = self._stage_timers.get(pipeline)
-        if observe is None:
-            children = {stage: self.stage_seconds.labels(pipeline, stage) for stage in STAGES}
-
-            def observe(stage: str, seconds: float) -> None:
-                child = children.get(stage)
-                if child is not None:  # only the documented stages: the labels stay bounded
-                    child.observe(seconds)
-
-            self._stage_timers[pipeline] = observe
-        return observe
+        """``observe(stage, seconds)`` for jobs of ``pipeline`` (thread-safe)."""
+        return self._series(pipeline).stage_time
 
     def serve(self, host: str, port: int) -> MetricsServer:
         """Serve ``/metrics`` (any path answers) on ``host:port`` from a daemon thread.
