@@ -27,6 +27,7 @@ __all__ = [
     "JobEvent",
     "JobPage",
     "NewJob",
+    "QueueHealth",
     "job_cancel",
     "job_count_by_state",
     "job_count_queued",
@@ -38,6 +39,7 @@ __all__ = [
     "job_insert_many",
     "job_list",
     "job_prune",
+    "queue_health",
 ]
 
 
@@ -262,6 +264,30 @@ async def job_count_queued(conn: Conn) -> dict[str, dict[JobState, int]]:
         queued.setdefault(tenant, dict.fromkeys((JobState.PENDING, JobState.RUNNING), 0))
         queued[tenant][JobState(state)] = int(n)
     return queued
+
+
+class QueueHealth(msgspec.Struct, frozen=True, kw_only=True):
+    """What the alerts watch besides the depth (``queue_health``)."""
+
+    oldest_pending_s: float
+    """Age of the oldest due pending job (now - run_after), 0 when none is due."""
+    lease_expired: int
+    """Running jobs whose lease expired: their worker stopped heartbeating (stuck)."""
+    webhook_pending: int
+    """Webhook deliveries neither delivered nor failed yet."""
+    webhook_oldest_s: float
+    """Age of the oldest pending webhook delivery, 0 when none."""
+
+
+async def queue_health(conn: Conn) -> QueueHealth:
+    """The oldest due job's age, stuck jobs and the webhook backlog, in one statement."""
+    (row,) = await fetch_rows(conn, "queue_health")
+    return QueueHealth(
+        oldest_pending_s=float(row["oldest_pending_s"]),
+        lease_expired=int(row["lease_expired"]),
+        webhook_pending=int(row["webhook_pending"]),
+        webhook_oldest_s=float(row["webhook_oldest_s"]),
+    )
 
 
 async def job_event_list(conn: Conn, job_id: uuid.UUID) -> list[JobEvent]:

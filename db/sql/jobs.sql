@@ -596,6 +596,22 @@ FROM vidjobs.jobs
 WHERE state = 'running'
 GROUP BY tenant;
 
+-- name: queue_health
+-- What the alerts watch, beside the depth: the oldest due pending job's age, running jobs whose lease expired, and the webhook backlog (seconds; 0 when none).
+-- Each part reads a partial index's rows only (pending jobs, running jobs, pending deliveries),
+-- never a finished row, like job_count_queued.
+SELECT
+    coalesce((SELECT extract(epoch FROM now() - min(run_after))
+              FROM vidjobs.jobs WHERE state = 'pending' AND run_after <= now()), 0)
+        AS oldest_pending_s,
+    (SELECT count(*) FROM vidjobs.jobs WHERE state = 'running' AND lease_expires_at < now())
+        AS lease_expired,
+    (SELECT count(*) FROM vidjobs.webhook_deliveries WHERE state = 'pending')
+        AS webhook_pending,
+    coalesce((SELECT extract(epoch FROM now() - min(created_at))
+              FROM vidjobs.webhook_deliveries WHERE state = 'pending'), 0)
+        AS webhook_oldest_s;
+
 -- name: job_event_list
 -- A job's audit trail, oldest first.
 SELECT event_id, job_id, at, actor, from_state, to_state, attempt, error_kind, error_message
