@@ -36,6 +36,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from vidjobs.api.queue_depth import QueueDepth
+from vidjobs.db.jobs import QueueHealth
 from vidjobs.schema.job import JobState
 
 __all__ = [
@@ -103,7 +104,8 @@ class QueueDepthCollector(Collector):
         self.per_tenant = per_tenant
 
     def collect(self) -> Iterable[Metric]:
-        """``vidjobs_jobs``, ``vidjobs_tenant_jobs``, the reading's age, ``vidjobs_database_up``."""
+        """``vidjobs_jobs``, ``vidjobs_tenant_jobs``, the health gauges, the reading's age,
+        ``vidjobs_database_up``."""
         reading, last = self.queue_depth.reading, self.queue_depth.last
         jobs = GaugeMetricFamily(
             "vidjobs_jobs",
@@ -125,6 +127,7 @@ class QueueDepthCollector(Collector):
                     for state in _QUEUED:
                         tenants.add_metric([tenant, state.value], counts.get(state, 0))
             yield tenants
+        yield from _health(reading.health if reading is not None else None)
         age = GaugeMetricFamily(
             "vidjobs_queue_depth_age_seconds", "Seconds since the queue depth was last read."
         )
@@ -136,6 +139,40 @@ class QueueDepthCollector(Collector):
             "1 if the last read of the queue depth succeeded.",
             value=0 if reading is None else 1,
         )
+
+
+_HEALTH: tuple[tuple[str, str, str], ...] = (
+    (
+        "vidjobs_queue_oldest_pending_age_seconds",
+        "oldest_pending_s",
+        "Age of the oldest due pending job (now - run_after), 0 when none is due.",
+    ),
+    (
+        "vidjobs_jobs_lease_expired",
+        "lease_expired",
+        "Running jobs whose lease expired (their worker stopped heartbeating; the next claim "
+        "takes them back).",
+    ),
+    (
+        "vidjobs_webhook_deliveries_pending",
+        "webhook_pending",
+        "Webhook deliveries neither delivered nor failed yet.",
+    ),
+    (
+        "vidjobs_webhook_oldest_pending_age_seconds",
+        "webhook_oldest_s",
+        "Age of the oldest pending webhook delivery, 0 when none.",
+    ),
+)
+
+
+def _health(health: QueueHealth | None) -> Iterable[Metric]:
+    """The gauges the alerts watch besides the depth (absent while the database is not read)."""
+    for name, field, help_text in _HEALTH:
+        gauge = GaugeMetricFamily(name, help_text)
+        if health is not None:
+            gauge.add_metric([], getattr(health, field))
+        yield gauge
 
 
 class Metrics:

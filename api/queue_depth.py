@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from vidjobs.db.jobs import job_count_queued
+from vidjobs.db.jobs import QueueHealth, job_count_queued, queue_health
 from vidjobs.db.pool import connect
 from vidjobs.db.statements import Conn
 from vidjobs.schema import JobState
@@ -37,10 +37,12 @@ class QueueReading:
     Attributes:
         by_tenant: tenant -> {pending, running}; tenants with neither are absent.
         at: ``time.monotonic()`` of the read.
+        health: the oldest due job's age, stuck jobs, the webhook backlog (``queue_health``).
     """
 
     by_tenant: dict[str, dict[JobState, int]]
     at: float
+    health: QueueHealth | None = None
 
     def total(self, state: JobState) -> int:
         """Jobs in ``state`` across tenants."""
@@ -100,13 +102,14 @@ class QueueDepth:
                         " -c application_name=vidjobs-api-metrics",
                     )
                 by_tenant = await job_count_queued(self._conn)
+                health = await queue_health(self._conn)
         except Exception as exc:  # any failure: say so on /metrics, retry next round
             if self.reading is not None or self.reads == 1:  # once per outage, not per round
                 log.warning("metrics: queue depth unavailable: %s", exc)
             self.reading = None
             await self._close()
             return
-        self.reading = self.last = QueueReading(by_tenant, time.monotonic())
+        self.reading = self.last = QueueReading(by_tenant, time.monotonic(), health)
 
     async def _close(self) -> None:
         conn, self._conn = self._conn, None

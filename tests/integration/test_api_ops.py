@@ -94,6 +94,11 @@ def test_metrics_count_requests_and_read_queue_depth(api_settings: ApiSettings, 
     assert m.get("vidjobs_jobs", state="running") == 0
     assert m.get("vidjobs_database_up") == 1
     assert (m.get("vidjobs_queue_depth_age_seconds") or -1) >= 0
+    # What the alerts watch (deploy/monitoring/alerts.yml), from the same background read.
+    assert 0 <= (m.get("vidjobs_queue_oldest_pending_age_seconds") or -1) < 60
+    assert m.get("vidjobs_jobs_lease_expired") == 0
+    assert m.get("vidjobs_webhook_deliveries_pending") == 0
+    assert m.get("vidjobs_webhook_oldest_pending_age_seconds") == 0
     assert m.types["vidjobs_http_request_duration_seconds"] == "histogram"
     assert m.types["vidjobs_http_requests"] == "counter"
     assert "vidjobs_http_requests_created" not in text  # no _created series
