@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lint typecheck contracts scope check test test-fast demo dev bench-queue bench-api bench-pipeline bench-load bench-tenants bench-webhooks ci clean
+.PHONY: help venv tools lint typecheck contracts scope check test test-fast demo dev bench-queue bench-api bench-pipeline bench-load bench-tenants bench-webhooks ci clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -35,7 +35,17 @@ scope: $(STAMP) ## Scope guard: concepts kept out of this release
 
 check: lint typecheck contracts scope ## Every static check
 
-test: $(STAMP) ## The whole test suite (starts embedded Postgres and S3 when none is named)
+tools: ## System tools the tests need: promtool (Debian's prometheus package), installed if missing
+	@command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else \
+	    echo "promtool is missing (tests/unit/test_monitoring_files.py): apt-get install prometheus" >&2; \
+	    exit 1; \
+	  fi; }
+
+test: $(STAMP) tools ## The whole test suite (starts embedded Postgres and S3 when none is named)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## Unit tests only (no services)
