@@ -68,8 +68,8 @@ class SecretInfo(msgspec.Struct, frozen=True, kw_only=True):
     expires_at: datetime | None
 
 
-class ClaimedDelivery(msgspec.Struct, frozen=True, kw_only=True):
-    """A delivery a dispatcher holds for one attempt, with its tenant's live sealed secrets."""
+class _DeliveryRow(msgspec.Struct, frozen=True, kw_only=True):
+    """The columns of ``vidjobs.webhook_deliveries`` every reader of a delivery gets."""
 
     delivery_id: int
     webhook_id: str
@@ -79,26 +79,21 @@ class ClaimedDelivery(msgspec.Struct, frozen=True, kw_only=True):
     url: str
     endpoint_id: int | None
     occurred_at: datetime
-    job: dict[str, Any]
     attempts: int
     created_at: datetime
+
+
+class ClaimedDelivery(_DeliveryRow, frozen=True, kw_only=True):
+    """A delivery a dispatcher holds for one attempt, with its tenant's live sealed secrets."""
+
+    job: dict[str, Any]
     sealed_secrets: list[str]
 
 
-class Delivery(msgspec.Struct, frozen=True, kw_only=True):
+class Delivery(_DeliveryRow, frozen=True, kw_only=True):
     """One row of the delivery log (``vidjobs.webhook_deliveries`` without the snapshot)."""
 
-    delivery_id: int
-    webhook_id: str
-    event_type: str
-    job_id: uuid.UUID
-    tenant: str
-    url: str
-    endpoint_id: int | None
     state: str
-    attempts: int
-    occurred_at: datetime
-    created_at: datetime
     last_attempt_at: datetime | None
     next_attempt_at: datetime
     last_status: int | None

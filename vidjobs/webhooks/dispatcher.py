@@ -167,7 +167,8 @@ class Dispatcher:
 
     async def _finish_inflight(self) -> None:
         if self._inflight:
-            limit = self._settings.connect_timeout_s + 2 * self._settings.timeout_s
+            # Every attempt is cut at attempt_limit_s; what is left is its record.
+            limit = self._settings.lease_s
             _, late = await asyncio.wait(set(self._inflight), timeout=limit)
             for task in late:  # its lease runs out; another dispatcher sends it again
                 task.cancel()
