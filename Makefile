@@ -15,7 +15,7 @@ help: ## List the targets
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[ml,embedded,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[ml,embedded,dev,otel]'
 	@touch $(STAMP)
 
 venv: $(STAMP) ## Create .venv and install vidjobs with every extra (first run: a few minutes)
