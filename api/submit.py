@@ -29,6 +29,7 @@ from typing import Any, BinaryIO, cast
 import anyio.to_thread
 from litestar import Request, Response
 
+from vidjobs import tracing
 from vidjobs.api.admission import UploadPace, admit, stored_bytes_exceeded
 from vidjobs.api.auth import authenticate
 from vidjobs.api.problems import ApiError, InvalidInput
@@ -294,14 +295,15 @@ async def submit_video(request: Request[Any, Any, Any], rt: ApiRuntime) -> Respo
                 raise upload_too_large(settings.max_upload_bytes)
             held.enter_context(rt.tenant_uploads.slot(tenant))
             admission = await admit(conn, tenant, settings.tenants, incoming_bytes=announced)
-        return await _upload(
-            request,
-            rt,
-            tenant=tenant,
-            idempotency_key=idempotency_key,
-            boundary=boundary,
-            admission=admission,
-        )
+        with tracing.span("job submit", {"vidjobs.tenant": tenant}):
+            return await _upload(
+                request,
+                rt,
+                tenant=tenant,
+                idempotency_key=idempotency_key,
+                boundary=boundary,
+                admission=admission,
+            )
 
 
 async def _early_refusal(fields: list[FormField], rt: ApiRuntime, tenant: str) -> SubmitSpec:
@@ -403,6 +405,7 @@ async def _upload(
                 input_bytes=feed.total,
                 input_sha256=feed.sha256,
                 callback_url=spec.callback_url,
+                trace_context=tracing.current_traceparent(),
                 idempotency_key=idempotency_key,
             )
     except BaseException:
@@ -412,6 +415,8 @@ async def _upload(
         await _discard(rt.store, key)
         assert idempotency_key is not None
         return _replay(inserted.job, spec, feed.sha256, idempotency_key)
+    tracing.annotate({"vidjobs.job_id": str(job_id), "vidjobs.pipeline": spec.pipeline,
+                      "vidjobs.state": str(inserted.job.state)})  # fmt: skip
     log.info("job %s submitted by %s (%d bytes)", job_id, tenant, feed.total)
     return Response(
         SubmitAccepted(job_id=job_id, status=inserted.job.state, status_url=status_url(job_id)),

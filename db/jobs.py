@@ -102,6 +102,7 @@ async def job_insert(
     input_bytes: int | None = None,
     input_sha256: str | None = None,
     callback_url: str | None = None,
+    trace_context: str | None = None,
     idempotency_key: str | None = None,
     now: datetime | None = None,
 ) -> InsertResult:
@@ -112,12 +113,14 @@ async def job_insert(
     (the upload's size) is counted in the tenant's ``stored_bytes`` by 0012's trigger;
     ``input_sha256`` (its hex SHA-256) tells a repeat with another file from a true one.
     ``callback_url`` (checked by the caller) gets the job's terminal event (0016's outbox).
+    ``trace_context`` is the submit span's ``traceparent`` (0017), continued by the worker.
     """
     args = {
         "job_id": job_id, "tenant": tenant, "pipeline": pipeline, "params": _json(params),
         "priority": priority, "run_after": run_after, "max_attempts": max_attempts,
         "input_key": input_key, "input_bytes": input_bytes, "input_sha256": input_sha256,
-        "callback_url": callback_url, "idempotency_key": idempotency_key, "now": now,
+        "callback_url": callback_url, "trace_context": trace_context,
+        "idempotency_key": idempotency_key, "now": now,
     }  # fmt: skip
     rows = await fetch_rows(conn, "job_insert", args)
     if rows:

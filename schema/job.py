@@ -57,6 +57,8 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     callback_url: str | None = None
     """Where the job's terminal event is POSTed as a signed webhook (None: the tenant's
     registered endpoints only)."""
+    trace_context: str | None = None
+    """W3C ``traceparent`` of the submit span (None: tracing was off); ``vidjobs.tracing``."""
     error_kind: str | None
     error_message: str | None
     idempotency_key: str | None

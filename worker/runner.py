@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from vidjobs import tracing
 from vidjobs.db.errors import DatabaseUnavailable, LeaseLost
 from vidjobs.schema import Job
 from vidjobs.worker.completions import Completer, CompletionNotWritten
@@ -43,6 +44,13 @@ from vidjobs.worker.settings import WorkerSettings
 __all__ = ["Worker", "WorkerStats"]
 
 log = logging.getLogger(__name__)
+
+
+def _span_attributes(job: Job) -> dict[str, str | int]:
+    """What every span of a job carries (the claim's, the run's)."""
+    return {"vidjobs.job_id": str(job.job_id), "vidjobs.tenant": job.tenant,
+            "vidjobs.pipeline": job.pipeline, "vidjobs.attempt": job.attempts}  # fmt: skip
+
 
 # After grace ran out and jobs were asked to stop, how long to wait before releasing anyway.
 _STOP_WAIT_S = 2.0
@@ -214,6 +222,10 @@ class Worker:
         self._active += 1
         ctx = JobContext(job, renew=functools.partial(self._heartbeat.renew, job.job_id))
         ctx.stage_time = self.metrics.stage_timer(job.pipeline)
+        if tracing.enabled():  # the claim as a span of the submit's trace
+            with tracing.span("job claim", _span_attributes(job), parent=job.trace_context):
+                tracing.annotate({"vidjobs.worker_id": self.settings.worker_id,
+                                  "vidjobs.attempt": job.attempts})  # fmt: skip
         lease = self._heartbeat.track(ctx, job.lease_token, claimed_at=claimed_at)
         self._ready.append((ctx, lease))
         self._dispatch()
@@ -238,6 +250,14 @@ class Worker:
         self._tasks.pop(task, None)
 
     async def _run_job(self, ctx: JobContext, lease: Lease) -> None:
+        if not tracing.enabled():  # no attributes built, no context manager entered
+            await self._run_job_spanned(ctx, lease)
+            return
+        job = ctx.job
+        with tracing.span("job run", _span_attributes(job), parent=job.trace_context):
+            await self._run_job_spanned(ctx, lease)
+
+    async def _run_job_spanned(self, ctx: JobContext, lease: Lease) -> None:
         try:
             try:
                 if self._stopping.is_set() and ctx.stop_reason is None:
@@ -274,30 +294,57 @@ class Worker:
             ctx.run_seconds = time.perf_counter() - started
 
     async def _finish(self, ctx: JobContext, token: uuid.UUID, result: Result) -> None:
+        if not tracing.enabled():
+            await self._write_outcome(ctx, token, result)
+            return
+        name = {Outcome.DONE: "job complete", Outcome.FAILED: "job fail"}.get(
+            result.outcome, "job release" if ctx.stop_reason == "shutdown" else "job stop"
+        )
+        attrs = {"vidjobs.job_id": str(ctx.job.job_id), "vidjobs.outcome": str(result.outcome)}
+        if result.error_kind:
+            attrs["vidjobs.error_kind"] = result.error_kind
+        if ctx.stop_reason:
+            attrs["vidjobs.stop_reason"] = ctx.stop_reason
+        with tracing.span(name, attrs):
+            state = await self._write_outcome(ctx, token, result)
+            tracing.annotate({"vidjobs.state": state})
+        tracing.annotate({"vidjobs.state": state})  # the run span
+
+    async def _write_outcome(self, ctx: JobContext, token: uuid.UUID, result: Result) -> str:
+        """Write the job's outcome; returns the state the job is left in, as far as known."""
         job_id = ctx.job.job_id
         if result.outcome is Outcome.DONE:
-            await self._heartbeat.flush_progress(job_id)  # frames_done/total truthful at the end
-            try:
-                ok = await self._completer.submit(job_id, token, result.output_key)
-            except CompletionNotWritten:
-                return  # logged by the completer
-            except Exception as exc:
-                log.error("job %s finished but its completion was not written: %s", job_id, exc)
-                return
-            if ok:
-                self.stats.completed += 1
-                self.metrics.job_done(ctx.job.pipeline, ctx.run_seconds, ctx.frames_done)
-            else:
-                self.stats.lease_lost += 1
-                log.warning("job %s finished after its lease was lost; result dropped", job_id)
-        elif result.outcome is Outcome.FAILED:
-            if await self._fail(job_id, token, result):
-                self.metrics.job_failed(ctx.job.pipeline, result.error_kind)
-        elif ctx.stop_reason == "shutdown":
+            return await self._complete(ctx, token, result)
+        if result.outcome is Outcome.FAILED:
+            if not await self._fail(job_id, token, result):
+                return "not_written"
+            self.metrics.job_failed(ctx.job.pipeline, result.error_kind)
+            last = result.permanent or ctx.job.attempts >= ctx.job.max_attempts
+            return "failed" if last and not result.infrastructure else "pending"
+        if ctx.stop_reason == "shutdown":
             await self.release(job_id, token)
-        else:
-            self.stats.stopped += 1
-            log.info("job %s stopped (%s)", job_id, ctx.stop_reason)
+            return "pending"
+        self.stats.stopped += 1
+        log.info("job %s stopped (%s)", job_id, ctx.stop_reason)
+        return str(ctx.stop_reason)
+
+    async def _complete(self, ctx: JobContext, token: uuid.UUID, result: Result) -> str:
+        job_id = ctx.job.job_id
+        await self._heartbeat.flush_progress(job_id)  # frames_done/total truthful at the end
+        try:
+            ok = await self._completer.submit(job_id, token, result.output_key)
+        except CompletionNotWritten:
+            return "not_written"  # logged by the completer
+        except Exception as exc:
+            log.error("job %s finished but its completion was not written: %s", job_id, exc)
+            return "not_written"
+        if ok:
+            self.stats.completed += 1
+            self.metrics.job_done(ctx.job.pipeline, ctx.run_seconds, ctx.frames_done)
+            return "completed"
+        self.stats.lease_lost += 1
+        log.warning("job %s finished after its lease was lost; result dropped", job_id)
+        return "lease_lost"
 
     async def _fail(self, job_id: uuid.UUID, token: uuid.UUID, result: Result) -> bool:
         """Write a failed attempt: counted (``job_fail``) or, for the infrastructure's fault, not.

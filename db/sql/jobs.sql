@@ -13,13 +13,14 @@ clock AS (SELECT coalesce(%(now)s::timestamptz, now()) AS now),
 inserted AS (
     INSERT INTO vidjobs.jobs AS j (
         job_id, tenant, pipeline, params, priority, run_after, max_attempts, input_key,
-        input_bytes, input_sha256, callback_url, idempotency_key, created_at, updated_at
+        input_bytes, input_sha256, callback_url, trace_context, idempotency_key, created_at,
+        updated_at
     )
     SELECT %(job_id)s::uuid, %(tenant)s::text, %(pipeline)s::text, %(params)s::jsonb,
            %(priority)s::integer, coalesce(%(run_after)s::timestamptz, clock.now),
            %(max_attempts)s::integer, %(input_key)s::text, %(input_bytes)s::bigint,
-           %(input_sha256)s::text, %(callback_url)s::text, %(idempotency_key)s::text, clock.now,
-           clock.now
+           %(input_sha256)s::text, %(callback_url)s::text, %(trace_context)s::text,
+           %(idempotency_key)s::text, clock.now, clock.now
     FROM clock
     -- A retried submit inserts nothing; the existing job is returned by the second branch.
     ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING

@@ -20,9 +20,11 @@ import asyncio
 import concurrent.futures
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vidjobs import tracing
 from vidjobs.blobs import BlobStore, results_key, video_key
 from vidjobs.worker.outcome import JobStopped
 from vidjobs.worker.pipelines.contract import JobContext
@@ -65,28 +67,37 @@ class VideoPipeline:
         work = Path(tempfile.mkdtemp(prefix=f"vidjobs-{job.job_id}-", dir=self._temp_dir))
         try:
             ctx.step = "downloading the video"
-            path = await asyncio.to_thread(
-                self._store.get_to_tempfile, key, suffix=".mp4", directory=work
-            )
+            with tracing.span("stage download", {"vidjobs.blob_key": key}):
+                path = await asyncio.to_thread(
+                    self._store.get_to_tempfile, key, suffix=".mp4", directory=work
+                )
             if ctx.should_stop():
                 raise JobStopped(ctx.stop_reason or "stopped")
             ctx.step = "analysing the video"
-            # Progress and stop requests cross threads safely (JobContext).
-            document = await asyncio.get_running_loop().run_in_executor(
-                self._pool,
-                self.analyzer.analyze,
-                path,
-                dict(job.params),
-                ctx.progress,
-                ctx.should_stop,
-                ctx.stage_time,
-            )
+            # Progress and stop requests cross threads safely (JobContext). Traced, the stages'
+            # per-frame times are summed into one span per stage (decode, detect, ocr).
+            totals = tracing.StageTotals(ctx.stage_time) if tracing.enabled() else None
+            with tracing.span("stage analyse") as analysing:
+                started_ns = time.time_ns()
+                document = await asyncio.get_running_loop().run_in_executor(
+                    self._pool,
+                    self.analyzer.analyze,
+                    path,
+                    dict(job.params),
+                    ctx.progress,
+                    ctx.should_stop,
+                    totals or ctx.stage_time,
+                )
+                if totals is not None and analysing is not None:
+                    analysing.set_attribute("vidjobs.frames", ctx.frames_done)
+                    tracing.stage_spans(totals, started_ns)
             out = results_key(job.job_id)
             await ctx.ensure_held()  # a stale attempt must not replace a newer one's results
             ctx.step = "uploading the results"
-            await asyncio.to_thread(
-                self._store.put_bytes, out, document, content_type="application/json"
-            )
+            with tracing.span("stage upload results", {"vidjobs.blob_key": out}):
+                await asyncio.to_thread(
+                    self._store.put_bytes, out, document, content_type="application/json"
+                )
             return out
         finally:
             shutil.rmtree(work, ignore_errors=True)

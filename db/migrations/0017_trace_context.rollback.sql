@@ -1,0 +1,1 @@
+ALTER TABLE vidjobs.jobs DROP COLUMN trace_context;
