@@ -3,12 +3,16 @@
 The default check is light (well under a second, ~60 MB): it runs every few seconds beside a
 worker that holds its own models, so it must not load a second copy of them. It asks the
 database, the blob store and the weights file. ``--check-models`` also loads the models, as a
-job would, for a one-off diagnosis (seconds and ~1 GB).
+job would, for a one-off diagnosis (seconds and ~1 GB). With a metrics port set it also asks the
+worker running there whether it is ready: "loading models" (a failed check) until its models are
+loaded and warm and it claims jobs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,6 +23,7 @@ if TYPE_CHECKING:
     from vidjobs.blobs import BlobSettings
     from vidjobs.db.settings import DatabaseSettings
     from vidjobs.worker.pipelines.yolo_ocr.settings import PipelineSettings
+    from vidjobs.worker.settings import WorkerSettings
 
 __all__ = ["CheckResult", "check_worker"]
 
@@ -43,14 +48,18 @@ async def check_worker(
     video: PipelineSettings | None = None,
     *,
     load_models: bool = False,
+    worker: WorkerSettings | None = None,
 ) -> list[CheckResult]:
     """Run every check that applies, at once, and return their results in a fixed order.
 
     Always the database (reachable, the worker's tables and grants, every migration where
     yoyo's table is readable); with ``blobs`` the blob store; with ``video`` the detector
-    weights file, and with ``load_models`` the detector and OCR engine themselves.
+    weights file, and with ``load_models`` the detector and OCR engine themselves; with
+    ``worker`` (and its metrics port set) whether the worker serving that port is ready.
     """
     checks = [_check_database(db)]
+    if worker is not None and worker.metrics_port:
+        checks.append(asyncio.to_thread(_check_ready, worker.metrics_host, worker.metrics_port))
     if blobs is not None:
         checks.append(asyncio.to_thread(_check_blobs, blobs))
     if video is not None:
@@ -110,3 +119,30 @@ def _check_models(video: PipelineSettings) -> CheckResult:
     except Exception as exc:  # whatever the loader raises, the operator needs its text
         return CheckResult(name, False, f"{type(exc).__name__}: {exc}")
     return CheckResult(name, True, f"detector and OCR engine loaded ({video.detector_weights})")
+
+
+def _check_ready(host: str, port: int) -> CheckResult:
+    """Read ``vidjobs_worker_ready`` from the worker's metrics port (nothing there: none runs)."""
+    name = "worker"
+    target = "127.0.0.1" if host in {"", "0.0.0.0", "::"} else host  # noqa: S104 - any -> local
+    url = f"http://{target}:{port}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            text = response.read().decode(errors="replace")
+    except (urllib.error.URLError, OSError):
+        return CheckResult(name, True, f"no worker answers on {target}:{port} (none runs here)")
+    ready = [ln for ln in text.splitlines() if ln.startswith("vidjobs_worker_ready ")]
+    if not ready:
+        return CheckResult(name, False, f"{url} answers but is not a vidjobs worker's metrics")
+    if float(ready[0].split()[1]) < 1:
+        return CheckResult(name, False, "loading models (not claiming jobs yet)")
+    loads = []
+    for ln in text.splitlines():
+        if ln.startswith('vidjobs_worker_model_load_seconds{pipeline="'):
+            labels, _, value = ln.rpartition(" ")
+            pipeline = labels.split('"')[1]
+            if pipeline != "noop":
+                loads.append(f"{pipeline} {float(value):.1f}s")
+    return CheckResult(
+        name, True, "ready, models loaded" + (f" ({', '.join(loads)})" if loads else "")
+    )

@@ -59,7 +59,8 @@ async def run_worker(
         registry: the pipelines it runs; closed on the way out.
         drain: return once nothing is left to claim (benchmarks and tests).
         install_signals: handle SIGTERM/SIGINT (off when embedded in a test's event loop).
-        on_ready: awaited with the worker once the pool and LISTEN are up, before it claims.
+        on_ready: awaited with the worker once the pool and LISTEN are up and the models are
+            loaded, before it claims.
     """
     metrics = WorkerMetrics()
     # First, so a port that is taken stops the worker before it claims anything.
@@ -118,6 +119,7 @@ async def _run(  # noqa: PLR0917 - run_worker's arguments, passed on
                 settings.lease_seconds,
                 ", ".join(registry.names),
             )
+            await _load_models(registry, metrics, settings.worker_id)
             if on_ready is not None:
                 await on_ready(worker)
             try:
@@ -134,6 +136,25 @@ async def _run(  # noqa: PLR0917 - run_worker's arguments, passed on
         await pool.close()
     log.info("worker %s exits: %s", settings.worker_id, stats)
     return stats
+
+
+async def _load_models(registry: PipelineRegistry, metrics: WorkerMetrics, worker_id: str) -> None:
+    """Build every pipeline (load and warm its models) before the first claim, then say ready.
+
+    Until then ``vidjobs_worker_ready`` is 0 and ``vidjobs worker --check`` says "loading
+    models"; the first job no longer pays seconds and a gigabyte for them.
+    """
+    log.info("worker %s: loading models (%s)", worker_id, ", ".join(registry.names))
+    started = time.perf_counter()
+    for name, exc in (await registry.load_all()).items():
+        log.error("worker %s: pipeline %s cannot be built: %s", worker_id, name, exc)
+    metrics.set_ready(True)
+    log.info(
+        "worker %s: ready, models loaded in %.1fs (%s)",
+        worker_id,
+        time.perf_counter() - started,
+        ", ".join(f"{k} {v:.1f}s" for k, v in sorted(registry.load_seconds.items())),
+    )
 
 
 def _dispatcher(pool: AsyncConnectionPool[Any], settings: WorkerSettings) -> Dispatcher | None:

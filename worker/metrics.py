@@ -40,8 +40,14 @@ class _Live(Collector):
     def __init__(self) -> None:
         self.in_flight: Callable[[], int] = lambda: 0
         self.load_seconds: Callable[[], Mapping[str, float]] = dict
+        self.ready = False
 
     def collect(self) -> Iterable[Metric]:
+        yield GaugeMetricFamily(
+            "vidjobs_worker_ready",
+            "1 once the worker's models are loaded and warm and it claims jobs; 0 while loading.",
+            value=1.0 if self.ready else 0.0,
+        )
         yield GaugeMetricFamily(
             "vidjobs_worker_jobs_in_flight",
             "Jobs whose pipeline is running in this worker now (at most its concurrency).",
@@ -49,7 +55,7 @@ class _Live(Collector):
         )
         loads = GaugeMetricFamily(
             "vidjobs_worker_model_load_seconds",
-            "Seconds it took to build each pipeline (load its models), on its first job.",
+            "Seconds it took to build each pipeline (load and warm its models), before claiming.",
             labels=["pipeline"],
         )
         for pipeline, seconds in sorted(self.load_seconds().items()):
@@ -164,6 +170,10 @@ class WorkerMetrics:
         """Where the scrape-time gauges read: running jobs, and each pipeline's build time."""
         self._live.in_flight = in_flight
         self._live.load_seconds = load_seconds
+
+    def set_ready(self, ready: bool) -> None:
+        """Whether the models are loaded and the worker claims (``vidjobs_worker_ready``)."""
+        self._live.ready = ready
 
     def _series(self, pipeline: str) -> _Series:
         series = self._by_pipeline.get(pipeline)

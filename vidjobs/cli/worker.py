@@ -15,7 +15,9 @@ from vidjobs.cli.options import (
     settings_options,
     setup_logging,
 )
+from vidjobs import tracing
 from vidjobs.db.settings import DatabaseSettings
+from vidjobs.tracing import TracingSettings
 from vidjobs.worker.settings import WorkerSettings
 
 if TYPE_CHECKING:
@@ -27,6 +29,7 @@ __all__ = ["worker"]
 @click.command()
 @settings_options(DatabaseSettings, only=["url"])
 @settings_options(WorkerSettings)
+@settings_options(TracingSettings)
 @click.option(
     "--drain",
     is_flag=True,
@@ -48,7 +51,8 @@ __all__ = ["worker"]
     "--check",
     is_flag=True,
     help="Health check, then exit 0 (ok) or 1: the database (reachable, migrated, grants), "
-    "the blob store and the detector weights file. Light (no models loaded): for probes.",
+    "the blob store, the detector weights file and, with a metrics port, whether the worker "
+    "there is ready (FAILED 'loading models' until it is). Light (no models loaded): for probes.",
 )
 @click.option(
     "--check-models",
@@ -84,7 +88,9 @@ def worker(
 
         # The S3 client's retry warnings would bury the one FAILED line that says what to fix.
         logging.getLogger("urllib3").setLevel(logging.ERROR)
-        results = asyncio.run(check_worker(db, blobs, video, load_models=check_models))
+        results = asyncio.run(
+            check_worker(db, blobs, video, load_models=check_models, worker=settings)
+        )
         for result in results:
             click.echo(result.line(), err=True)
         sys.exit(0 if all(r.ok for r in results) else 1)
@@ -92,12 +98,15 @@ def worker(
     from vidjobs.worker.main import MetricsPortUnavailable, exit_now_if_threads_linger, run_worker
     from vidjobs.worker.pipelines.registry import default_registry
 
+    tracing.configure(settings_from_cli(TracingSettings), service="vidjobs-worker")
     try:
         registry = default_registry(blobs, video, concurrency=settings.concurrency)
         asyncio.run(run_worker(db, settings, registry, drain=drain))
     except (DatabaseUnavailable, MetricsPortUnavailable) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    finally:
+        tracing.shutdown()  # exports what is still batched
     exit_now_if_threads_linger(0)
 
 

@@ -1,7 +1,9 @@
 """The pipelines a worker runs, by the name stored in ``jobs.pipeline``: ``noop`` and ``yolo_ocr``.
 
-Pipelines are built lazily, on their first job, so a worker that only runs ``noop`` jobs never
-imports the ML stack (``vidjobs worker --check`` stays light too).
+A worker builds every pipeline it runs (``load_all``: the models load and warm up) before it
+claims its first job, so no job pays for the load and the worker reports ready only once they are
+in memory. A ``--no-video`` worker's registry has only ``noop``, so it never imports the ML stack
+(``vidjobs worker --check`` stays light too).
 """
 
 from __future__ import annotations
@@ -61,6 +63,20 @@ class PipelineRegistry:
                 self._built[name] = await asyncio.to_thread(factory)
                 self.load_seconds[name] = time.perf_counter() - started
             return self._built[name]
+
+    async def load_all(self) -> dict[str, Exception]:
+        """Build every pipeline now (load and warm its models), before the worker claims.
+
+        A pipeline that fails to build is left unbuilt (each of its jobs tries again and fails
+        with the loader's message, as before); the failures are returned, by name, to be logged.
+        """
+        failed: dict[str, Exception] = {}
+        for name in self.names:
+            try:
+                await self.get(name)
+            except Exception as exc:  # e.g. ModelUnavailable: reported, jobs fail naming it
+                failed[name] = exc
+        return failed
 
     async def close(self) -> None:
         """Close every pipeline that was built."""
