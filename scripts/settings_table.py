@@ -53,6 +53,7 @@ SETTINGS: list[tuple[str, str, str]] = [
     ("Blob store (API, worker)", "vidjobs.blobs.settings", "BlobSettings"),
     ("API process (`vidjobs api`)", "vidjobs.api.settings", "ApiSettings"),
     ("Worker process (`vidjobs worker`)", "vidjobs.worker.settings", "WorkerSettings"),
+    ("Traces (API, worker)", "vidjobs.tracing", "TracingSettings"),
     ("Webhook targets (API, dispatcher)", "vidjobs.webhooks.settings", "TargetPolicy"),
     (
         "Webhook dispatcher (worker, `vidjobs webhooks dispatch`)",

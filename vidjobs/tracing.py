@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -40,8 +40,10 @@ __all__ = [
     "shutdown",
     "span",
     "stage_spans",
+    "traced_factory",
 ]
 
+T = TypeVar("T")
 _PROPAGATOR = TraceContextTextMapPropagator()
 _tracer: trace.Tracer | None = None
 _provider: TracerProvider | None = None
@@ -53,6 +55,7 @@ class TracingSettings(Settings):
     enabled: bool = setting(
         False,
         env="VIDJOBS_OTEL_ENABLED",
+        flag="--otel/--no-otel",
         help="Record OpenTelemetry traces (submit, claim, run, stages, completion) and export "
         "them over OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT (default http://localhost:4318)",
     )
@@ -93,6 +96,13 @@ def shutdown() -> None:
         _provider.shutdown()
     _tracer = None
     _provider = None
+
+
+def traced_factory(factory: Callable[[], T], settings: TracingSettings, service: str) -> T:
+    """``factory()`` after :func:`configure`: for a process that builds its app itself (each
+    uvicorn worker process calls it, so each one gets its own exporter thread)."""
+    configure(settings, service=service)
+    return factory()
 
 
 def enabled() -> bool:

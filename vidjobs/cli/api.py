@@ -12,12 +12,14 @@ processes write their request metrics to a fresh temporary directory
 from __future__ import annotations
 
 import sys
+from functools import partial
 
 import click
 
 from vidjobs.api.settings import ApiSettings
 from vidjobs.cli.options import settings_from_cli, settings_options
 from vidjobs.db.settings import DatabaseSettings
+from vidjobs.tracing import TracingSettings, traced_factory
 
 __all__ = ["api"]
 
@@ -27,6 +29,7 @@ _STARTUP_FAILURE = 3  # uvicorn's exit status when the app did not start
 @click.command()
 @settings_options(ApiSettings)
 @settings_options(DatabaseSettings, only=["url"])
+@settings_options(TracingSettings)
 @click.option(
     "--log-level",
     envvar="VIDJOBS_API_LOG_LEVEL",
@@ -44,11 +47,16 @@ def api(log_level: str) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from vidjobs.api.app import create_app
     from vidjobs.api.metrics import multiprocess_directory
     from vidjobs.api.server import server_config
 
     settings = settings_from_cli(ApiSettings, database=settings_from_cli(DatabaseSettings))
     config = server_config(settings, log_level)
+    # Tracing starts in each server process, where the factory builds the app (an exporter's
+    # thread does not survive the spawn of uvicorn's worker processes).
+    app = partial(create_app, settings)
+    config.app = partial(traced_factory, app, settings_from_cli(TracingSettings), "vidjobs-api")
     server = uvicorn.Server(config)
     try:
         if settings.workers > 1:

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 
 import click
 
+from vidjobs import tracing
 from vidjobs.cli.options import (
     log_level_option,
     settings_from_cli,
     settings_options,
     setup_logging,
 )
-from vidjobs import tracing
 from vidjobs.db.settings import DatabaseSettings
 from vidjobs.tracing import TracingSettings
 from vidjobs.worker.settings import WorkerSettings
