@@ -14,7 +14,9 @@ from vidjobs.schema.results import (
     FrameResult,
     ResultsDocument,
     ResultsParams,
+    TextEvent,
     TextLine,
+    Track,
     VideoInfo,
     canonical_json,
     decode_results,
@@ -75,7 +77,7 @@ def test_keys_are_sorted_floats_rounded_and_output_ends_with_newline() -> None:
     assert data.endswith(b"\n")
     parsed = json.loads(data)
     assert list(parsed) == sorted(parsed)
-    assert list(parsed["frames"][0]) == ["detections", "frame_index", "t_ms", "text"]
+    assert list(parsed["frames"][0]) == ["detections", "frame_index", "shot", "t_ms", "text"]
     confidences = {d["confidence"] for f in parsed["frames"] for d in f["detections"]}
     assert confidences == {0.5, 0.9123}
 
@@ -100,13 +102,69 @@ def test_negative_zero_is_written_as_zero_and_nan_is_refused() -> None:
         canonical_json(_doc([bad]))
 
 
-def test_summary_counts_labels_and_first_last_sightings() -> None:
-    summary = summarize(_frames())
+def _event(event_id: int, text: str, first: int, last: int, frames: int) -> TextEvent:
+    return TextEvent(
+        event_id=event_id,
+        text=text,
+        confidence=0.9,
+        first_ms=first,
+        last_ms=last,
+        frames=frames,
+        box=(0.0, 0.0, 1.0, 1.0),
+        variants=(text,),
+    )
+
+
+def _track(track_id: int, label: str) -> Track:
+    box = (0.0, 0.0, 1.0, 1.0)
+    return Track(
+        track_id=track_id,
+        label=label,
+        class_id=0,
+        shot=0,
+        first_ms=0,
+        last_ms=0,
+        frames=1,
+        mean_confidence=0.5,
+        max_confidence=0.5,
+        first_box=box,
+        last_box=box,
+        best_box=box,
+        best_ms=0,
+    )
+
+
+def test_summary_counts_detections_unique_objects_and_lists_each_text_event_once() -> None:
+    events = [_event(1, "UPPER", 0, 1000, 2), _event(2, "LOWER", 0, 0, 1)]
+    events.append(_event(3, "UPPER", 5000, 6000, 2))  # the same caption again, later
+    tracks = [_track(1, "star"), _track(2, "circle"), _track(3, "star")]
+    summary = summarize(_frames(), tracks, events)
     assert summary.frames_analysed == 3
     assert summary.label_counts == {"star": 2, "circle": 1}
-    seen = {t.text: (t.first_seen_ms, t.last_seen_ms, t.frames) for t in summary.texts}
-    assert seen == {"UPPER": (0, 1000, 2), "LOWER": (0, 0, 1)}
-    assert [t.text for t in summary.texts] == ["LOWER", "UPPER"]
+    assert summary.objects == {"star": 2, "circle": 1}
+    seen = [(t.text, t.first_seen_ms, t.last_seen_ms, t.frames, t.event_id) for t in summary.texts]
+    assert seen == [
+        ("LOWER", 0, 0, 1, 2),
+        ("UPPER", 0, 1000, 2, 1),
+        ("UPPER", 5000, 6000, 2, 3),
+    ]
+
+
+def test_a_version_1_document_decodes_with_empty_tracks_events_and_shots() -> None:
+    v1 = json.loads(canonical_json(_doc(_frames())))
+    v1["schema_version"] = 1
+    for key in ("tracks", "text_events", "shots"):
+        v1.pop(key, None)
+    v1["summary"] = {"frames_analysed": 3, "label_counts": {"star": 2}, "texts": []}
+    for frame in v1["frames"]:
+        frame.pop("shot")
+    doc = decode_results(json.dumps(v1).encode())
+    assert doc.schema_version == 1
+    assert (doc.tracks, doc.text_events, doc.shots, doc.tracker) == ((), (), (), None)
+    assert doc.frames[0].detections[0].track_id is None
+    v1["schema_version"] = 3
+    with pytest.raises(msgspec.ValidationError, match="unknown schema_version 3"):
+        decode_results(json.dumps(v1).encode())
 
 
 def test_document_round_trips_through_decode() -> None:
@@ -121,11 +179,18 @@ def test_document_round_trips_through_decode() -> None:
 
 
 def test_validate_params_fills_defaults_and_rejects_bad_values() -> None:
-    assert validate_params({}) == {"sample_fps": 1.0, "min_confidence": 0.25}
-    assert validate_params({"sample_fps": 2, "min_confidence": 0.5}) == {
+    assert validate_params({}) == {
+        "sample_fps": 1.0,
+        "min_confidence": 0.25,
+        "keep_brief_text": False,
+    }
+    assert validate_params({"sample_fps": 2, "min_confidence": 0.5, "keep_brief_text": True}) == {
         "sample_fps": 2.0,
         "min_confidence": 0.5,
+        "keep_brief_text": True,
     }
+    with pytest.raises(ValueError, match="keep_brief_text must be true or false"):
+        validate_params({"keep_brief_text": "yes"})
     with pytest.raises(ValueError, match="sample_fps must be between"):
         validate_params({"sample_fps": 0})
     with pytest.raises(ValueError, match="min_confidence must be between"):

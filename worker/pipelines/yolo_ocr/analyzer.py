@@ -18,8 +18,10 @@ from vidjobs.worker.outcome import InvalidParams, JobStopped
 from vidjobs.worker.pipelines.yolo_ocr.decode import VideoSource, planned_samples
 from vidjobs.worker.pipelines.yolo_ocr.detect import Detector
 from vidjobs.worker.pipelines.yolo_ocr.ocr import TextReader
-from vidjobs.worker.pipelines.yolo_ocr.results import build_document, encode_document
+from vidjobs.worker.pipelines.yolo_ocr.results import Engines, build_document, encode_document
 from vidjobs.worker.pipelines.yolo_ocr.settings import PipelineSettings
+from vidjobs.worker.pipelines.yolo_ocr.shots import ShotDetector
+from vidjobs.worker.pipelines.yolo_ocr.track import tracker_identity
 
 __all__ = ["ProgressFn", "StageTimeFn", "StopFn", "VideoAnalyzer"]
 
@@ -92,7 +94,12 @@ class VideoAnalyzer:
             p = validate_params(params)
         except ValueError as exc:
             raise InvalidParams(str(exc)) from exc
-        used = ResultsParams(sample_fps=p["sample_fps"], min_confidence=p["min_confidence"])
+        used = ResultsParams(
+            sample_fps=float(p["sample_fps"]),
+            min_confidence=float(p["min_confidence"]),
+            keep_brief_text=bool(p["keep_brief_text"]),
+        )
+        shots = ShotDetector(self.settings.shot_cut_threshold)
         frames: list[FrameResult] = []
         reused = 0
         started = time.monotonic()
@@ -122,6 +129,7 @@ class VideoAnalyzer:
                     t_ms=sampled.t_ms,
                     detections=detections,
                     text=text,
+                    shot=shots.observe(sampled.image) if self.settings.track_and_merge else 0,
                 )
                 frames.append(result)
                 if thumb is not None:
@@ -140,7 +148,25 @@ class VideoAnalyzer:
             reused,
             time.monotonic() - started,
         )
-        doc = build_document(info, self._detector.identity, self._reader.identity, used, frames)
+        engines = Engines(
+            detector=self._detector.identity,
+            ocr=self._reader.identity,
+            tracker=tracker_identity(self.settings.tracker, self.settings.track_lost_seconds)
+            if self.settings.track_and_merge
+            else None,
+        )
+        if not self.settings.track_and_merge:
+            return encode_document(build_document(info, engines, used, frames))
+        started_merge = time.perf_counter()
+        doc = build_document(info, engines, used, frames, self.settings)
+        log.info(
+            "%s: %d tracks, %d text events, %d shots in %.3fs",
+            path.name,
+            len(doc.tracks),
+            len(doc.text_events),
+            len(doc.shots),
+            time.perf_counter() - started_merge,
+        )
         return encode_document(doc)
 
     def _analyse_frame(

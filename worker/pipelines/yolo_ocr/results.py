@@ -1,12 +1,16 @@
-"""Results stage: assemble the results document and encode it canonically.
+"""Results stage: tracks, text events and shots from the analysed frames, then the document.
 
 The document's shape lives in ``schema.results`` (clients and the API read it too); this stage
-only puts the pieces together, so the same frames always give the same bytes.
+puts the pieces together, so the same frames always give the same bytes. Tracking
+(``track.py``), text merging (``text_events.py``) and the shot list (``shots.py``) work on
+the frames alone, after the video is read: a pass over a few thousand small records, cheap next
+to the models (``bench/pipeline.py`` reports ``fps_tracking`` against ``fps_no_tracking``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from vidjobs.schema.results import (
     SCHEMA_VERSION,
@@ -18,27 +22,68 @@ from vidjobs.schema.results import (
     canonical_json,
     summarize,
 )
+from vidjobs.worker.pipelines.yolo_ocr.settings import PipelineSettings
+from vidjobs.worker.pipelines.yolo_ocr.shots import list_shots
+from vidjobs.worker.pipelines.yolo_ocr.text_events import merge_text
+from vidjobs.worker.pipelines.yolo_ocr.track import track_objects
 
-__all__ = ["build_document", "encode_document"]
+__all__ = ["Engines", "build_document", "encode_document"]
+
+
+@dataclass(frozen=True)
+class Engines:
+    """Who produced the results: the detector, the OCR engine and the tracker (None: off)."""
+
+    detector: EngineInfo
+    ocr: EngineInfo
+    tracker: EngineInfo | None
 
 
 def build_document(
     video: VideoInfo,
-    detector: EngineInfo,
-    ocr: EngineInfo,
+    engines: Engines,
     params: ResultsParams,
     frames: Sequence[FrameResult],
+    merging: PipelineSettings | None = None,
 ) -> ResultsDocument:
-    """The results document for analysed frames, summary included."""
-    ordered = tuple(sorted(frames, key=lambda f: (f.t_ms, f.frame_index)))
+    """The results document for analysed frames; ``merging`` None leaves out tracks and events."""
+    ordered = list(sorted(frames, key=lambda f: (f.t_ms, f.frame_index)))
+    if merging is None:
+        return ResultsDocument(
+            schema_version=SCHEMA_VERSION,
+            video=video,
+            detector=engines.detector,
+            ocr=engines.ocr,
+            params=params,
+            frames=tuple(ordered),
+            summary=summarize(ordered),
+        )
+    shots = list_shots(ordered, video.duration_ms)
+    ordered, tracks = track_objects(
+        ordered,
+        sample_fps=params.sample_fps,
+        lost_seconds=merging.track_lost_seconds,
+        tracker=merging.tracker,
+    )
+    ordered, events = merge_text(
+        ordered,
+        sample_fps=params.sample_fps,
+        gap_seconds=merging.text_gap_seconds,
+        brief_min_confidence=merging.text_brief_min_confidence,
+        keep_brief=params.keep_brief_text,
+    )
     return ResultsDocument(
         schema_version=SCHEMA_VERSION,
         video=video,
-        detector=detector,
-        ocr=ocr,
+        detector=engines.detector,
+        ocr=engines.ocr,
+        tracker=engines.tracker,
         params=params,
-        frames=ordered,
-        summary=summarize(ordered),
+        frames=tuple(ordered),
+        summary=summarize(ordered, tracks, events, shots),
+        tracks=tuple(tracks),
+        text_events=tuple(events),
+        shots=tuple(shots),
     )
 
 

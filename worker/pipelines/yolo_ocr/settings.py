@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from vidjobs.settings import Settings, setting
 
-__all__ = ["FIXTURE_WEIGHTS", "PipelineSettings"]
+__all__ = ["FIXTURE_WEIGHTS", "PipelineSettings", "TrackerName"]
+
+#: The object trackers ``track.py`` can run.
+TrackerName = Literal["bytetrack", "botsort"]
 
 #: The detector this project trains itself (``scripts/train_detector.py``): circles, squares,
 #: triangles and stars. Used by the tests and the offline demo, where no weights can be downloaded.
@@ -71,6 +74,52 @@ class PipelineSettings(Settings):
         env="VIDJOBS_SKIP_UNCHANGED",
         help="Reuse the previous sampled frame's results when a frame is visually unchanged "
         "(slides, static shots); the check is a cheap thumbnail difference.",
+    )
+
+    tracker: TrackerName = setting(
+        "bytetrack",
+        env="VIDJOBS_TRACKER",
+        help="Object tracker over the sampled frames: ``bytetrack`` or ``botsort`` "
+        "(Ultralytics' implementations, without camera-motion compensation or re-identification; "
+        "docs/pipeline.md compares them).",
+    )
+    track_lost_seconds: float = setting(
+        2.0,
+        env="VIDJOBS_TRACK_LOST_SECONDS",
+        ge=0.0,
+        le=60.0,
+        help="How long a track whose object disappeared (occluded, missed) waits for it to come "
+        "back before a reappearance counts as a new object.",
+    )
+    text_gap_seconds: float = setting(
+        1.0,
+        env="VIDJOBS_TEXT_GAP_SECONDS",
+        ge=0.0,
+        le=60.0,
+        help="How long a text may go unread (a missed read, a moment hidden) and still be the "
+        "same text event when it is read again.",
+    )
+    text_brief_min_confidence: float = setting(
+        0.9,
+        env="VIDJOBS_TEXT_BRIEF_MIN_CONFIDENCE",
+        ge=0.0,
+        le=1.0,
+        help="A text read in one sampled frame only is kept as an event at this OCR confidence "
+        "or more (and two letters or digits); a job's ``keep_brief_text`` keeps every read.",
+    )
+    shot_cut_threshold: float = setting(
+        0.1,
+        env="VIDJOBS_SHOT_CUT_THRESHOLD",
+        ge=0.0,
+        le=1.0,
+        help="Colour-histogram (Bhattacharyya) distance between consecutive sampled frames above "
+        "which the picture changed enough to be a cut; 1.0 turns cut detection off.",
+    )
+    track_and_merge: bool = setting(
+        True,
+        env="VIDJOBS_TRACK_AND_MERGE",
+        help="Build object tracks, text events and shots (schema 2). Off only to measure their "
+        "cost: the document then has no tracks, events or shots.",
     )
 
     @classmethod
