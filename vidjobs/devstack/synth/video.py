@@ -2,7 +2,8 @@
 
 Used by the pipeline tests, the benchmark and ``vidjobs demo``: the video is drawn frame by
 frame from a seed, so its ground truth (which text and which shapes are where, when) is exact.
-H.264 goes through the ffmpeg binary bundled with ``imageio-ffmpeg`` (raw frames on a pipe);
+H.264, HEVC, VP9 and AV1 (in MP4) go through the ffmpeg binary bundled with ``imageio-ffmpeg``
+(raw frames on a pipe);
 ``mp4v`` goes through OpenCV's ``VideoWriter``.
 """
 
@@ -37,7 +38,19 @@ __all__ = [
     "make_sample_video",
 ]
 
-Codec = Literal["h264", "mp4v"]
+Codec = Literal["h264", "hevc", "vp9", "av1", "mp4v"]
+
+#: The ffmpeg encoder and its options for each codec written through the ffmpeg binary (all in
+#: MP4). AV1 through libaom at cpu-used 8 (real-time speed: seconds for a short clip).
+_ENCODERS: dict[str, list[str]] = {
+    "h264": ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20"],
+    "hevc": ["-c:v", "libx265", "-preset", "ultrafast", "-crf", "24", "-tag:v", "hvc1",
+             "-x265-params", "log-level=error:pools=1"],
+    "vp9": ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8",
+            "-crf", "32", "-b:v", "0"],
+    "av1": ["-c:v", "libaom-av1", "-usage", "realtime", "-cpu-used", "8",
+            "-crf", "32", "-b:v", "0"],
+}  # fmt: skip
 
 _WORDS = (
     "HELLO",
@@ -201,12 +214,14 @@ def ffmpeg_exe() -> str:
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
-def _write_h264(path: Path, frames: Iterator[Image], fps: float, width: int, height: int) -> None:
+def _write_ffmpeg(  # noqa: PLR0917 - the frames and their geometry
+    path: Path, frames: Iterator[Image], fps: float, width: int, height: int, codec: str
+) -> None:
     cmd = [
         ffmpeg_exe(), "-y", "-loglevel", "error",
         "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}", "-r", f"{fps:g}",
         "-i", "-",
-        "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
+        *_ENCODERS[codec], "-pix_fmt", "yuv420p",
         "-threads", "1", "-movflags", "+faststart", str(path),
     ]  # fmt: skip
     with subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
@@ -258,12 +273,12 @@ def make_sample_video(
     frames = round(seconds * fps)
     gen = _render(segments, fps, frames)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if codec == "h264":
-        _write_h264(path, gen, fps, width, height)
+    if codec in _ENCODERS:
+        _write_ffmpeg(path, gen, fps, width, height, codec)
     elif codec == "mp4v":
         _write_mp4v(path, gen, fps, width, height)
     else:
-        raise ValueError(f"codec must be 'h264' or 'mp4v', got {codec!r}")
+        raise ValueError(f"codec must be one of {sorted([*_ENCODERS, 'mp4v'])}, got {codec!r}")
     texts = tuple(s.text for s in segments if s.text is not None)
     objects = tuple(
         ObjectTruth(

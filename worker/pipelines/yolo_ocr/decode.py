@@ -2,15 +2,22 @@
 
 Timestamps come from the container (``CAP_PROP_POS_MSEC`` of each decoded frame), not from
 ``frame_index / fps``, which is wrong for variable-frame-rate video and edited containers.
+What OpenCV cannot open or decode (an OpenCV build without a software AV1 decoder) goes through
+PyAV's bundled FFmpeg (``av_decode.py``), with the same sampling and the same checks.
+``video.codec`` is FFmpeg's codec name (``h264``, ``hevc``, ``vp9``, ``av1``, ``mpeg4``) whichever
+decoder ran.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -18,6 +25,7 @@ import numpy.typing as npt
 
 from vidjobs.schema.results import VideoInfo
 from vidjobs.worker.outcome import InvalidVideo
+from vidjobs.worker.pipelines.yolo_ocr.av_decode import av_frames, av_probe
 
 __all__ = ["MAX_FRAME_PIXELS", "SampledFrame", "VideoSource", "planned_samples"]
 
@@ -48,12 +56,13 @@ def planned_samples(info: VideoInfo, sample_fps: float) -> int:
     return max(1, min(info.frames, math.ceil(info.duration_ms / step_ms - 1e-9)))
 
 
-#: FourCC (as OpenCV reports it) → the codec's common name, so clients need not know FourCCs.
+#: FourCC (as OpenCV reports it) → FFmpeg's codec name, so clients need not know FourCCs and get
+#: the name PyAV reports for the same stream (``VP90`` is vp9, ``AV01`` av1).
 _CODECS = {
     "avc1": "h264", "h264": "h264", "x264": "h264", "avc3": "h264",
     "hev1": "hevc", "hvc1": "hevc", "hevc": "hevc", "h265": "hevc",
     "fmp4": "mpeg4", "mp4v": "mpeg4", "xvid": "mpeg4", "divx": "mpeg4",
-    "av01": "av1", "vp09": "vp9", "vp08": "vp8", "mjpg": "mjpeg",
+    "av01": "av1", "vp09": "vp9", "vp90": "vp9", "vp08": "vp8", "vp80": "vp8", "mjpg": "mjpeg",
 }  # fmt: skip
 
 
@@ -63,6 +72,19 @@ def _codec(value: float) -> str:
     if not chars or not chars.isprintable():
         return "unknown"
     return _CODECS.get(chars, chars)
+
+
+def _probed_codec(line: str) -> str:
+    """The codec ffmpeg names on a ``Stream #0:0: Video: ...`` line; its tag when it knows none.
+
+    ``Video: h264 (High) (avc1 / 0x31637661), ...`` gives ``h264``; ``Video: none (a64m /
+    0x6D343661), ...`` (a codec this FFmpeg cannot even name) gives ``a64m``.
+    """
+    match = re.search(r"Video: ([^\s,]+)(?: \(([^/)]+?) ?/)?", line)
+    if match is None:
+        return "unknown"
+    name, tag = match.group(1), match.group(2)
+    return tag.strip() if name == "none" and tag else name
 
 
 def _explain_unopenable(path: Path) -> str:
@@ -85,8 +107,12 @@ def _explain_unopenable(path: Path) -> str:
     streams = [
         line for line in probe.stderr.decode(errors="replace").splitlines() if "Stream #" in line
     ]
-    if any("Video:" in line for line in streams):
-        return "the video stream cannot be decoded (corrupt data or an unsupported codec)"
+    video = [_probed_codec(line) for line in streams if "Video:" in line]
+    if video:
+        return (
+            f"the video stream (codec {video[0]}) cannot be decoded: corrupt data, or a codec "
+            "with no decoder here (docs/pipeline.md, 'Decoders', lists what is read)"
+        )
     if streams:
         return "the file has no video stream (audio only or other non-video streams)"
     if b"Input #0" in probe.stderr:
@@ -97,51 +123,82 @@ def _explain_unopenable(path: Path) -> str:
 class VideoSource:
     """An opened video: ``info`` describes it, ``sample()`` yields the frames to analyse.
 
+    ``decoder="pyav"`` skips OpenCV (the fallback's own tests); ``auto`` tries OpenCV first.
     Raises ``InvalidVideo`` on construction when the file cannot be opened, has no video
     stream or has no frames, and from ``sample()`` when the file ends far earlier than its
     header says (truncated) or no frame decodes.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, decoder: Literal["auto", "pyav"] = "auto") -> None:
         self.path = path
         if not path.is_file() or path.stat().st_size == 0:
             raise InvalidVideo(f"the input file is missing or empty ({path.name})")
         cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-        if not cap.isOpened():
+        self._cap: cv2.VideoCapture | None = cap
+        if cap.isOpened() and decoder == "auto":
+            width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+            height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            fps = float(cap.get(cv2.CAP_PROP_FPS))
+            codec = _codec(cap.get(cv2.CAP_PROP_FOURCC))
+        else:
             cap.release()
-            raise InvalidVideo(_explain_unopenable(path))
-        width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
-        height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        fps = float(cap.get(cv2.CAP_PROP_FPS))
+            self._cap = None
+            probe = av_probe(path)
+            if probe is None:
+                raise InvalidVideo(_explain_unopenable(path))
+            width, height, frames, fps, codec = (
+                probe.width, probe.height, probe.frames, probe.fps, probe.codec
+            )  # fmt: skip
         if width <= 0 or height <= 0:
-            cap.release()
+            self.close()
             raise InvalidVideo("the file has no video stream (audio only or unknown streams)")
         if width * height > MAX_FRAME_PIXELS:
-            cap.release()
+            self.close()
             raise InvalidVideo(
                 f"the video is {width}x{height}: larger than 8K ({MAX_FRAME_PIXELS} pixels "
                 "per frame), which is the largest analysed; scale it down first"
             )
         if frames <= 0:
-            cap.release()
+            self.close()
             raise InvalidVideo("the video stream has no frames")
         if not math.isfinite(fps) or fps <= 0:
-            cap.release()
+            self.close()
             raise InvalidVideo("the video stream has no frame rate; cannot place frames in time")
-        self._cap = cap
+        self.decoder = "opencv" if self._cap is not None else "pyav"
+        """Which decoder yields the frames: ``opencv``, or ``pyav`` for what OpenCV cannot."""
         self.info = VideoInfo(
             duration_ms=round(frames * 1000.0 / fps),
             fps=round(fps, 4),
             width=width,
             height=height,
             frames=frames,
-            codec=_codec(cap.get(cv2.CAP_PROP_FOURCC)),
+            codec=codec,
         )
 
     def close(self) -> None:
         """Release the decoder (also done when ``sample()`` finishes)."""
-        self._cap.release()
+        if self._cap is not None:
+            self._cap.release()
+
+    def _frames(self) -> Iterator[tuple[float, Callable[[], npt.NDArray[np.uint8] | None]]]:
+        """Every frame's time and a way to get its image: OpenCV's, else PyAV's."""
+        cap = self._cap
+        if cap is not None:
+            grabbed = 0
+            while cap.grab():
+                grabbed += 1
+                yield float(cap.get(cv2.CAP_PROP_POS_MSEC)), functools.partial(_retrieve, cap)
+            if grabbed:
+                return
+            # Opened but decoded nothing (e.g. AV1 without a software decoder in OpenCV's
+            # FFmpeg): PyAV's decoder reads it, or says it cannot, naming the codec.
+            cap.release()
+            self._cap = None
+            if av_probe(self.path) is None:
+                return
+            self.decoder = "pyav"
+        yield from av_frames(self.path, self.info.codec)
 
     def __enter__(self) -> VideoSource:
         return self
@@ -162,20 +219,17 @@ class VideoSource:
         emitted = 0
         index = -1
         try:
-            while emitted < total:
-                if not self._cap.grab():
-                    break
+            for t, image_of in self._frames():
                 index += 1
-                t = float(self._cap.get(cv2.CAP_PROP_POS_MSEC))
                 if t + half_frame_ms <= emitted * step_ms:
                     continue
-                ok, image = self._cap.retrieve()
-                if not ok or image is None:
+                image = image_of()
+                if image is None:
                     break
-                yield SampledFrame(
-                    frame_index=index, t_ms=round(t), image=np.asarray(image, dtype=np.uint8)
-                )
+                yield SampledFrame(frame_index=index, t_ms=round(t), image=image)
                 emitted += 1
+                if emitted >= total:
+                    break
         finally:
             self.close()
         if index < 0:
@@ -188,3 +242,8 @@ class VideoSource:
                 f"the video is truncated or corrupt: only {index + 1} of the "
                 f"{self.info.frames} frames its header announces could be decoded"
             )
+
+
+def _retrieve(cap: cv2.VideoCapture) -> npt.NDArray[np.uint8] | None:
+    ok, image = cap.retrieve()
+    return np.asarray(image, dtype=np.uint8) if ok and image is not None else None
