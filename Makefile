@@ -35,13 +35,21 @@ scope: $(STAMP) ## Scope guard: concepts kept out of this release
 
 check: lint typecheck contracts scope ## Every static check
 
-tools: ## System tools the tests need: promtool (Debian's prometheus package), installed if missing
+tools: ## System tools the tests need: promtool (Debian's prometheus package) and chromium (tests/browser), installed if missing
 	@command -v promtool >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	      apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 	  else \
 	    echo "promtool is missing (tests/unit/test_monitoring_files.py): apt-get install prometheus" >&2; \
+	    exit 1; \
+	  fi; }
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	  else \
+	    echo "chromium is missing (tests/browser, Playwright): apt-get install chromium" >&2; \
 	    exit 1; \
 	  fi; }
 

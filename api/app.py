@@ -15,6 +15,7 @@ import contextlib
 import importlib.metadata
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio.to_thread
 from anyio import CapacityLimiter
@@ -22,6 +23,7 @@ from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.static_files import create_static_files_router
 
 from vidjobs.api.admission import TenantUploads
 from vidjobs.api.auth import AuthCache
@@ -36,6 +38,9 @@ from vidjobs.api.queue_depth import QueueDepth
 from vidjobs.api.runtime import ApiRuntime
 from vidjobs.api.settings import ApiSettings
 from vidjobs.api.status_reads import StatusReads
+from vidjobs.api.ui import UiController, ui_template_config
+from vidjobs.api.ui.controller import FRAMES_STATE_KEY, UI_STATIC_DIR
+from vidjobs.api.ui.frames import FrameCache
 from vidjobs.api.videos import VideoController
 from vidjobs.blobs import open_blob_store
 from vidjobs.db.pool import open_pool
@@ -87,6 +92,7 @@ def create_app(settings: ApiSettings) -> Litestar:
                 status_reads=status_reads,
                 long_poll=LongPoll(status_reads, settings.long_poll_tick_s),
             ).install(app.state)
+            app.state[FRAMES_STATE_KEY] = FrameCache(store, settings.ui_frame_cache)
             # One queue-depth reader per process, on its own connection: /metrics reads its
             # last value, so scrapers never touch the request pool.
             refresher = asyncio.get_running_loop().create_task(metrics.queue_depth.run())
@@ -101,8 +107,17 @@ def create_app(settings: ApiSettings) -> Litestar:
             await pool.close()
             store.close()
 
+    ui_routes: list[Any] = []
+    if settings.ui:  # the operator dashboard (VIDJOBS_API_UI), off by default
+        ui_routes = [
+            UiController,
+            create_static_files_router(
+                path="/ui/static", directories=[UI_STATIC_DIR], include_in_schema=False
+            ),
+        ]
     return Litestar(
-        route_handlers=[VideoController, JobsController, OpsController],
+        route_handlers=[VideoController, JobsController, OpsController, *ui_routes],
+        template_config=ui_template_config() if settings.ui else None,
         lifespan=[lifespan],
         dependencies=dependencies(),
         exception_handlers=exception_handlers(),

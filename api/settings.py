@@ -169,6 +169,27 @@ class ApiSettings(Settings):
         "shows the queue depth per tenant; empty = /metrics is open and names no tenant.",
     )
 
+    ui: bool = setting(
+        False,
+        env="VIDJOBS_API_UI",
+        help="Serve the operator dashboard under /ui: every tenant's queue, jobs, events and "
+        "results, read-only and without an API key, so only where operators alone reach the "
+        "API (a private network or a proxy that authenticates).",
+    )
+    ui_cancel: bool = setting(
+        False,
+        env="VIDJOBS_API_UI_CANCEL",
+        help="Let the dashboard cancel pending and running jobs (a same-origin POST); off, "
+        "it only reads.",
+    )
+    ui_frame_cache: int = setting(
+        256,
+        env="VIDJOBS_API_UI_FRAME_CACHE",
+        ge=0,
+        help="Decoded video frames (JPEG) each API process keeps in memory for the dashboard's "
+        "results viewer, least recently used dropped first; 0 decodes every request.",
+    )
+
     @field_validator("default_pipeline")
     @classmethod
     def _known_pipeline(cls, value: str) -> str:
