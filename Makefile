@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv tools lint typecheck contracts scope check test test-fast demo dev bench-queue bench-api bench-pipeline bench-load bench-tenants bench-webhooks ci clean
+.PHONY: help venv tools lint typecheck contracts scope check results-schema test test-fast demo dev bench-queue bench-api bench-pipeline bench-load bench-tenants bench-webhooks ci clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ scope: $(STAMP) ## Scope guard: concepts kept out of this release
 	$(BIN)/python scripts/scope_guard.py
 
 check: lint typecheck contracts scope ## Every static check
+
+results-schema: $(STAMP) ## Regenerate schema/results.schema.json from the results Structs
+	$(BIN)/python scripts/results_schema.py
 
 tools: ## System tools the tests need: promtool (Debian's prometheus package) and chromium (tests/browser), installed if missing
 	@command -v promtool >/dev/null || { \
