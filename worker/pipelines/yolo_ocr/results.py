@@ -63,6 +63,7 @@ def build_document(
         ordered,
         sample_fps=params.sample_fps,
         lost_seconds=merging.track_lost_seconds,
+        buffer_per_second=merging.track_buffer_per_second,
         tracker=merging.tracker,
     )
     ordered, events = merge_text(

@@ -91,6 +91,15 @@ class PipelineSettings(Settings):
         help="How long a track whose object disappeared (occluded, missed) waits for it to come "
         "back before a reappearance counts as a new object.",
     )
+    track_buffer_per_second: float = setting(
+        1.0,
+        env="VIDJOBS_TRACK_BUFFER_PER_SECOND",
+        ge=0.0,
+        le=10.0,
+        help="Boxes are widened by this share of their size on each side, per second between "
+        "sampled frames, before the tracker matches them by overlap (buffered IoU): at 1 "
+        "frame/s an object that moves its own width between samples still overlaps itself.",
+    )
     text_gap_seconds: float = setting(
         1.0,
         env="VIDJOBS_TEXT_GAP_SECONDS",

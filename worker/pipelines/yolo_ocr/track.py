@@ -36,7 +36,7 @@ _ARGS: dict[str, Any] = {
     "track_low_thresh": 0.1,
     "new_track_thresh": 0.25,
     "match_thresh": 0.8,
-    "fuse_score": True,
+    "fuse_score": False,
     # BoT-SORT only: no camera-motion compensation (it needs pixels; we track boxes) and no
     # re-identification model (one more network per frame).
     "gmc_method": "none",
@@ -56,10 +56,11 @@ class _Boxes:
         self.cls = cls
 
     @classmethod
-    def of(cls, detections: Sequence[Detection]) -> _Boxes:
+    def of(cls, detections: Sequence[Detection], buffer: float) -> _Boxes:
         xyxy = np.asarray([d.box for d in detections], dtype=np.float32).reshape(-1, 4)
         centre = (xyxy[:, :2] + xyxy[:, 2:]) / 2
-        xywh = np.hstack((centre, xyxy[:, 2:] - xyxy[:, :2])).astype(np.float32)
+        size = (xyxy[:, 2:] - xyxy[:, :2]) * (1.0 + 2.0 * buffer)
+        xywh = np.hstack((centre, size)).astype(np.float32)
         conf = np.asarray([d.confidence for d in detections], dtype=np.float32)
         classes = np.asarray([d.class_id for d in detections], dtype=np.float32)
         return cls(xywh.reshape(-1, 4), conf, classes)
@@ -111,6 +112,7 @@ def track_objects(
     *,
     sample_fps: float,
     lost_seconds: float,
+    buffer_per_second: float,
     tracker: TrackerName = "bytetrack",
 ) -> tuple[list[FrameResult], list[Track]]:
     """Give every detection a ``track_id`` and list the tracks; frames must be in time order.
@@ -122,6 +124,7 @@ def track_objects(
         tracker: ``bytetrack`` or ``botsort`` (Ultralytics' implementations).
     """
     buffer_frames = max(1, math.ceil(lost_seconds * sample_fps))
+    buffer = buffer_per_second / sample_fps
     builders: dict[tuple[int, int], _Builder] = {}  # (tracker generation, its id) -> track
     current: Any = None
     current_shot: int | None = None
@@ -131,7 +134,7 @@ def track_objects(
             current = _new_tracker(tracker, buffer_frames)  # a cut: no track crosses it
             current_shot = frame.shot
             generation += 1
-        current.update(_Boxes.of(frame.detections), None)
+        current.update(_Boxes.of(frame.detections, buffer), None)
         matched: set[int] = set()
         for strack in current.tracked_stracks:
             if strack.frame_id != current.frame_id:
