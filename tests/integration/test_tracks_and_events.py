@@ -54,13 +54,14 @@ def test_each_object_is_one_track_with_no_identity_switch_and_no_track_crosses_t
     for frame in doc.frames:
         for d in frame.detections:
             track = by_id[d.track_id or 0]
-            assert track.shot == frame.shot and track.first_ms <= frame.t_ms <= track.last_ms
+            assert track.shot == frame.shot
+            assert track.first_ms <= frame.t_ms <= track.last_ms
 
 
 def test_the_occluded_object_keeps_its_id_and_a_track_reports_its_span(
     analyzer: VideoAnalyzer, scene: tuple[Path, TrackingTruth]
 ) -> None:
-    path, truth = scene
+    path, _ = scene
     doc = _analyse(analyzer, path, sample_fps=1.0)
     stars = [t for t in doc.tracks if t.label == "star"]
     assert len(stars) == 1
@@ -69,7 +70,8 @@ def test_the_occluded_object_keeps_its_id_and_a_track_reports_its_span(
     seen = {f.t_ms for f in doc.frames for d in f.detections if d.track_id == star.track_id}
     assert set(hidden) - seen, "the star is hidden in some sampled frame inside its track"
     assert (star.first_ms, star.last_ms) == (2000, 9000)
-    assert star.frames == len(seen) and star.max_confidence >= star.mean_confidence
+    assert star.frames == len(seen)
+    assert star.max_confidence >= star.mean_confidence
     assert star.first_box[0] < star.last_box[0]  # it moved right
     assert star.best_ms in seen
 

@@ -185,7 +185,8 @@ def make_tracking_video(path: Path, *, width: int = 640, height: int = 360) -> T
         "-pix_fmt", "yuv420p", "-threads", "1", str(path),
     ]  # fmt: skip
     with subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
-        assert proc.stdin is not None and proc.stderr is not None
+        assert proc.stdin is not None
+        assert proc.stderr is not None
         try:
             for img in _render(truth):
                 proc.stdin.write(img.tobytes())
