@@ -34,11 +34,15 @@ from vidjobs.db.api_keys import hash_key
 from vidjobs.db.pool import run_read
 from vidjobs.schema import JobState
 from vidjobs.schema.api import JobResults, JobStatus, SubmitAccepted
+from vidjobs.schema.results_schema import published_results_schema
 
-__all__ = ["MAX_WAIT_S", "VideoController"]
+__all__ = ["MAX_WAIT_S", "RESULTS_SCHEMA_MEDIA_TYPE", "VideoController"]
 
 #: Longest long-poll of ``GET /video/status/{id}?wait=S``, in seconds.
 MAX_WAIT_S = 60.0
+
+#: Media type of a JSON Schema document (JSON Schema 2020-12, section 14.2).
+RESULTS_SCHEMA_MEDIA_TYPE = "application/schema+json"
 
 
 class VideoController(Controller):
@@ -124,6 +128,22 @@ class VideoController(Controller):
         if job is None:
             raise JobNotFound(jid)
         return job_status(job)
+
+    @get(
+        "/results-schema",
+        operation_id="getResultsSchema",
+        summary="The JSON Schema (draft 2020-12) of every results document, versions 1 and 2",
+        media_type=RESULTS_SCHEMA_MEDIA_TYPE,
+        operation_class=ProblemOperation,
+        responses=problem_responses(401, 503),
+    )
+    async def results_schema(self, tenant: NamedDependency[str]) -> bytes:
+        """The checked-in ``schema/results.schema.json`` as it is, so clients validate with it.
+
+        A path of its own, not under ``/results/{job_id}``: no job id can be read as it.
+        """
+        del tenant  # the key is checked as for every /video route; the schema names no tenant
+        return published_results_schema()
 
     @get(
         "/results/{job_id:str}",
