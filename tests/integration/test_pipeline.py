@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import pytest
 
+from tests.support.results_schema import assert_valid_results
 from vidjobs.devstack.synth.video import GroundTruth, make_audio_only_mp4, make_sample_video
 from vidjobs.schema.results import ResultsDocument, decode_results
 from vidjobs.worker.outcome import InvalidParams, InvalidVideo, JobStopped, ModelUnavailable
@@ -40,6 +41,7 @@ def _run(
 ) -> tuple[ResultsDocument, bytes, list[tuple[int, int]]]:
     calls: list[tuple[int, int]] = []
     data = analyzer.analyze(path, dict(params), lambda d, t: calls.append((d, t)), lambda: False)
+    assert_valid_results(data)
     return decode_results(data), data, calls
 
 
