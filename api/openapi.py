@@ -44,6 +44,7 @@ from vidjobs.schema.api import (
     SubmitAccepted,
 )
 from vidjobs.schema.results import (
+    KEEP_BRIEF_TEXT_DEFAULT,
     MIN_CONFIDENCE_DEFAULT,
     MIN_CONFIDENCE_MAX,
     MIN_CONFIDENCE_MIN,
@@ -202,6 +203,14 @@ def _submit_form() -> Schema:
                 MIN_CONFIDENCE_MAX,
                 MIN_CONFIDENCE_DEFAULT,
                 "detections below this score are dropped",
+            ),
+            "keep_brief_text": Schema(
+                type=OpenAPIType.BOOLEAN,
+                default=KEEP_BRIEF_TEXT_DEFAULT,
+                description=(
+                    "keep text read in one sampled frame only as a text event even when its "
+                    "OCR confidence is low (by default such reads are dropped as noise)"
+                ),
             ),
             "priority": _bounded(_INTEGER, PRIORITY_MIN, PRIORITY_MAX, 0, "higher runs first"),
             "callback_url": Schema(

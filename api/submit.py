@@ -65,7 +65,16 @@ from vidjobs.webhooks.targets import TargetRefused, check_target, check_url
 __all__ = ["FILE_FIELD", "SubmitSpec", "submit_video"]
 
 FILE_FIELD = "file"
-_FIELDS = ("pipeline", "sample_fps", "min_confidence", "priority", "callback_url")
+_FIELDS = (
+    "pipeline",
+    "sample_fps",
+    "min_confidence",
+    "keep_brief_text",
+    "priority",
+    "callback_url",
+)
+_TRUE = ("true", "1")
+_FALSE = ("false", "0")
 _ENVELOPE_BYTES = 64 * 1024
 """Multipart boundaries, part headers and form fields around the file, at most."""
 
@@ -102,6 +111,35 @@ def _priority(raw: str, errors: list[FieldError]) -> int:
     return priority
 
 
+def _params(given: dict[str, str], errors: list[FieldError]) -> dict[str, float | bool]:
+    """The analysis parameters given as form fields, typed; each bad one added to ``errors``."""
+    raw: dict[str, float | bool] = {}
+    if "keep_brief_text" in given:
+        flag = given["keep_brief_text"].lower()
+        if flag in _TRUE + _FALSE:
+            raw["keep_brief_text"] = flag in _TRUE
+        else:
+            errors.append(
+                FieldError(
+                    field="keep_brief_text",
+                    message=f"must be true or false, got {given['keep_brief_text']!r}",
+                )
+            )
+    for name in ("sample_fps", "min_confidence"):
+        if name not in given:
+            continue
+        try:
+            number = float(given[name])
+            if not math.isfinite(number):
+                raise ValueError(given[name])
+            validate_params({name: number})
+            raw[name] = number
+        except ValueError as exc:
+            msg = str(exc) if name in str(exc) else f"{name} must be a number, got {given[name]!r}"
+            errors.append(FieldError(field=name, message=msg))
+    return raw
+
+
 def validate_fields(
     fields: list[FormField], default_pipeline: str, targets: TargetPolicy | None = None
 ) -> SubmitSpec:
@@ -127,18 +165,7 @@ def validate_fields(
             FieldError(field="pipeline", message=f"must be one of {', '.join(PIPELINES)}")
         )
     priority = _priority(given.get("priority", "0"), errors)
-    raw: dict[str, float] = {}
-    for name in ("sample_fps", "min_confidence"):
-        if name not in given:
-            continue
-        try:
-            raw[name] = float(given[name])
-            if not math.isfinite(raw[name]):
-                raise ValueError(given[name])
-            validate_params({name: raw[name]})
-        except ValueError as exc:
-            msg = str(exc) if name in str(exc) else f"{name} must be a number, got {given[name]!r}"
-            errors.append(FieldError(field=name, message=msg))
+    raw = _params(given, errors)
     callback_url = given.get("callback_url") or None
     if callback_url is not None:
         try:

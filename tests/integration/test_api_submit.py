@@ -244,6 +244,7 @@ def test_oversize_upload_is_413(
         ({"min_confidence": "-0.1"}, "min_confidence"),
         ({"priority": "1000"}, "priority"),
         ({"priority": "1.5"}, "priority"),
+        ({"keep_brief_text": "maybe"}, "keep_brief_text"),
         ({"colour": "blue"}, "colour"),
     ],
 )
@@ -425,11 +426,24 @@ def test_defaults_are_stored_with_the_job(
     assert row == (
         "acme",
         api_settings.default_pipeline,
-        {"sample_fps": 1.0, "min_confidence": 0.25},
+        {"sample_fps": 1.0, "min_confidence": 0.25, "keep_brief_text": False},
         0,
         f"video_jobs/{resp.json()['job_id']}.mp4",
         "pending",
     )
+
+
+def test_keep_brief_text_is_stored_with_the_job(
+    client: TestClient[Litestar], keys: Keys, database_url: str
+) -> None:
+    import psycopg
+
+    resp = _submit(client, keys.acme, data={"keep_brief_text": "true"}, content=mp4_bytes())
+    assert resp.status_code == 202
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT params FROM vidjobs.jobs").fetchone()
+    assert row is not None
+    assert row[0]["keep_brief_text"] is True
 
 
 def test_end_to_end_on_the_local_directory_store_with_stand_in_worker(

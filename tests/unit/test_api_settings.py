@@ -66,7 +66,7 @@ def test_validate_fields_fills_defaults() -> None:
     spec = validate_fields([FormField("priority", "7")], "yolo_ocr")
     assert spec.pipeline == "yolo_ocr"
     assert spec.priority == 7
-    assert spec.params == {"sample_fps": 1.0, "min_confidence": 0.25}
+    assert spec.params == {"sample_fps": 1.0, "min_confidence": 0.25, "keep_brief_text": False}
 
 
 def test_validate_fields_lists_every_bad_field() -> None:

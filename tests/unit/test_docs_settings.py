@@ -45,7 +45,7 @@ def _doc() -> str:
 def _read_by_code() -> set[str]:
     """VIDJOBS_*/DATABASE_URL string literals (not docstrings) in product code and test harness."""
     dirs = [ROOT / p for p in ("schema", "db", "blobs", "api", "worker", "vidjobs")]
-    dirs.append(ROOT / "tests" / "harness")
+    dirs += [ROOT / "tests" / "harness", ROOT / "tests" / "browser"]
     names: set[str] = set()
     for path in (f for d in dirs for f in d.rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))

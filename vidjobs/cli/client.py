@@ -137,6 +137,11 @@ def _wait(client: Client, job_id: str, interval: float) -> JobStatus:
 @click.option("--pipeline", default=None, help="Pipeline to run (yolo_ocr, noop).")
 @click.option("--sample-fps", type=float, default=None, help="Frames per second to analyse.")
 @click.option("--min-confidence", type=float, default=None, help="Drop detections below this.")
+@click.option(
+    "--keep-brief-text/--drop-brief-text",
+    default=None,
+    help="Keep (or drop, the default) low-confidence text read in one sampled frame only.",
+)
 @click.option("--priority", type=int, default=None, help="Higher runs first.")
 @click.option(
     "--callback-url",
@@ -156,6 +161,7 @@ def submit(
     pipeline: str | None,
     sample_fps: float | None,
     min_confidence: float | None,
+    keep_brief_text: bool | None,
     priority: int | None,
     callback_url: str | None,
     idempotency_key: str | None,
@@ -178,6 +184,7 @@ def submit(
                 pipeline=pipeline,
                 sample_fps=sample_fps,
                 min_confidence=min_confidence,
+                keep_brief_text=keep_brief_text,
                 priority=priority,
                 callback_url=callback_url,
                 idempotency_key=idempotency_key,

@@ -115,6 +115,7 @@ class AsyncClient:
         pipeline: str | None = None,
         sample_fps: float | None = None,
         min_confidence: float | None = None,
+        keep_brief_text: bool | None = None,
         priority: int | None = None,
         callback_url: str | None = None,
         idempotency_key: str | None = None,
@@ -131,6 +132,8 @@ class AsyncClient:
             pipeline: ``yolo_ocr`` or ``noop``; else the deployment's default.
             sample_fps: frames analysed per second of video (0.01 to 30; else 1).
             min_confidence: detections below it are dropped (0 to 1; else 0.25).
+            keep_brief_text: keep text read in one sampled frame only, even at low OCR
+                confidence, as a text event (else such reads are dropped as noise).
             priority: -100 to 100, higher runs first among the tenant's jobs (else 0).
             callback_url: where the job's end is POSTed as a signed webhook (docs/api.md,
                 "Webhooks"); one the deployment refuses raises ``InvalidInput`` (422).
@@ -143,6 +146,7 @@ class AsyncClient:
             pipeline=pipeline,
             sample_fps=sample_fps,
             min_confidence=min_confidence,
+            keep_brief_text=keep_brief_text,
             priority=priority,
             callback_url=callback_url,
             idempotency_key=idempotency_key,

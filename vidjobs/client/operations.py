@@ -140,12 +140,14 @@ def submit_call(
     priority: int | None,
     idempotency_key: str | None,
     callback_url: str | None = None,
+    keep_brief_text: bool | None = None,
 ) -> Call:
     """``POST /video/submit``; without ``idempotency_key`` a fresh uuid4, kept for its retries."""
     fields = {
         "pipeline": pipeline,
         "sample_fps": sample_fps,
         "min_confidence": min_confidence,
+        "keep_brief_text": None if keep_brief_text is None else str(keep_brief_text).lower(),
         "priority": priority,
         "callback_url": callback_url,
     }
