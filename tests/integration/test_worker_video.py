@@ -14,6 +14,7 @@ import cv2
 import pytest
 
 from tests.support.db import Conn
+from tests.support.results_schema import assert_valid_results
 from tests.support.waiting import wait_for_async
 from tests.support.worker import fast_settings, job_now, running_worker, submit
 from vidjobs.blobs import BlobSettings, BlobStore, open_blob_store, results_key, video_key
@@ -87,6 +88,7 @@ async def test_malformed_videos_fail_readably_and_the_worker_goes_on(
             assert job.output_key == results_key(job.job_id)
             assert job.progress == 1.0
             doc = decode_results(store.get_bytes(results_key(job.job_id)))
+            assert_valid_results(store.get_bytes(results_key(job.job_id)))
             assert doc.video.frames == 50
         else:
             assert (job.state, job.error_kind, job.attempts) == (
