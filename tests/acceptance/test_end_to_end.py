@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.support.processes import Processes, Services
+from tests.support.results_schema import assert_valid_results
 from vidjobs.blobs import BlobSettings
 from vidjobs.devstack.synth.video import GroundTruth, make_sample_video
 from vidjobs.worker.pipelines.yolo_ocr.settings import FIXTURE_WEIGHTS
@@ -87,6 +88,7 @@ def test_submit_analyse_and_read_results_over_http(services: Services, tmp_path:
         r = http.get(f"/video/results/{job_id}")
         assert r.status_code == 200, r.text
         doc = r.json()["results"]
+        assert_valid_results(doc)
 
     frames = doc["frames"]
     assert [f["t_ms"] for f in frames] == list(range(0, 4000, 400))
