@@ -27,9 +27,10 @@ from vidjobs.schema.results import Box, FrameResult, TextEvent, TextLine
 
 __all__ = ["merge_text", "normalise_text", "similar_text"]
 
-#: Largest normalised edit distance between two reads of one text (after normalising): 1 edit
-#: in 3 characters, which keeps "ORDERTOD"/"ORDERTODAY" (0.2) together and "ZONE 4"/"ZONE 5"
-#: (0.2 too, but a different region or time in practice) apart only by region and time.
+#: Largest normalised edit distance between two (normalised) reads of one text: about one edit
+#: in three characters, so "ORDERTOD" joins "ORDERTODAY" (0.2). Short strings that differ in one
+#: character ("ZONE4"/"ZONE5", 0.2) are also similar: what keeps them apart is region and time
+#: (an event only takes reads in its own region while it is on screen).
 _MAX_DISTANCE = 0.34
 #: Region rules: boxes overlapping by this IoU, or the smaller box this much inside the larger.
 _MIN_IOU = 0.3
@@ -120,8 +121,8 @@ def merge_text(
             match = None
             for ei in range(len(events) - 1, -1, -1):
                 ev = events[ei]
-                if fi - ev.last_frame > gap_frames:
-                    continue
+                if fi - ev.last_frame > gap_frames + 1:
+                    continue  # unread for longer than the gap: a new event
                 if ei in taken or ev.last_frame == fi:
                     continue
                 if _same_region(ev.box, box) and similar_text(ev.norm, norm):
