@@ -9,6 +9,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import QueryParameter
 from psycopg import AsyncConnection
 
@@ -135,7 +136,15 @@ class VideoController(Controller):
         summary="The JSON Schema (draft 2020-12) of every results document, versions 1 and 2",
         media_type=RESULTS_SCHEMA_MEDIA_TYPE,
         operation_class=ProblemOperation,
-        responses=problem_responses(401, 503),
+        responses={
+            200: ResponseSpec(
+                data_container=dict[str, Any],
+                generate_examples=False,
+                description="A JSON Schema document (an object)",
+                media_type=RESULTS_SCHEMA_MEDIA_TYPE,
+            ),
+            **problem_responses(401, 503),
+        },
     )
     async def results_schema(self, tenant: NamedDependency[str]) -> bytes:
         """The checked-in ``schema/results.schema.json`` as it is, so clients validate with it.
