@@ -147,6 +147,52 @@ def unchanged_frames(video: Path, sample_fps: float) -> int:
     return count
 
 
+def tracking_bench(settings: PipelineSettings, sample_fps: float, rounds: int) -> dict[str, Any]:
+    """Tracking's cost and quality on the tracking scene: with and without tracks and events.
+
+    The same video through two analyzers that differ only in ``track_and_merge``, alternated;
+    the quality figures (``vidjobs.devstack.synth.tracking.score``) come from the tracked run.
+    """
+    from vidjobs.devstack.synth.tracking import make_tracking_video, score
+
+    with tempfile.TemporaryDirectory(prefix="vidjobs-bench-tracking-") as tmp:
+        video = Path(tmp) / "tracking.mp4"
+        truth = make_tracking_video(video)
+        sides = {
+            True: VideoAnalyzer(settings.model_copy(update={"track_and_merge": True})),
+            False: VideoAnalyzer(settings.model_copy(update={"track_and_merge": False})),
+        }
+        secs = {True: 0.0, False: 0.0}
+        frames = 0
+        doc = None
+        for i in range(rounds):
+            for side in (True, False) if i % 2 == 0 else (False, True):
+                started = time.perf_counter()
+                data = sides[side].analyze(
+                    video, {"sample_fps": sample_fps}, lambda d, t: None, lambda: False
+                )
+                secs[side] += time.perf_counter() - started
+                if side:
+                    doc = decode_results(data)
+                    frames = len(doc.frames)
+    assert doc is not None
+    result = score(truth, doc)
+    duplicates = sum(max(0, len(v) - 1) for v in result.caption_events.values())
+    fps_on = rounds * frames / secs[True]
+    fps_off = rounds * frames / secs[False]
+    return {
+        "fps_tracking": round(fps_on, 3),
+        "fps_no_tracking": round(fps_off, 3),
+        "tracking_cost_ratio": round(fps_on / fps_off, 3),
+        "unique_count_error": result.unique_count_error,
+        "id_switches": result.id_switches,
+        "tracks_spanning_cut": result.tracks_spanning_cut,
+        "text_events_duplicates": duplicates,
+        "text_events_junk": len(result.junk_events),
+        "captions_missed": sum(1 for v in result.caption_events.values() if not v),
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0, help="video length")
@@ -160,6 +206,11 @@ def main() -> int:
     ap.add_argument("--imgsz", type=int, default=FIXTURE_IMGSZ)
     ap.add_argument("--codec", choices=["h264", "mp4v"], default="h264")
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument(
+        "--skip-tracking",
+        action="store_true",
+        help="leave out the tracking scene (fps with and without tracks/text events, ID switches)",
+    )
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds (A B, B A, ...)")
     ap.add_argument(
         "--no-skip-unchanged",
@@ -212,6 +263,9 @@ def main() -> int:
             }
         if settings.skip_unchanged:
             line["unchanged_frames_reused"] = unchanged_frames(video, args.sample_fps)
+        if not args.skip_tracking:
+            del analyzer, baseline  # free their models before loading two more
+            line |= tracking_bench(settings, args.sample_fps, args.rounds)
         line |= {
             "seconds": args.seconds,
             "sample_fps": args.sample_fps,
