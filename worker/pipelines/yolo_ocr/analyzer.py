@@ -151,7 +151,11 @@ class VideoAnalyzer:
         engines = Engines(
             detector=self._detector.identity,
             ocr=self._reader.identity,
-            tracker=tracker_identity(self.settings.tracker, self.settings.track_lost_seconds)
+            tracker=tracker_identity(
+                self.settings.tracker,
+                self.settings.track_lost_seconds,
+                self.settings.track_buffer_per_second,
+            )
             if self.settings.track_and_merge
             else None,
         )

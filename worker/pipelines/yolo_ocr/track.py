@@ -83,14 +83,16 @@ def _new_tracker(name: TrackerName, buffer_frames: int) -> Any:
     return BYTETracker(args)  # type: ignore[no-untyped-call]
 
 
-def tracker_identity(name: TrackerName, lost_seconds: float) -> EngineInfo:
+def tracker_identity(
+    name: TrackerName, lost_seconds: float, buffer_per_second: float
+) -> EngineInfo:
     """The tracker's identity for the results document (its settings in ``weights``)."""
     import ultralytics
 
     return EngineInfo(
         name=f"ultralytics-{name}",
         version=str(ultralytics.__version__),
-        weights=f"lost_seconds={lost_seconds:g}",
+        weights=f"lost_seconds={lost_seconds:g},buffer_per_second={buffer_per_second:g}",
         weights_sha256="",
     )
 
