@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv tools lint typecheck contracts scope check results-schema test test-fast demo dev bench-queue bench-api bench-pipeline bench-load bench-tenants bench-webhooks ci clean
+.PHONY: help venv tools lint typecheck contracts scope check results-schema test test-fast demo dev bench-queue bench-api bench-pipeline bench-load bench-tenants bench-webhooks bench-results ci clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -85,6 +85,9 @@ bench-tenants: $(STAMP) ## Tenant isolation: fair wait, slow uploads, /metrics f
 
 bench-webhooks: $(STAMP) ## Webhooks: deliveries/s, completion -> delivery p50/p99, 50% failing receiver
 	$(BIN)/python bench/webhooks.py $(ARGS)
+
+bench-results: $(STAMP) ## Results: paged reads of a 2-hour document, p50/p99 and API RSS vs the whole document
+	$(BIN)/python bench/results.py $(ARGS)
 
 ci: check test ## What CI runs: every static check, then the tests
 

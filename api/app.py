@@ -35,6 +35,7 @@ from vidjobs.api.metrics import Metrics
 from vidjobs.api.ops import OpsController
 from vidjobs.api.problems import exception_handlers, problem_details
 from vidjobs.api.queue_depth import QueueDepth
+from vidjobs.api.results import ResultsController
 from vidjobs.api.runtime import ApiRuntime
 from vidjobs.api.settings import ApiSettings
 from vidjobs.api.status_reads import StatusReads
@@ -116,7 +117,13 @@ def create_app(settings: ApiSettings) -> Litestar:
             ),
         ]
     return Litestar(
-        route_handlers=[VideoController, JobsController, OpsController, *ui_routes],
+        route_handlers=[
+            VideoController,
+            ResultsController,
+            JobsController,
+            OpsController,
+            *ui_routes,
+        ],
         template_config=ui_template_config() if settings.ui else None,
         lifespan=[lifespan],
         dependencies=dependencies(),

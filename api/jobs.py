@@ -20,7 +20,7 @@ from vidjobs.api.presenters import (
 )
 from vidjobs.api.problems import ApiError, InvalidInput, JobNotFound
 from vidjobs.api.runtime import ApiRuntime
-from vidjobs.blobs import results_key, video_key
+from vidjobs.blobs import results_index_key, results_key, video_key
 from vidjobs.db.jobs import job_cancel, job_delete, job_list
 from vidjobs.schema import JobState
 from vidjobs.schema.api import FieldError, JobList, JobStatus
@@ -127,7 +127,13 @@ class JobsController(Controller):
                 job_status=job.state,
             )
         jid = job.job_id
-        keys = {video_key(jid), results_key(jid), job.input_key, job.output_key} - {None}
+        keys = {
+            video_key(jid),
+            results_key(jid),
+            results_index_key(jid),
+            job.input_key,
+            job.output_key,
+        } - {None}
         for key in sorted(k for k in keys if k is not None):
             await anyio.to_thread.run_sync(rt.store.delete, key)
         if await job_delete(db_conn, jid, tenant=tenant) is None:

@@ -56,6 +56,14 @@ class ApiSettings(Settings):
         help="Largest video accepted; enforced while streaming, so a liar's ``Content-Length`` "
         "does not help (413 beyond it).",
     )
+    results_inline_max_bytes: int = setting(
+        64 * 1024 * 1024,
+        env="VIDJOBS_API_RESULTS_INLINE_MAX_BYTES",
+        ge=1,
+        help="Largest results document ``GET /video/results/{id}`` returns whole (decoded, a "
+        "document takes ~10x its size in memory); beyond it the answer is 422 "
+        "``results-too-large`` pointing to the paged reads (``/frames``, ``/tracks``, ...).",
+    )
     upload_slots: int = setting(
         32,
         env="VIDJOBS_API_UPLOAD_SLOTS",

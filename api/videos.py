@@ -171,13 +171,26 @@ class VideoController(Controller):
         """200 only for a completed job; 404 says which state the job is in otherwise.
 
         A job whose pipeline stored no document (``noop``: it analyses nothing) completed with
-        no ``output_key``; its results are the empty document, not a missing blob.
+        no ``output_key``; its results are the empty document, not a missing blob. A document
+        over ``VIDJOBS_API_RESULTS_INLINE_MAX_BYTES`` is a 422 ``results-too-large`` naming the
+        paged reads (``api/results.py``), which never read it whole.
         """
         job = await tenant_job(db_conn, job_id, tenant)
         if job.state is not JobState.COMPLETED:
             raise ApiError(404, "results-not-ready", describe_state(job), job_status=job.state)
         document: dict[str, Any] = {}
         if job.output_key is not None:
+            size = await anyio.to_thread.run_sync(rt.store.size, job.output_key)
+            if size > rt.settings.results_inline_max_bytes:
+                raise ApiError(
+                    422,
+                    "results-too-large",
+                    f"the results document is {size} bytes, more than this route returns whole "
+                    f"({rt.settings.results_inline_max_bytes}); read it by pages: "
+                    f"/video/results/{job.job_id}/frames, /tracks, /text-events, or export it: "
+                    "/text.vtt, /detections.csv, /tracks.mot.txt",
+                    job_status=job.state,
+                )
             data = await anyio.to_thread.run_sync(rt.store.get_bytes, job.output_key)
             document = msgspec.json.decode(data, type=dict[str, Any])
         return JobResults(

@@ -13,7 +13,7 @@ The interface is synchronous (see :mod:`db.blobs.protocol`); async code wraps ea
 from __future__ import annotations
 
 from vidjobs.blobs.errors import BlobNotFound, BlobStoreError, BlobStoreUnavailable
-from vidjobs.blobs.keys import check_key, results_key, video_key
+from vidjobs.blobs.keys import check_key, results_index_key, results_key, video_key
 from vidjobs.blobs.protocol import DEFAULT_CONTENT_TYPE, BlobStore
 from vidjobs.blobs.settings import BlobSettings, open_blob_store
 
@@ -26,6 +26,7 @@ __all__ = [
     "BlobStoreUnavailable",
     "check_key",
     "open_blob_store",
+    "results_index_key",
     "results_key",
     "video_key",
 ]

@@ -10,7 +10,7 @@ from uuid import UUID
 
 from vidjobs.blobs.errors import BlobStoreError
 
-__all__ = ["check_key", "results_key", "video_key"]
+__all__ = ["check_key", "results_index_key", "results_key", "video_key"]
 
 _PREFIX = "video_jobs"
 _MAX_KEY_BYTES = 1024  # the S3 limit
@@ -24,6 +24,11 @@ def video_key(job_id: UUID) -> str:
 def results_key(job_id: UUID) -> str:
     """Key of a job's results document: ``video_jobs/{job_id}_results.json``."""
     return f"{_PREFIX}/{UUID(str(job_id))}_results.json"
+
+
+def results_index_key(job_id: UUID) -> str:
+    """Key of the byte index of a job's results document (``results_index``), beside it."""
+    return f"{_PREFIX}/{UUID(str(job_id))}_results.index.json"
 
 
 def check_key(key: str) -> str:

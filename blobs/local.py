@@ -108,6 +108,26 @@ class LocalBlobStore(BlobStore):
             except OSError as exc:
                 raise BlobStoreUnavailable(f"cannot read blob {key!r}: {exc}") from exc
 
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        """Seek and read: the local backend reads only the range too."""
+        if length <= 0:
+            return b""
+        with self._open(key) as src:
+            try:
+                src.seek(offset)
+                return src.read(length)
+            except OSError as exc:
+                raise BlobStoreUnavailable(f"cannot read blob {key!r}: {exc}") from exc
+
+    def size(self, key: str) -> int:
+        """The file's size."""
+        try:
+            return self._path(key).stat().st_size
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise BlobNotFound(key) from exc
+        except OSError as exc:
+            raise BlobStoreUnavailable(f"cannot read blob {key!r}: {exc}") from exc
+
     def exists(self, key: str) -> bool:
         """True if a file is stored under ``key``."""
         return self._path(key).is_file()

@@ -166,6 +166,15 @@ class BlobStore(abc.ABC):
         """Read a small blob whole (results documents); raises ``BlobNotFound`` if absent."""
 
     @abc.abstractmethod
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        """``length`` bytes of a blob from ``offset`` (fewer at its end); ``BlobNotFound`` if
+        absent. What lets the API page a large results document without reading it whole."""
+
+    @abc.abstractmethod
+    def size(self, key: str) -> int:
+        """The blob's size in bytes; ``BlobNotFound`` if absent."""
+
+    @abc.abstractmethod
     def exists(self, key: str) -> bool:
         """True if a blob is stored under ``key``."""
 

@@ -193,6 +193,25 @@ class S3BlobStore(BlobStore):
                 response.close()
                 response.release_conn()
 
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        """A ranged GET (``Range: bytes=offset-``...): only those bytes cross the network."""
+        check_key(key)
+        if length <= 0:
+            return b""
+        with self._errors(f"reading {key!r}", key):
+            response = self._client.get_object(self.bucket, key, offset=offset, length=length)
+            try:
+                return bytes(response.read())
+            finally:
+                response.close()
+                response.release_conn()
+
+    def size(self, key: str) -> int:
+        """The object's size (a HEAD request)."""
+        check_key(key)
+        with self._errors(f"checking {key!r}", key):
+            return int(self._client.stat_object(self.bucket, key).size or 0)
+
     def exists(self, key: str) -> bool:
         """True if the object exists (a HEAD request)."""
         check_key(key)

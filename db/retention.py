@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 from psycopg import AsyncConnection
 
-from vidjobs.blobs import BlobStore, BlobStoreError, results_key, video_key
+from vidjobs.blobs import BlobStore, BlobStoreError, results_index_key, results_key, video_key
 from vidjobs.db.jobs import job_prune
 from vidjobs.db.webhooks import delivery_prune
 
@@ -62,7 +62,11 @@ async def prune_finished(
         pruned = await job_prune(conn, older_than=older_than, limit=batch, now=now)
         keys: set[str] = set()
         for job in pruned:
-            keys |= {video_key(job.job_id), results_key(job.job_id)}
+            keys |= {
+                video_key(job.job_id),
+                results_key(job.job_id),
+                results_index_key(job.job_id),
+            }
             keys |= {k for k in (job.input_key, job.output_key) if k}
         deleted, failed = await asyncio.to_thread(_delete_blobs, store, sorted(keys))
         jobs, blobs, errors = jobs + len(pruned), blobs + deleted, errors + failed

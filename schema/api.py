@@ -42,6 +42,7 @@ __all__ = [
     "JobStatus",
     "Problem",
     "Readiness",
+    "ResultsPage",
     "SubmitAccepted",
     "job_status",
 ]
@@ -134,6 +135,21 @@ class JobResults(msgspec.Struct, frozen=True, kw_only=True):
     results: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+
+
+class ResultsPage(msgspec.Struct, frozen=True, kw_only=True):
+    """One page of a results document's ``frames``, ``tracks`` or ``text_events``.
+
+    Attributes:
+        job_id: the job.
+        items: the elements, exactly as the document holds them, in its order.
+        next_cursor: pass as ``cursor`` (with the same filters) for the next page; null at
+            the end.
+    """
+
+    job_id: uuid.UUID
+    items: list[dict[str, Any]]
+    next_cursor: str | None
 
 
 class FieldError(msgspec.Struct, frozen=True, kw_only=True):

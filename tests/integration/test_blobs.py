@@ -85,6 +85,22 @@ def test_round_trip_bytes(blob_store: BlobStore) -> None:
     assert blob_store.get_bytes(key) == b"{}"
 
 
+def test_ranged_reads_and_size(blob_store: BlobStore) -> None:
+    key = results_key(uuid.uuid4())
+    data = bytes(range(256)) * 40
+    blob_store.put_bytes(key, data)
+    assert blob_store.size(key) == len(data)
+    assert blob_store.get_range(key, 0, 10) == data[:10]
+    assert blob_store.get_range(key, 5000, 300) == data[5000:5300]
+    assert blob_store.get_range(key, len(data) - 4, 100) == data[-4:]  # fewer at the end
+    assert blob_store.get_range(key, 7, 0) == b""
+    missing = results_key(uuid.uuid4())
+    with pytest.raises(BlobNotFound):
+        blob_store.get_range(missing, 0, 1)
+    with pytest.raises(BlobNotFound):
+        blob_store.size(missing)
+
+
 def test_put_stream_known_size_returns_bytes_written(blob_store: BlobStore) -> None:
     key = _key()
     data = mp4_bytes(10 * 1024)

@@ -60,7 +60,7 @@ def _as_problem(resp: Any, status: int) -> Problem:
 
 def test_every_error_response_is_a_problem_with_its_headers(doc: dict[str, Any]) -> None:
     ops = _operations(doc)
-    assert len(ops) == 10, sorted(ops)
+    assert len(ops) == 16, sorted(ops)
     errors = 0
     for name, op in ops.items():
         for code, response in op["responses"].items():
@@ -74,8 +74,8 @@ def test_every_error_response_is_a_problem_with_its_headers(doc: dict[str, Any])
                 assert headers["Retry-After"]["required"] is True
             if code == "401":
                 assert "WWW-Authenticate" in headers, name
-    assert errors == 34  # 9 on submit, 4-5 on each job route, 2 on the results schema,
-    # 1 each on ready and metrics
+    assert errors == 58  # 9 on submit, 4-5 on each job route, 2 on the results schema,
+    # 1 each on ready and metrics, 4 on each of the six paged results routes
     problem = doc["components"]["schemas"]["Problem"]
     assert set(problem["required"]) == {"type", "title", "status", "detail"}
     assert {"errors", "job_status", "limit", "limit_value", "usage"} <= problem["properties"].keys()

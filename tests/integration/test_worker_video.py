@@ -11,18 +11,27 @@ import uuid
 from pathlib import Path
 
 import cv2
+import msgspec
 import pytest
 
 from tests.support.db import Conn
 from tests.support.results_schema import assert_valid_results
 from tests.support.waiting import wait_for_async
 from tests.support.worker import fast_settings, job_now, running_worker, submit
-from vidjobs.blobs import BlobSettings, BlobStore, open_blob_store, results_key, video_key
+from vidjobs.blobs import (
+    BlobSettings,
+    BlobStore,
+    open_blob_store,
+    results_index_key,
+    results_key,
+    video_key,
+)
 from vidjobs.db.jobs import job_cancel
 from vidjobs.devstack.embedded import free_port
 from vidjobs.devstack.synth.video import make_audio_only_mp4, make_sample_video
 from vidjobs.schema import JobState
 from vidjobs.schema.results import decode_results
+from vidjobs.schema.results_index import ResultsIndex, build_index
 from vidjobs.worker.pipelines.registry import default_registry
 from vidjobs.worker.pipelines.yolo_ocr.settings import PipelineSettings
 
@@ -89,6 +98,10 @@ async def test_malformed_videos_fail_readably_and_the_worker_goes_on(
             assert job.progress == 1.0
             doc = decode_results(store.get_bytes(results_key(job.job_id)))
             assert_valid_results(store.get_bytes(results_key(job.job_id)))
+            # Beside it, the byte index the API pages it with (schema.results_index).
+            index = store.get_bytes(results_index_key(job.job_id))
+            stored = store.get_bytes(results_key(job.job_id))
+            assert msgspec.json.decode(index, type=ResultsIndex) == build_index(stored)
             assert doc.video.frames == 50
         else:
             assert (job.state, job.error_kind, job.attempts) == (

@@ -24,8 +24,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from vidjobs import tracing
-from vidjobs.blobs import BlobStore, results_key, video_key
+from vidjobs.blobs import BlobStore, results_index_key, results_key, video_key
+from vidjobs.schema.results_index import build_index
 from vidjobs.worker.outcome import JobStopped
 from vidjobs.worker.pipelines.contract import JobContext
 
@@ -97,6 +100,14 @@ class VideoPipeline:
             with tracing.span("stage upload results", {"vidjobs.blob_key": out}):
                 await asyncio.to_thread(
                     self._store.put_bytes, out, document, content_type="application/json"
+                )
+                # Then its byte index: the API pages the document by ranged reads with it.
+                index = msgspec.json.encode(build_index(document))
+                await asyncio.to_thread(
+                    self._store.put_bytes,
+                    results_index_key(job.job_id),
+                    index,
+                    content_type="application/json",
                 )
             return out
         finally:
