@@ -17,9 +17,14 @@ from playwright.sync_api import Browser, Page, sync_playwright
 _ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """One headless chromium for the session."""
+    """One headless chromium per module, stopped when the module ends.
+
+    Not per session: while Playwright's sync API is running it holds an asyncio event loop in
+    the main thread, so every later test that calls ``asyncio.run`` (the chaos tests, the
+    database helpers) would fail with "cannot be called from a running event loop".
+    """
     executable = os.environ.get("VIDJOBS_CHROMIUM", "/usr/bin/chromium")
     assert Path(executable).exists(), f"{executable} is missing: run `make tools` (apt chromium)"
     with sync_playwright() as pw:
