@@ -106,7 +106,7 @@ def test_fields_in_any_order_make_the_same_job(
     sha = hashlib.sha256(video).hexdigest()
     assert _row(database_url, job_id) == (
         "noop",
-        {"sample_fps": 2.0, "min_confidence": 0.25},
+        {"sample_fps": 2.0, "min_confidence": 0.25, "keep_brief_text": False},
         5,
         len(video),
         sha,

@@ -105,7 +105,8 @@ def test_every_malformed_file_is_refused_or_fails_readably(live: Services, tmp_p
             assert body["attempts"] == 1, f"{entry.name}: a bad video was retried: {body}"
 
         # Refused uploads left nothing behind: one video blob per accepted job, nothing else.
-        videos = [k for k in live.stored_keys() if not k.endswith("_results.json")]
+        results = ("_results.json", "_results.index.json")
+        videos = [k for k in live.stored_keys() if not k.endswith(results)]
         assert sorted(videos) == sorted(f"video_jobs/{j}.mp4" for j in accepted)
 
         # The worker never died and never logged a traceback.
