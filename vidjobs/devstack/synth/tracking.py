@@ -10,7 +10,6 @@ label, identity switches, and each caption's text events.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import cv2
 import numpy as np
 
 from vidjobs.devstack.synth.shapes import CLASSES, Image, ShapeSpec, draw_shape, random_background
-from vidjobs.devstack.synth.video import ffmpeg_exe
+from vidjobs.devstack.synth.video import write_ffmpeg
 from vidjobs.schema.results import ResultsDocument
 
 __all__ = [
@@ -178,24 +177,7 @@ def _render(truth: TrackingTruth) -> Iterator[Image]:
 def make_tracking_video(path: Path, *, width: int = 640, height: int = 360) -> TrackingTruth:
     """Write the tracking scene as H.264 MP4 (24 s, 25 fps) and return its truth."""
     truth = _scene(width, height)
-    cmd = [
-        ffmpeg_exe(), "-y", "-loglevel", "error",
-        "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}", "-r", "25",
-        "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-crf", "20",
-        "-pix_fmt", "yuv420p", "-threads", "1", str(path),
-    ]  # fmt: skip
-    with subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
-        assert proc.stdin is not None
-        assert proc.stderr is not None
-        try:
-            for img in _render(truth):
-                proc.stdin.write(img.tobytes())
-        finally:
-            proc.stdin.close()
-            err = proc.stderr.read()
-            rc = proc.wait()
-    if rc != 0:
-        raise RuntimeError(f"ffmpeg failed ({rc}): {err.decode(errors='replace')[-500:]}")
+    write_ffmpeg(path, _render(truth), truth.fps, width, height, "h264")
     return truth
 
 

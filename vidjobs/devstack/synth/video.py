@@ -36,6 +36,7 @@ __all__ = [
     "ffmpeg_exe",
     "make_audio_only_mp4",
     "make_sample_video",
+    "write_ffmpeg",
 ]
 
 Codec = Literal["h264", "hevc", "vp9", "av1", "mp4v"]
@@ -214,7 +215,7 @@ def ffmpeg_exe() -> str:
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
-def _write_ffmpeg(  # noqa: PLR0917 - the frames and their geometry
+def write_ffmpeg(  # noqa: PLR0917 - the frames and their geometry
     path: Path, frames: Iterator[Image], fps: float, width: int, height: int, codec: str
 ) -> None:
     cmd = [
@@ -274,7 +275,7 @@ def make_sample_video(
     gen = _render(segments, fps, frames)
     path.parent.mkdir(parents=True, exist_ok=True)
     if codec in _ENCODERS:
-        _write_ffmpeg(path, gen, fps, width, height, codec)
+        write_ffmpeg(path, gen, fps, width, height, codec)
     elif codec == "mp4v":
         _write_mp4v(path, gen, fps, width, height)
     else:
