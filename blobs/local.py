@@ -128,6 +128,13 @@ class LocalBlobStore(BlobStore):
         except OSError as exc:
             raise BlobStoreUnavailable(f"cannot read blob {key!r}: {exc}") from exc
 
+    def readable_location(self, key: str) -> str:
+        """The file's own path: a decoder seeks in it directly, no copy is made."""
+        path = self._path(key)
+        if not path.is_file():
+            raise BlobNotFound(key)
+        return str(path)
+
     def exists(self, key: str) -> bool:
         """True if a file is stored under ``key``."""
         return self._path(key).is_file()

@@ -175,6 +175,12 @@ class BlobStore(abc.ABC):
         """The blob's size in bytes; ``BlobNotFound`` if absent."""
 
     @abc.abstractmethod
+    def readable_location(self, key: str) -> str:
+        """Where a decoder can open the blob and seek in it without a download: a presigned
+        GET URL (S3: FFmpeg reads it by range requests) or the file's path (local).
+        ``BlobNotFound`` if absent."""
+
+    @abc.abstractmethod
     def exists(self, key: str) -> bool:
         """True if a blob is stored under ``key``."""
 

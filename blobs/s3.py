@@ -8,6 +8,7 @@ so the API answers 503 and the worker requeues, instead of hanging a request.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,9 @@ from minio.error import InvalidResponseError, MinioException, S3Error, ServerErr
 from vidjobs.blobs.errors import BlobNotFound, BlobStoreError, BlobStoreUnavailable
 from vidjobs.blobs.keys import check_key
 from vidjobs.blobs.protocol import BlobStore, SourceStream
+
+#: How long a presigned URL for a decoder stays valid (longer than any segment's analysis).
+_URL_LIFETIME = datetime.timedelta(hours=12)
 
 __all__ = ["PART_SIZE", "S3BlobStore"]
 
@@ -211,6 +215,14 @@ class S3BlobStore(BlobStore):
         check_key(key)
         with self._errors(f"checking {key!r}", key):
             return int(self._client.stat_object(self.bucket, key).size or 0)
+
+    def readable_location(self, key: str) -> str:
+        """A presigned GET URL, valid for 12 hours (a segment job's decoder reads its range
+        with it); checks the object exists first."""
+        check_key(key)
+        with self._errors(f"locating {key!r}", key):
+            self._client.stat_object(self.bucket, key)
+            return str(self._client.presigned_get_object(self.bucket, key, expires=_URL_LIFETIME))
 
     def exists(self, key: str) -> bool:
         """True if the object exists (a HEAD request)."""

@@ -29,6 +29,7 @@ __all__ = [
     "NewJob",
     "QueueHealth",
     "job_cancel",
+    "job_children",
     "job_count_by_state",
     "job_count_queued",
     "job_delete",
@@ -229,10 +230,18 @@ async def job_cancel(
 async def job_delete(conn: Conn, job_id: uuid.UUID, *, tenant: str | None) -> Job | None:
     """Delete a terminal job and its events; returns the row (the caller removes its blobs).
 
-    A non-terminal job is returned unchanged and not deleted (check ``state``); None: unknown.
+    A split job goes with its segments (their partial results are the caller's to remove:
+    ``schema.segments.segment_job_id`` names them). A non-terminal job, or a segment (which
+    goes only with its parent), is returned unchanged and not deleted (check ``state`` and
+    ``parent_id``); None: unknown.
     """
     found = await fetch_jobs(conn, "job_delete", {"job_id": job_id, "tenant": tenant})
-    return found[0] if found else None
+    return next((job for job in found if job.job_id == job_id), None)
+
+
+async def job_children(conn: Conn, job_id: uuid.UUID, *, tenant: str | None = None) -> list[Job]:
+    """A split job's segments, in order (empty for any other job)."""
+    return await fetch_jobs(conn, "job_children", {"job_id": job_id, "tenant": tenant})
 
 
 async def job_prune(

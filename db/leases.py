@@ -31,6 +31,7 @@ __all__ = [
     "JobProgressParams",
     "JobReleaseParams",
     "JobRetryLaterParams",
+    "JobSplitParams",
     "job_claim",
     "job_complete",
     "job_complete_many",
@@ -39,6 +40,7 @@ __all__ = [
     "job_progress",
     "job_release",
     "job_retry_later",
+    "job_split",
 ]
 
 
@@ -119,6 +121,16 @@ class JobRetryLaterParams(FencedParams, frozen=True, kw_only=True):
     backoff_base_s: float
     backoff_max_s: float
     max_infra_retries: int
+
+
+class JobSplitParams(FencedParams, frozen=True, kw_only=True):
+    """``job_split``: the segments (id, range, planned samples) and the video's samples."""
+
+    child_ids: list[uuid.UUID]
+    starts_ms: list[int]
+    ends_ms: list[int]
+    child_frames: list[int]
+    frames_total: int
 
 
 async def job_claim(
@@ -316,3 +328,30 @@ async def job_retry_later(
         max_infra_retries=max_infra_retries,
     )
     return await _fenced_job(conn, "job_retry_later", params)
+
+
+async def job_split(
+    conn: Conn,
+    job_id: uuid.UUID,
+    lease_token: uuid.UUID,
+    *,
+    segments: Sequence[tuple[uuid.UUID, int, int, int]],
+    now: datetime | None = None,
+) -> Job:
+    """Split a held job into segment jobs (fenced); returns the parent as it now waits.
+
+    ``segments`` are ``(job_id, start_ms, end_ms, samples)`` in order. The parent is pending
+    and never due until its last segment completes (migration 0018's trigger makes it due
+    then, and its next claim merges); the attempt is not counted. Raises LeaseLost.
+    """
+    params = JobSplitParams(
+        job_id=job_id,
+        lease_token=lease_token,
+        now=now,
+        child_ids=[s[0] for s in segments],
+        starts_ms=[s[1] for s in segments],
+        ends_ms=[s[2] for s in segments],
+        child_frames=[s[3] for s in segments],
+        frames_total=sum(s[3] for s in segments),
+    )
+    return await _fenced_job(conn, "job_split", params)

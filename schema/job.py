@@ -59,6 +59,16 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     registered endpoints only)."""
     trace_context: str | None = None
     """W3C ``traceparent`` of the submit span (None: tracing was off); ``vidjobs.tracing``."""
+    parent_id: uuid.UUID | None = None
+    """Set on a segment job: the long video's job whose time range it analyses."""
+    segment_index: int | None = None
+    """A segment's place in its parent, from 0."""
+    segment_start_ms: int | None = None
+    """Start of a segment's range in the video (inclusive, on the global sampling grid)."""
+    segment_end_ms: int | None = None
+    """End of a segment's range (exclusive)."""
+    segments: int | None = None
+    """Set on a job split into segments: how many (None: analysed as one job)."""
     error_kind: str | None
     error_message: str | None
     idempotency_key: str | None
@@ -71,3 +81,12 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     def is_terminal(self) -> bool:
         """True once the job will never run again."""
         return self.state in TERMINAL_STATES
+
+    @property
+    def waiting_for_segments(self) -> bool:
+        """True while a split job's segments run (pending, not due before its last one ends)."""
+        return (
+            self.segments is not None
+            and self.state is JobState.PENDING
+            and self.run_after.year >= 9999  # job_split's 9999-01-01: never due
+        )

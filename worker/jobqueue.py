@@ -8,7 +8,7 @@ queue (``tests/support/inmemory_queue.py``) that keeps the same promises; the in
 tests run it on Postgres.
 
 The promises: every method raises ``DatabaseUnavailable`` when the database cannot be
-reached; the fenced writes (progress, fail, retry later, release) raise ``LeaseLost`` when
+reached; the fenced writes (progress, fail, retry later, release, split) raise ``LeaseLost`` when
 the token no longer holds the job (taken back, cancelled), ``job_heartbeat`` answers with a
 ``HeartbeatStatus`` and ``job_complete_many`` leaves such jobs out of its result.
 """
@@ -30,16 +30,19 @@ from vidjobs.db.leases import (
     job_progress,
     job_release,
     job_retry_later,
+    job_split,
 )
 from vidjobs.db.pool import connection
 from vidjobs.db.settings import TenantDefaults
 from vidjobs.schema import Job
 from vidjobs.worker.dbconn import ASYNC_COMMIT_OPTIONS, DedicatedConnection
 
-__all__ = ["Completion", "JobQueue", "Notifier", "PostgresQueue"]
+__all__ = ["Completion", "JobQueue", "Notifier", "PostgresQueue", "Segment"]
 
 #: One finished job for ``job_complete_many``: job id, lease token, output key.
 Completion = tuple[uuid.UUID, uuid.UUID, str | None]
+#: One segment for ``job_split``: its job id, start and end (ms), planned samples.
+Segment = tuple[uuid.UUID, int, int, int]
 
 
 class JobQueue(Protocol):
@@ -93,6 +96,13 @@ class JobQueue(Protocol):
 
     async def job_release(self, job_id: uuid.UUID, lease_token: uuid.UUID) -> None:
         """Hand the job back at shutdown (fenced): pending again, the attempt not counted."""
+        ...
+
+    async def job_split(
+        self, job_id: uuid.UUID, lease_token: uuid.UUID, segments: Sequence[Segment]
+    ) -> None:
+        """Split the held job into segment jobs (fenced); it waits for them, attempt not
+        counted."""
         ...
 
 
@@ -218,6 +228,13 @@ class PostgresQueue:
         """``db.leases.job_release`` on a pool connection."""
         async with connection(self._pool) as conn:
             await job_release(conn, job_id, lease_token)
+
+    async def job_split(
+        self, job_id: uuid.UUID, lease_token: uuid.UUID, segments: Sequence[Segment]
+    ) -> None:
+        """``db.leases.job_split`` on a pool connection."""
+        async with connection(self._pool) as conn:
+            await job_split(conn, job_id, lease_token, segments=segments)
 
     async def close(self) -> None:
         """Give the kept connections back (before the pool closes)."""

@@ -131,6 +131,7 @@ class Outcome(enum.Enum):
     DONE = "done"
     FAILED = "failed"
     STOPPED = "stopped"
+    SPLIT = "split"  # handed on as segment jobs (``job_split``); it runs again to merge them
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,7 @@ class Result:
 
     outcome: Outcome
     output_key: str | None = None
+    segments: tuple[tuple[int, int, int], ...] = ()  # SPLIT: (start_ms, end_ms, samples)
     error_kind: str = ""
     error_message: str = ""
     permanent: bool = False

@@ -32,12 +32,13 @@ from dataclasses import dataclass
 from vidjobs import tracing
 from vidjobs.db.errors import DatabaseUnavailable, LeaseLost
 from vidjobs.schema import Job
+from vidjobs.schema.segments import segment_job_id
 from vidjobs.worker.completions import Completer, CompletionNotWritten
 from vidjobs.worker.heartbeat import Heartbeater, Lease
 from vidjobs.worker.jobqueue import JobQueue, Notifier
 from vidjobs.worker.metrics import WorkerMetrics
 from vidjobs.worker.outcome import Outcome, Result, UnknownPipeline, classify
-from vidjobs.worker.pipelines.contract import JobContext
+from vidjobs.worker.pipelines.contract import JobContext, SplitInto
 from vidjobs.worker.pipelines.registry import PipelineRegistry
 from vidjobs.worker.settings import WorkerSettings
 
@@ -71,6 +72,7 @@ class WorkerStats:
     released: int = 0
     stopped: int = 0
     lease_lost: int = 0
+    split: int = 0  # handed on as segment jobs
 
 
 class Worker:
@@ -287,7 +289,10 @@ class Worker:
             return classify(ctx, UnknownPipeline(missing))
         started = time.perf_counter()
         try:
-            return Result(Outcome.DONE, output_key=await pipeline.run(ctx))
+            out = await pipeline.run(ctx)
+            if isinstance(out, SplitInto):
+                return Result(Outcome.SPLIT, segments=out.segments)
+            return Result(Outcome.DONE, output_key=out)
         except Exception as exc:
             return classify(ctx, exc)
         finally:
@@ -297,9 +302,11 @@ class Worker:
         if not tracing.enabled():
             await self._write_outcome(ctx, token, result)
             return
-        name = {Outcome.DONE: "job complete", Outcome.FAILED: "job fail"}.get(
-            result.outcome, "job release" if ctx.stop_reason == "shutdown" else "job stop"
-        )
+        name = {
+            Outcome.DONE: "job complete",
+            Outcome.FAILED: "job fail",
+            Outcome.SPLIT: "job split",
+        }.get(result.outcome, "job release" if ctx.stop_reason == "shutdown" else "job stop")
         attrs = {"vidjobs.job_id": str(ctx.job.job_id), "vidjobs.outcome": str(result.outcome)}
         if result.error_kind:
             attrs["vidjobs.error_kind"] = result.error_kind
@@ -315,6 +322,8 @@ class Worker:
         job_id = ctx.job.job_id
         if result.outcome is Outcome.DONE:
             return await self._complete(ctx, token, result)
+        if result.outcome is Outcome.SPLIT:
+            return await self._split(ctx, token, result)
         if result.outcome is Outcome.FAILED:
             if not await self._fail(job_id, token, result):
                 return "not_written"
@@ -381,6 +390,23 @@ class Worker:
         else:
             self.stats.failed += 1
         return True
+
+    async def _split(self, ctx: JobContext, token: uuid.UUID, result: Result) -> str:
+        """Hand the job on as segment jobs; it waits (pending) until the last one completes."""
+        job_id = ctx.job.job_id
+        segments = [
+            (segment_job_id(job_id, i), start, end, samples)
+            for i, (start, end, samples) in enumerate(result.segments)
+        ]
+
+        async def write() -> None:
+            await self._queue.job_split(job_id, token, segments)
+
+        if not await self._fenced(job_id, "split", write):
+            return "not_written"
+        self.stats.split += 1
+        log.info("job %s split into %d segment jobs", job_id, len(segments))
+        return "pending"
 
     async def release(self, job_id: uuid.UUID, token: uuid.UUID) -> None:
         """Hand a held job back (pending, attempt not counted), e.g. at shutdown."""

@@ -87,6 +87,8 @@ SELECT * FROM vidjobs.jobs WHERE tenant = %(tenant)s AND idempotency_key = %(ide
 -- One page of a tenant's jobs, newest first; keyset pagination after (created_at, job_id).
 SELECT * FROM vidjobs.jobs
 WHERE tenant = %(tenant)s
+  -- A split job's segments are listed in its status, not here.
+  AND parent_id IS NULL
   AND (%(state)s::vidjobs.job_state IS NULL OR state = %(state)s::vidjobs.job_state)
   AND (%(after_created_at)s::timestamptz IS NULL
        OR (created_at, job_id) < (%(after_created_at)s::timestamptz, %(after_job_id)s::uuid))
@@ -503,6 +505,61 @@ events AS (
 )
 SELECT * FROM retried;
 
+-- name: job_split
+-- Split a held job into segment jobs (fenced): the children are inserted pending, the parent waits pending with run_after 9999-01-01 (never due) until its last child completes (0018's trigger), its attempt not counted.
+-- The children are ordinary jobs of the parent's tenant, pipeline, params and priority; their
+-- ids are the caller's (derived from the parent's, so a repeated split inserts nothing twice)
+-- and they read the parent's upload (input_key). input_bytes stays NULL on them: the upload is
+-- the parent's and is counted once in the tenant's stored bytes. No idempotency key, no
+-- callback URL: webhooks speak of the parent only.
+WITH
+clock AS (SELECT coalesce(%(now)s::timestamptz, now()) AS now),
+parent AS (
+    UPDATE vidjobs.jobs
+    SET state = 'pending', attempts = attempts - 1, lease_token = NULL, lease_expires_at = NULL,
+        run_after = '9999-01-01 00:00:00+00', segments = cardinality(%(child_ids)s::uuid[]),
+        frames_done = 0, frames_total = %(frames_total)s::bigint, progress = 0,
+        updated_at = clock.now
+    FROM clock
+    WHERE job_id = %(job_id)s AND lease_token = %(lease_token)s AND state = 'running'
+      AND segments IS NULL AND parent_id IS NULL
+    RETURNING vidjobs.jobs.*
+),
+children AS (
+    INSERT INTO vidjobs.jobs (
+        job_id, tenant, pipeline, params, priority, max_attempts, input_key, trace_context,
+        parent_id, segment_index, segment_start_ms, segment_end_ms, frames_total,
+        created_at, updated_at, run_after
+    )
+    SELECT s.job_id, p.tenant, p.pipeline, p.params, p.priority, p.max_attempts, p.input_key,
+           p.trace_context, p.job_id, s.ord - 1, s.start_ms, s.end_ms, s.frames,
+           clock.now, clock.now, clock.now
+    FROM parent AS p CROSS JOIN clock
+    CROSS JOIN LATERAL unnest(
+        %(child_ids)s::uuid[], %(starts_ms)s::bigint[], %(ends_ms)s::bigint[],
+        %(child_frames)s::bigint[]
+    ) WITH ORDINALITY AS s(job_id, start_ms, end_ms, frames, ord)
+    RETURNING job_id, created_at
+),
+-- Every transition with its event: the parent's hand-over, each child's creation.
+events AS (
+    INSERT INTO vidjobs.job_events (job_id, at, actor, from_state, to_state, attempt)
+    SELECT job_id, updated_at, worker_id, 'running', 'pending', attempts FROM parent
+    UNION ALL
+    SELECT job_id, created_at, 'parent ' || %(job_id)s::text, NULL, 'pending', 0 FROM children
+),
+-- The children are due now: wake idle workers.
+wake AS (
+    SELECT pg_notify('vidjobs_jobs', '') AS woke
+)
+SELECT p.* FROM parent AS p CROSS JOIN wake;
+
+-- name: job_children
+-- A split job's segments in order (a tenant given: only that tenant's).
+SELECT * FROM vidjobs.jobs
+WHERE parent_id = %(job_id)s AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s::text)
+ORDER BY segment_index;
+
 -- name: job_cancel
 -- Cancel a pending or running job (a terminal one is returned unchanged); a running holder learns it at its next heartbeat.
 WITH
@@ -534,22 +591,30 @@ UNION ALL
 SELECT *, NULL::vidjobs.job_state FROM target WHERE state NOT IN ('pending', 'running');
 
 -- name: job_delete
--- Delete a terminal job and its events (a non-terminal one is returned unchanged).
+-- Delete a terminal job, its segments (a split job's) and their events; a non-terminal job, or a segment, is returned unchanged.
 -- Locked, so a job cannot finish (or restart) between the check and the delete.
 WITH target AS (
     SELECT * FROM vidjobs.jobs
     WHERE job_id = %(job_id)s AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s::text)
     FOR UPDATE
 ),
--- Only terminal jobs: a live job's row is the queue entry a worker may be holding.
+-- Only terminal jobs: a live job's row is the queue entry a worker may be holding. A segment
+-- goes only with its parent (the merge reads it).
 deleted AS (
     DELETE FROM vidjobs.jobs AS j USING target AS t
     WHERE j.job_id = t.job_id AND t.state IN ('completed', 'failed', 'cancelled')
+      AND t.parent_id IS NULL
     RETURNING j.*
+),
+-- A split job's segments go with it (the foreign key cascades); they come back too, so the
+-- caller deletes their partial results.
+kids AS (
+    SELECT c.* FROM vidjobs.jobs AS c JOIN deleted AS d ON c.parent_id = d.job_id
 ),
 -- job_events has no foreign key (hot path); its rows go in the same statement instead.
 trail AS (
-    DELETE FROM vidjobs.job_events AS e USING deleted AS d WHERE e.job_id = d.job_id
+    DELETE FROM vidjobs.job_events AS e
+    WHERE e.job_id IN (SELECT job_id FROM deleted UNION ALL SELECT job_id FROM kids)
 ),
 -- Its webhook log too, once delivered or failed; a delivery still pending carries its own
 -- snapshot of the job and is sent all the same.
@@ -559,14 +624,20 @@ webhooks AS (
 )
 SELECT * FROM deleted
 UNION ALL
-SELECT * FROM target WHERE state NOT IN ('completed', 'failed', 'cancelled');
+SELECT * FROM kids
+UNION ALL
+SELECT * FROM target
+WHERE state NOT IN ('completed', 'failed', 'cancelled') OR parent_id IS NOT NULL;
 
 -- name: job_prune
 -- Delete up to a batch of jobs finished before now - older_than, with their events; returns them.
 -- Bounded batches (served by jobs_finished_at_idx) keep each delete short; SKIP LOCKED lets two pruners run.
+-- A segment is never pruned alone (its parent may still merge it, and its input_key is the
+-- parent's upload): it goes with its parent, through the foreign key's cascade.
 WITH old AS (
     SELECT job_id FROM vidjobs.jobs
     WHERE finished_at < coalesce(%(now)s::timestamptz, now()) - %(older_than)s::interval
+      AND parent_id IS NULL
     ORDER BY finished_at
     LIMIT %(limit)s::integer
     FOR UPDATE SKIP LOCKED
@@ -575,11 +646,18 @@ WITH old AS (
 pruned AS (
     DELETE FROM vidjobs.jobs AS j USING old AS o WHERE j.job_id = o.job_id RETURNING j.*
 ),
+-- The segments of pruned split jobs (deleted by the cascade), returned for their blobs.
+kids AS (
+    SELECT c.* FROM vidjobs.jobs AS c JOIN old AS o ON c.parent_id = o.job_id
+),
 -- No foreign key on job_events: the trail goes in the same statement.
 trail AS (
-    DELETE FROM vidjobs.job_events AS e USING pruned AS p WHERE e.job_id = p.job_id
+    DELETE FROM vidjobs.job_events AS e
+    WHERE e.job_id IN (SELECT job_id FROM pruned UNION ALL SELECT job_id FROM kids)
 )
-SELECT * FROM pruned;
+SELECT * FROM pruned
+UNION ALL
+SELECT * FROM kids;
 
 -- name: job_count_by_state
 -- How many jobs are in each state (states with none are absent).

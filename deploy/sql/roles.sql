@@ -60,8 +60,8 @@ GRANT SELECT (secret_id, tenant, created_at, expires_at) ON vidjobs.webhook_secr
 -- The workers: job_claim (SELECT ... FOR UPDATE SKIP LOCKED needs UPDATE), job_heartbeat,
 -- job_progress, job_complete, job_fail, job_release, job_retry_later; events are appended,
 -- never changed.
--- No DELETE and no access to API keys.
-GRANT SELECT, UPDATE ON vidjobs.jobs TO vidjobs_worker;
+-- job_split (0018) inserts a long video's segment jobs. No DELETE and no access to API keys.
+GRANT SELECT, INSERT, UPDATE ON vidjobs.jobs TO vidjobs_worker;
 GRANT SELECT, INSERT ON vidjobs.job_events TO vidjobs_worker;
 GRANT SELECT ON vidjobs.queue_overview TO vidjobs_worker;
 -- Tenants: the claim locks the rows of the tenants it serves (max_running, last_claimed_at); the
@@ -80,7 +80,7 @@ GRANT SELECT ON vidjobs.webhook_secrets TO vidjobs_worker;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA vidjobs TO vidjobs_api, vidjobs_worker;
 
 -- Read-only: every table and view (the DBA views: queue_overview, stuck_jobs,
--- recent_failures, throughput_per_minute, tenant_usage; the tenants table and its limits),
+-- recent_failures, throughput_per_minute, tenant_usage, job_segments; the tenants table and its limits),
 -- except the key hashes and the tenants' idempotency keys. A view runs with its owner's
 -- rights, so the views keep working whatever columns the role may read itself.
 GRANT SELECT ON ALL TABLES IN SCHEMA vidjobs TO vidjobs_readonly;

@@ -69,6 +69,9 @@ class _CountingStore(BlobStore):
     def size(self, key: str) -> int:
         return self.inner.size(key)
 
+    def readable_location(self, key: str) -> str:
+        return self.inner.readable_location(key)
+
     def exists(self, key: str) -> bool:
         return self.inner.exists(key)
 

@@ -30,7 +30,7 @@ import msgspec
 from vidjobs.db.errors import DatabaseUnavailable, LeaseLost
 from vidjobs.db.leases import HeartbeatStatus
 from vidjobs.schema import Job, JobState
-from vidjobs.worker.jobqueue import Completion
+from vidjobs.worker.jobqueue import Completion, Segment
 
 __all__ = ["Event", "InMemoryQueue"]
 
@@ -249,6 +249,32 @@ class InMemoryQueue:
         job = self._held(job_id, lease_token)
         self._set(job, state=PENDING, attempts=job.attempts - 1, lease_token=None,
                   lease_expires_at=None)  # fmt: skip
+        self._wake.set()
+
+    async def job_split(
+        self, job_id: uuid.UUID, lease_token: uuid.UUID, segments: Sequence[Segment]
+    ) -> None:
+        """Split (fenced): the segments pending, the parent never due, its attempt not counted.
+
+        The fan-in (the last segment's completion makes the parent due) is migration 0018's
+        trigger, tested on Postgres; here a test calls ``make_due``.
+        """
+        self._call("job_split")
+        job = self._held(job_id, lease_token)
+        self._set(job, state=PENDING, attempts=job.attempts - 1, lease_token=None,
+                  lease_expires_at=None, run_after=datetime(9999, 1, 1, tzinfo=UTC),
+                  segments=len(segments), frames_total=sum(s[3] for s in segments))  # fmt: skip
+        now = _now()
+        for index, (child_id, start_ms, end_ms, samples) in enumerate(segments):
+            child = msgspec.structs.replace(
+                job, job_id=child_id, state=PENDING, run_after=now, attempts=0, segments=None,
+                lease_token=None, lease_expires_at=None, worker_id=None, heartbeat_at=None,
+                parent_id=job_id, segment_index=index, segment_start_ms=start_ms,
+                segment_end_ms=end_ms, frames_total=samples, frames_done=0, progress=0.0,
+                created_at=now, updated_at=now, started_at=None,
+            )  # fmt: skip
+            self.jobs[child_id] = child
+            self._event(child, None)
         self._wake.set()
 
     # -- the row updates ---------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Protocol
 from vidjobs.schema import Job
 from vidjobs.worker.outcome import JobStopped
 
-__all__ = ["JobContext", "Pipeline", "StopReason"]
+__all__ = ["JobContext", "Pipeline", "SplitInto", "StopReason"]
 
 #: Why the worker asked a running job to stop.
 StopReason = str  # "cancelled" | "lease_lost" | "shutdown"
@@ -100,11 +100,24 @@ class JobContext:
         raise JobStopped(self.stop_reason or "stopped")
 
 
+@dataclass(frozen=True)
+class SplitInto:
+    """What ``run`` returns instead of an output key to have the job analysed as segments.
+
+    ``segments`` are ``(start_ms, end_ms, samples)`` in order (``schema.segments.plan_segments``);
+    the worker writes them as segment jobs (``job_split``), and the job runs again, to merge
+    their results, once the last of them completes (``JobContext.job.segments`` is then set).
+    """
+
+    segments: tuple[tuple[int, int, int], ...]
+
+
 class Pipeline(Protocol):
     """One kind of job."""
 
-    async def run(self, ctx: JobContext) -> str | None:
-        """Do the job; return the output blob key, or None when there is no output.
+    async def run(self, ctx: JobContext) -> str | SplitInto | None:
+        """Do the job; return the output blob key, None when there is no output, or
+        ``SplitInto`` to run a long job as segment jobs.
 
         Raises:
             JobFailure: the job failed in a way the pipeline understands (``worker.outcome``),

@@ -130,6 +130,21 @@ class PipelineSettings(Settings):
         help="Build object tracks, text events and shots (schema 2). Off only to measure their "
         "cost: the document then has no tracks, events or shots.",
     )
+    segment_above_seconds: float = setting(
+        300.0,
+        env="VIDJOBS_SEGMENT_ABOVE_SECONDS",
+        ge=0.0,
+        help="A video longer than this is analysed as segment jobs that any worker may take, "
+        "then merged into one result (docs/architecture.md, 'Long videos as segments'); 0 "
+        "never splits.",
+    )
+    segment_seconds: float = setting(
+        120.0,
+        env="VIDJOBS_SEGMENT_SECONDS",
+        ge=10.0,
+        help="Length of each segment job of a split video (the last one takes the remainder); "
+        "a crash repeats at most one segment.",
+    )
 
     @classmethod
     def fixture(cls, **overrides: Any) -> PipelineSettings:
