@@ -21,6 +21,7 @@ from vidjobs.worker.pipelines.yolo_ocr.ocr import TextReader
 from vidjobs.worker.pipelines.yolo_ocr.results import Engines, build_document, encode_document
 from vidjobs.worker.pipelines.yolo_ocr.settings import PipelineSettings
 from vidjobs.worker.pipelines.yolo_ocr.shots import ShotDetector
+from vidjobs.worker.pipelines.yolo_ocr.text_regions import RegionMemory
 from vidjobs.worker.pipelines.yolo_ocr.track import tracker_identity
 
 __all__ = ["ProgressFn", "StageTimeFn", "StopFn", "VideoAnalyzer"]
@@ -68,6 +69,12 @@ class VideoAnalyzer:
         self._reader = TextReader(settings)
         self._detect_lock = threading.Lock()
         self._ocr_lock = threading.Lock()
+        # The OCR's region memory (text_regions.RegionMemory), one per thread: a thread analyses
+        # one video at a time, frame after frame. Until analyze() passes one memory per video
+        # to _analyse_frame, a thread's memory lives on from one video to the next; that is
+        # safe for the text read (a region is only kept where the new frame matches it) but
+        # lets a video's first frame keep lines read in the previous one.
+        self._regions = threading.local()
 
     @property
     def detector_classes(self) -> dict[int, str]:
@@ -76,13 +83,21 @@ class VideoAnalyzer:
 
     def analyze(
         self,
-        path: Path,
+        path: Path | str,
         params: dict[str, Any],
         progress: ProgressFn,
         should_stop: StopFn,
         stage_time: StageTimeFn | None = None,
+        *,
+        segment: tuple[int, int] | None = None,
     ) -> bytes:
         """Analyse one video and return the canonical results document (JSON bytes).
+
+        ``path``: a file, or a URL the decoder reads by range requests. ``segment`` = (first,
+        stop) analyses only samples first..stop-1 of the video's grid (a segment job): the
+        document then holds those frames alone, with no tracks, text events or shots, and
+        each frame's ``shot`` counts the cuts since the frame before the range (the merge,
+        ``results.merge_segments``, numbers them for the whole video).
 
         Raises:
             InvalidParams: ``params`` fail ``schema.results.validate_params``.
@@ -103,15 +118,23 @@ class VideoAnalyzer:
         frames: list[FrameResult] = []
         reused = 0
         started = time.monotonic()
+        name = path.name if isinstance(path, Path) else "segment"
         with VideoSource(path) as source:
-            total = planned_samples(source.info, used.sample_fps)
+            planned = planned_samples(source.info, used.sample_fps)
+            first, stop = segment or (0, planned)
+            total = max(0, min(stop, planned) - first)
             previous: tuple[npt.NDArray[np.float32], FrameResult] | None = None
             timed = stage_time or _untimed
             decoding = time.perf_counter()
-            for sampled in source.sample(used.sample_fps):
+            for sampled in source.sample(used.sample_fps, first=first, stop=stop):
                 timed("decode", time.perf_counter() - decoding)  # reaching the next sample
                 if should_stop():
                     raise JobStopped("asked to stop while the video was being analysed")
+                if sampled.primer:
+                    if self.settings.track_and_merge:
+                        shots.observe(sampled.image)
+                    decoding = time.perf_counter()
+                    continue
                 thumb = _thumbnail(sampled.image) if self.settings.skip_unchanged else None
                 if (
                     thumb is not None
@@ -143,7 +166,7 @@ class VideoAnalyzer:
             progress(len(frames), len(frames))
         log.info(
             "analysed %s: %d frames (%d unchanged, results reused) in %.1fs",
-            path.name,
+            name,
             len(frames),
             reused,
             time.monotonic() - started,
@@ -159,13 +182,14 @@ class VideoAnalyzer:
             if self.settings.track_and_merge
             else None,
         )
-        if not self.settings.track_and_merge:
+        if not self.settings.track_and_merge or segment is not None:
+            # A segment's frames are merged with the others' before tracks and events exist.
             return encode_document(build_document(info, engines, used, frames))
         started_merge = time.perf_counter()
         doc = build_document(info, engines, used, frames, self.settings)
         log.info(
             "%s: %d tracks, %d text events, %d shots in %.3fs",
-            path.name,
+            name,
             len(doc.tracks),
             len(doc.text_events),
             len(doc.shots),
@@ -174,8 +198,17 @@ class VideoAnalyzer:
         return encode_document(doc)
 
     def _analyse_frame(
-        self, image: npt.NDArray[np.uint8], min_confidence: float, timed: StageTimeFn
+        self,
+        image: npt.NDArray[np.uint8],
+        min_confidence: float,
+        timed: StageTimeFn,
+        memory: RegionMemory | None = None,
     ) -> tuple[tuple[Detection, ...], tuple[TextLine, ...]]:
+        """One frame's detections and text; ``memory``: this video's OCR region memory."""
+        if memory is None and self.settings.ocr_reuse_regions:
+            memory = getattr(self._regions, "memory", None)
+            if memory is None:
+                memory = self._regions.memory = RegionMemory()
         # Timed inside the locks: the stage's own time, not the wait for another thread.
         with self._detect_lock:
             started = time.perf_counter()
@@ -183,6 +216,6 @@ class VideoAnalyzer:
             timed("detect", time.perf_counter() - started)
         with self._ocr_lock:
             started = time.perf_counter()
-            text = tuple(self._reader.read(image, min_confidence))
+            text = tuple(self._reader.read(image, min_confidence, memory))
             timed("ocr", time.perf_counter() - started)
         return detections, text

@@ -35,7 +35,7 @@ class AvStream:
     fps: float
 
 
-def av_probe(path: Path) -> AvStream | None:
+def av_probe(path: Path | str) -> AvStream | None:
     """The first video stream's description, or None (PyAV missing, no video stream, or no
     decoder for its codec: the caller's ffmpeg probe then names the codec)."""
     try:
@@ -72,8 +72,11 @@ def _codec_name(stream: Any) -> str:
         return str(getattr(stream.codec_context, "name", "unknown"))
 
 
-def av_frames(path: Path, codec: str) -> Iterator[Frame]:
+def av_frames(path: Path | str, codec: str, *, from_ms: float = 0.0) -> Iterator[Frame]:
     """Every frame of the first video stream, in decode order, with its time.
+
+    ``from_ms`` > 0 seeks to the keyframe at or before that time first (a segment job), so
+    the frames come from there on; their times are still counted from the stream's start.
 
     Raises:
         InvalidVideo: PyAV has no decoder for ``codec`` (the message names it), or the data
@@ -86,6 +89,10 @@ def av_frames(path: Path, codec: str) -> Iterator[Frame]:
         stream.thread_type = "AUTO"
         base = stream.time_base
         start = stream.start_time or 0
+        if from_ms > 0 and base is not None:
+            container.seek(
+                start + int(from_ms / 1000 / base), stream=stream, backward=True, any_frame=False
+            )
         decoded = 0
         try:
             for frame in container.decode(stream):

@@ -39,11 +39,16 @@ MAX_FRAME_PIXELS = 7680 * 4320
 
 @dataclass(frozen=True)
 class SampledFrame:
-    """A decoded frame chosen for analysis (BGR, as OpenCV returns it)."""
+    """A decoded frame chosen for analysis (BGR, as OpenCV returns it).
+
+    ``primer``: the sample just before a segment's range, decoded so that the segment's first
+    frame is compared with the frame before it (cut detection), never analysed.
+    """
 
     frame_index: int
     t_ms: int
     image: npt.NDArray[np.uint8]
+    primer: bool = False
 
 
 def planned_samples(info: VideoInfo, sample_fps: float) -> int:
@@ -87,7 +92,7 @@ def _probed_codec(line: str) -> str:
     return tag.strip() if name == "none" and tag else name
 
 
-def _explain_unopenable(path: Path) -> str:
+def _explain_unopenable(path: Path | str) -> str:
     """Say why OpenCV could not open a file, from what ffmpeg sees in it (failure path only)."""
     generic = (
         "the file cannot be opened as a video (not a video container, truncated before its "
@@ -123,15 +128,17 @@ def _explain_unopenable(path: Path) -> str:
 class VideoSource:
     """An opened video: ``info`` describes it, ``sample()`` yields the frames to analyse.
 
-    ``decoder="pyav"`` skips OpenCV (the fallback's own tests); ``auto`` tries OpenCV first.
-    Raises ``InvalidVideo`` on construction when the file cannot be opened, has no video
-    stream or has no frames, and from ``sample()`` when the file ends far earlier than its
-    header says (truncated) or no frame decodes.
+    ``path`` is a local file or a URL FFmpeg reads with range requests (a presigned S3 GET:
+    a segment job reads its range without downloading the video). ``decoder="pyav"`` skips
+    OpenCV (the fallback's own tests); ``auto`` tries OpenCV first. Raises ``InvalidVideo`` on
+    construction when the file cannot be opened, has no video stream or has no frames, and
+    from ``sample()`` when the file ends far earlier than its header says (truncated) or no
+    frame decodes.
     """
 
-    def __init__(self, path: Path, *, decoder: Literal["auto", "pyav"] = "auto") -> None:
+    def __init__(self, path: Path | str, *, decoder: Literal["auto", "pyav"] = "auto") -> None:
         self.path = path
-        if not path.is_file() or path.stat().st_size == 0:
+        if isinstance(path, Path) and (not path.is_file() or path.stat().st_size == 0):
             raise InvalidVideo(f"the input file is missing or empty ({path.name})")
         cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
         self._cap: cv2.VideoCapture | None = cap
@@ -181,14 +188,25 @@ class VideoSource:
         if self._cap is not None:
             self._cap.release()
 
-    def _frames(self) -> Iterator[tuple[float, Callable[[], npt.NDArray[np.uint8] | None]]]:
-        """Every frame's time and a way to get its image: OpenCV's, else PyAV's."""
+    def _frames(
+        self, from_ms: float = 0.0
+    ) -> Iterator[tuple[int, float, Callable[[], npt.NDArray[np.uint8] | None]]]:
+        """Every frame's index, time and a way to get its image: OpenCV's, else PyAV's.
+
+        ``from_ms`` > 0 seeks first (a segment job): the decoder starts at the keyframe before
+        and decodes forward to that time. Indexes then come from the timestamps (OpenCV's
+        frame position, or t x fps), which for a constant frame rate are the frames' ordinals.
+        """
         cap = self._cap
         if cap is not None:
             grabbed = 0
+            if from_ms > 0:
+                cap.set(cv2.CAP_PROP_POS_MSEC, from_ms)
             while cap.grab():
+                index = int(cap.get(cv2.CAP_PROP_POS_FRAMES)) - 1 if from_ms > 0 else grabbed
                 grabbed += 1
-                yield float(cap.get(cv2.CAP_PROP_POS_MSEC)), functools.partial(_retrieve, cap)
+                t = float(cap.get(cv2.CAP_PROP_POS_MSEC))
+                yield index, t, functools.partial(_retrieve, cap)
             if grabbed:
                 return
             # Opened but decoded nothing (e.g. AV1 without a software decoder in OpenCV's
@@ -198,7 +216,10 @@ class VideoSource:
             if av_probe(self.path) is None:
                 return
             self.decoder = "pyav"
-        yield from av_frames(self.path, self.info.codec)
+        for ordinal, (t, image_of) in enumerate(
+            av_frames(self.path, self.info.codec, from_ms=from_ms)
+        ):
+            yield (round(t * self.info.fps / 1000) if from_ms > 0 else ordinal), t, image_of
 
     def __enter__(self) -> VideoSource:
         return self
@@ -206,29 +227,36 @@ class VideoSource:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def sample(self, sample_fps: float) -> Iterator[SampledFrame]:
-        """Yield up to ``planned_samples(info, sample_fps)`` frames, in time order.
+    def sample(
+        self, sample_fps: float, *, first: int = 0, stop: int | None = None
+    ) -> Iterator[SampledFrame]:
+        """Yield the frames of samples ``first`` to ``stop`` (exclusive; None: all), in order.
 
-        Every frame is grabbed (decoding in order is exact and cheap at these sizes; seeking
-        in H.264 is neither); only the chosen ones are converted to BGR images. A frame is
-        chosen when its timestamp reaches the next multiple of ``1 / sample_fps`` seconds.
+        Every frame is grabbed (decoding in order is exact and cheap at these sizes); only the
+        chosen ones are converted to BGR images. A frame is chosen when its timestamp reaches
+        the next multiple of ``1 / sample_fps`` seconds: the grid is the video's, so a segment
+        job (``first`` > 0) picks the very frames the whole video's run picks. It seeks to just
+        before sample ``first - 1``, which it yields as the ``primer``.
         """
         total = planned_samples(self.info, sample_fps)
+        stop = total if stop is None else min(stop, total)
         step_ms = 1000.0 / sample_fps
         half_frame_ms = 500.0 / self.info.fps
-        emitted = 0
+        emitted = max(0, first - 1)
+        from_ms = max(0.0, emitted * step_ms - 4 * half_frame_ms) if first > 0 else 0.0
         index = -1
         try:
-            for t, image_of in self._frames():
-                index += 1
+            for index, t, image_of in self._frames(from_ms):
                 if t + half_frame_ms <= emitted * step_ms:
                     continue
                 image = image_of()
                 if image is None:
                     break
-                yield SampledFrame(frame_index=index, t_ms=round(t), image=image)
+                yield SampledFrame(
+                    frame_index=index, t_ms=round(t), image=image, primer=emitted < first
+                )
                 emitted += 1
-                if emitted >= total:
+                if emitted >= stop:
                     break
         finally:
             self.close()
@@ -237,7 +265,7 @@ class VideoSource:
                 "no frame of the video could be decoded (the file is truncated or its video "
                 "data is corrupt)"
             )
-        if emitted < total and index + 1 < _TRUNCATED_BELOW * self.info.frames:
+        if emitted < stop and index + 1 < _TRUNCATED_BELOW * self.info.frames:
             raise InvalidVideo(
                 f"the video is truncated or corrupt: only {index + 1} of the "
                 f"{self.info.frames} frames its header announces could be decoded"

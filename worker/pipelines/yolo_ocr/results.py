@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgspec
+
 from vidjobs.schema.results import (
     SCHEMA_VERSION,
     EngineInfo,
@@ -27,7 +29,7 @@ from vidjobs.worker.pipelines.yolo_ocr.shots import list_shots
 from vidjobs.worker.pipelines.yolo_ocr.text_events import merge_text
 from vidjobs.worker.pipelines.yolo_ocr.track import track_objects
 
-__all__ = ["Engines", "build_document", "encode_document"]
+__all__ = ["Engines", "build_document", "encode_document", "merge_segments"]
 
 
 @dataclass(frozen=True)
@@ -91,3 +93,29 @@ def build_document(
 def encode_document(doc: ResultsDocument) -> bytes:
     """Canonical JSON bytes (sorted keys, rounded floats, stable order)."""
     return canonical_json(doc)
+
+
+def merge_segments(
+    parts: Sequence[ResultsDocument],
+    tracker: EngineInfo | None,
+    merging: PipelineSettings | None,
+) -> ResultsDocument:
+    """One document for a video analysed as segment jobs, from their documents in order.
+
+    The frames are concatenated and their shots numbered for the whole video: a segment's
+    frame ``shot`` counts the cuts since the frame before its range (segment 0: since the
+    start), so segment i's shot 0 continues segment i-1's last shot. Tracks, text events and
+    shots are then built over all the frames exactly as for a video analysed whole, so an
+    object or a caption crossing a segment boundary is one track or one event, and the
+    document equals the unsplit one (docs/architecture.md, "Long videos as segments").
+    """
+    frames: list[FrameResult] = []
+    offset = 0
+    for part in parts:
+        base = offset
+        frames.extend(msgspec.structs.replace(f, shot=base + f.shot) for f in part.frames)
+        if part.frames:
+            offset = base + part.frames[-1].shot
+    first = parts[0]
+    engines = Engines(detector=first.detector, ocr=first.ocr, tracker=tracker)
+    return build_document(first.video, engines, first.params, frames, merging)
