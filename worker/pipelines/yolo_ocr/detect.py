@@ -74,6 +74,12 @@ class Detector:
         )
         # Warm up: the first predict builds the predictor; do it now, not inside a job.
         self.detect(np.zeros((64, 64, 3), dtype=np.uint8), 0.99)
+        if settings.detector_threads and path.suffix != ".onnx":
+            # After the warm-up: building the predictor sets torch's threads to Ultralytics'
+            # NUM_THREADS (cores - 1: one thread on a 2-core worker). Process-wide.
+            import torch
+
+            torch.set_num_threads(settings.detector_threads)
 
     def detect(self, image: npt.NDArray[np.uint8], min_confidence: float) -> list[Detection]:
         """Objects in one BGR frame at or above ``max(min_confidence, detector_conf)``."""

@@ -69,6 +69,26 @@ class PipelineSettings(Settings):
         ge=0,
         help="ONNX Runtime intra-op threads for OCR; 0 lets it use every core.",
     )
+    ocr_device: str = setting(
+        "cpu",
+        env="VIDJOBS_OCR_DEVICE",
+        help="ONNX Runtime device for OCR: ``cpu``, or ``cuda``/``cuda:N`` (CUDA execution "
+        "provider; needs the ``gpu`` extra, onnxruntime-gpu). A GPU asked for and missing fails "
+        "the worker's start instead of running on the CPU.",
+    )
+    ocr_reuse_regions: bool = setting(
+        True,
+        env="VIDJOBS_OCR_REUSE_REGIONS",
+        help="Between sampled frames of one video, detect and read text again only where the "
+        "picture changed; text lines elsewhere are kept from the previous read.",
+    )
+    detector_threads: int = setting(
+        0,
+        env="VIDJOBS_DETECTOR_THREADS",
+        ge=0,
+        help="Torch intra-op threads for ``.pt`` weights; 0 keeps Ultralytics' choice (one less "
+        "than the cores, at most 8).",
+    )
     skip_unchanged: bool = setting(
         True,
         env="VIDJOBS_SKIP_UNCHANGED",
