@@ -50,10 +50,15 @@ def _keda_query() -> str:
     raise AssertionError("no ScaledObject with a postgresql trigger in keda.yaml")
 
 
+#: Every login role here has it: a server that asks for a password (postgres:16 in a container)
+#: refuses a login with none.
+_PASSWORD = "test"
+
+
 def _as(url: str, user: str) -> str:
     info = psycopg.conninfo.conninfo_to_dict(url)
     info["user"] = user
-    info.pop("password", None)
+    info["password"] = _PASSWORD
     return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items() if v is not None})
 
 
@@ -66,8 +71,10 @@ def logins(database_url: str) -> Iterator[dict[str, str]]:
         conn.execute(ROLES_SQL)  # type: ignore[arg-type]
         for group, login in names.items():
             conn.execute(
-                sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
-                    sql.Identifier(login), sql.Identifier(f"vidjobs_{group}")
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE {}").format(
+                    sql.Identifier(login),
+                    sql.Literal(_PASSWORD),
+                    sql.Identifier(f"vidjobs_{group}"),
                 )
             )
         conn.execute(ROLES_SQL)  # type: ignore[arg-type]  # as after every migration
@@ -247,7 +254,9 @@ def test_role_settings_apply_to_the_login_role_not_through_the_group(
     late = f"t_late_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(database_url, autocommit=True) as owner:
         owner.execute(
-            sql.SQL("CREATE ROLE {} LOGIN IN ROLE vidjobs_readonly").format(sql.Identifier(late))
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE vidjobs_readonly").format(
+                sql.Identifier(late), sql.Literal(_PASSWORD)
+            )
         )
         ((group_settings,),) = owner.execute(
             "SELECT setconfig FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole"

@@ -1,9 +1,10 @@
 """Where the tests get a real Postgres from.
 
-Order: the server named by ``VIDJOBS_TEST_DATABASE_URL``; else ``postgres:16`` through
-testcontainers when a Docker engine answers; else an embedded PostgreSQL 16 (``pgserver``
-binaries) that this module starts and stops by itself. A test that must stop and start its
-server (chaos, start order) gets one of its own from :func:`private_postgres`.
+Order: the server named by ``VIDJOBS_TEST_DATABASE_URL``; else ``postgres:16`` (or the image
+``VIDJOBS_TEST_POSTGRES_IMAGE`` names) through testcontainers when a Docker engine answers; else
+an embedded PostgreSQL 16 (``pgserver`` binaries) that this module starts and stops by itself.
+A test that must stop and start its server (chaos, start order) gets one of its own from
+:func:`private_postgres`.
 """
 
 from __future__ import annotations
@@ -58,10 +59,8 @@ def postgres_server_url() -> Iterator[str]:
         yield external
         return
     if docker_answers():
-        from testcontainers.postgres import PostgresContainer
-
-        with PostgresContainer("postgres:16", driver=None) as pg:
-            yield pg.get_connection_url()
+        with _container_postgres() as url:
+            yield url
         return
     with tempfile.TemporaryDirectory(prefix="vidjobs-test-pg-") as tmp:
         server = EmbeddedPostgres(Path(tmp) / "data", durable=False)
@@ -70,6 +69,48 @@ def postgres_server_url() -> Iterator[str]:
             yield server.url
         finally:
             server.stop("immediate")
+
+
+@contextlib.contextmanager
+def _container_postgres() -> Iterator[str]:
+    """Postgres through testcontainers: the image ``VIDJOBS_TEST_POSTGRES_IMAGE`` names.
+
+    ``VIDJOBS_TEST_DOCKER_NETWORK=host`` runs it in the host's network on a free loopback port,
+    for an engine without a bridge (the one ``make deploy-test`` starts, whose locally built
+    ``vidjobs-test/postgres:16`` stands in for ``postgres:16``); else testcontainers maps the port.
+    """
+    image = os.environ.get("VIDJOBS_TEST_POSTGRES_IMAGE", "postgres:16")
+    if os.environ.get("VIDJOBS_TEST_DOCKER_NETWORK") != "host":
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer(image, driver=None) as pg:
+            yield pg.get_connection_url()
+        return
+    from testcontainers.core.container import DockerContainer
+
+    from tests.support.waiting import wait_for
+    from vidjobs.devstack.embedded import free_port
+
+    port = free_port()
+    url = f"postgresql://postgres:test@127.0.0.1:{port}/postgres"
+    container = DockerContainer(
+        image,
+        command=f"postgres -c listen_addresses=127.0.0.1 -c port={port} -c fsync=off"
+        " -c max_connections=200",
+        env={"POSTGRES_PASSWORD": "test"},
+        network_mode="host",
+    )
+
+    def answers() -> bool:
+        try:
+            psycopg.connect(url, connect_timeout=2).close()
+        except psycopg.OperationalError:
+            return False
+        return True
+
+    with container:
+        wait_for(answers, 60, f"Postgres from {image} answers on port {port}", every=0.2)
+        yield url
 
 
 def _with_db(url: str, dbname: str) -> str:

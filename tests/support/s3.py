@@ -1,9 +1,10 @@
 """Where the tests get a real S3 server from.
 
 Order: the server named by ``VIDJOBS_TEST_S3_ENDPOINT`` (with ``VIDJOBS_TEST_S3_ACCESS_KEY`` /
-``VIDJOBS_TEST_S3_SECRET_KEY``); else MinIO through testcontainers when a Docker engine answers;
-else an embedded SeaweedFS (``weed mini``) that this module starts and stops by itself. A test
-that must stop and start its S3 server gets one of its own from :func:`private_s3`.
+``VIDJOBS_TEST_S3_SECRET_KEY``); else MinIO (or the image ``VIDJOBS_TEST_S3_IMAGE`` names)
+through testcontainers when a Docker engine answers; else an embedded SeaweedFS (``weed mini``)
+that this module starts and stops by itself. A test that must stop and start its S3 server gets
+one of its own from :func:`private_s3`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class S3Server:
         endpoint: ``host:port`` (no scheme).
         access_key / secret_key: credentials with the right to create buckets.
         secure: HTTPS when true.
-        kind: ``external``, ``minio-container`` or ``seaweedfs`` (for test reports).
+        kind: ``external``, ``minio``, ``s3-container`` (the image of ``VIDJOBS_TEST_S3_IMAGE`` in
+            the host's network) or ``seaweedfs`` (for test reports).
     """
 
     endpoint: str
@@ -69,12 +71,8 @@ def s3_server() -> Iterator[S3Server]:
         )
         return
     if docker_answers():
-        from testcontainers.community.minio import MinioContainer
-
-        with MinioContainer() as minio:
-            host = minio.get_container_host_ip()
-            port = minio.get_exposed_port(minio.port)
-            yield S3Server(f"{host}:{port}", minio.access_key, minio.secret_key, kind="minio")
+        with _container_s3() as server:
+            yield server
         return
     with tempfile.TemporaryDirectory(prefix="vidjobs-test-s3-") as tmp:
         server = EmbeddedS3(Path(tmp) / "data")
@@ -83,6 +81,50 @@ def s3_server() -> Iterator[S3Server]:
             yield S3Server(server.endpoint, server.access_key, server.secret_key, kind="seaweedfs")
         finally:
             server.stop()
+
+
+@contextlib.contextmanager
+def _container_s3() -> Iterator[S3Server]:
+    """MinIO through testcontainers, or the image ``VIDJOBS_TEST_S3_IMAGE`` names.
+
+    ``VIDJOBS_TEST_DOCKER_NETWORK=host`` runs it in the host's network on a free loopback port,
+    for an engine without a bridge (``make deploy-test``'s, whose ``vidjobs-test/minio:seaweedfs``
+    answers ``minio server`` with SeaweedFS); else testcontainers maps the port.
+    """
+    from testcontainers.community.minio import MinioContainer
+
+    image = os.environ.get("VIDJOBS_TEST_S3_IMAGE")
+    if os.environ.get("VIDJOBS_TEST_DOCKER_NETWORK") != "host":
+        with MinioContainer(image) if image else MinioContainer() as minio:
+            host = minio.get_container_host_ip()
+            port = minio.get_exposed_port(minio.port)
+            yield S3Server(f"{host}:{port}", minio.access_key, minio.secret_key, kind="minio")
+        return
+    from testcontainers.core.container import DockerContainer
+
+    from tests.support.waiting import wait_for
+    from vidjobs.devstack.embedded import free_port
+
+    port = free_port()
+    image = image or "minio/minio:RELEASE.2025-04-22T22-12-26Z"
+    server = S3Server(f"127.0.0.1:{port}", "vidjobs", "vidjobs-secret", kind="s3-container")
+    container = DockerContainer(
+        image,
+        command=f"server /data --address 127.0.0.1:{port}",
+        env={"MINIO_ROOT_USER": server.access_key, "MINIO_ROOT_PASSWORD": server.secret_key},
+        network_mode="host",
+    )
+
+    def answers() -> bool:
+        try:
+            server.client().list_buckets()
+        except Exception:
+            return False
+        return True
+
+    with container:
+        wait_for(answers, 90, f"S3 from {image} answers on port {port}", every=0.5)
+        yield server
 
 
 def s3_settings_for(server: S3Server, bucket: str | None = None) -> BlobSettings:
