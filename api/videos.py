@@ -32,6 +32,7 @@ from vidjobs.api.problems import ApiError, InvalidInput, JobNotFound, Unauthoriz
 from vidjobs.api.runtime import ApiRuntime, runtime
 from vidjobs.api.submit import submit_video
 from vidjobs.db.api_keys import hash_key
+from vidjobs.db.jobs import job_children
 from vidjobs.db.pool import run_read
 from vidjobs.schema import JobState
 from vidjobs.schema.api import JobResults, JobStatus, SubmitAccepted
@@ -128,7 +129,11 @@ class VideoController(Controller):
             raise Unauthorized(INVALID_KEY)
         if job is None:
             raise JobNotFound(jid)
-        return job_status(job)
+        if job.segments is None:
+            return job_status(job)
+        # A long video analysed as segment jobs: their progress is its progress.
+        children = await run_read(rt.pool, lambda conn: job_children(conn, jid, tenant=tenant))
+        return job_status(job, children)
 
     @get(
         "/results-schema",

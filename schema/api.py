@@ -40,6 +40,7 @@ __all__ = [
     "JobList",
     "JobResults",
     "JobStatus",
+    "SegmentStatus",
     "Problem",
     "Readiness",
     "ResultsPage",
@@ -92,6 +93,9 @@ class JobStatus(msgspec.Struct, frozen=True, kw_only=True):
         error: why the last attempt failed, if it did.
         input_sha256: the SHA-256 of the uploaded video, 64 lowercase hex digits (compare it
             with ``sha256sum`` of the file sent); null for a job submitted without one.
+        children: for a long video analysed as segment jobs, each segment in order (its
+            progress summed is the job's); null for a job analysed whole. While its segments
+            run and while they are merged, the job's status is ``running``.
     """
 
     job_id: uuid.UUID
@@ -107,6 +111,33 @@ class JobStatus(msgspec.Struct, frozen=True, kw_only=True):
     finished_at: datetime | None
     error: JobError | None
     input_sha256: str | None = None
+    children: list[SegmentStatus] | None = None
+
+
+class SegmentStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """One segment job of a long video, in its parent's status.
+
+    Attributes:
+        job_id: the segment's own job id (its status route answers for it too).
+        index: its place in the video, from 0.
+        start_ms: start of its time range in the video (inclusive).
+        end_ms: end of its range (exclusive).
+        status: its state.
+        frames_done: sampled frames analysed.
+        frames_total: sampled frames in its range.
+        attempts: claims so far (more than 1: a worker died or failed on it).
+        error: why its last attempt failed, if it did.
+    """
+
+    job_id: uuid.UUID
+    index: int
+    start_ms: int
+    end_ms: int
+    status: JobState
+    frames_done: int
+    frames_total: int | None
+    attempts: int
+    error: JobError | None
 
 
 class JobList(msgspec.Struct, frozen=True, kw_only=True):
@@ -222,21 +253,55 @@ class Readiness(msgspec.Struct, frozen=True, kw_only=True):
     blob_store: str = "ok"
 
 
-def job_status(job: Job) -> JobStatus:
-    """The status body of a job: the status route, the job list, every webhook event's data."""
-    error = (
-        JobError(kind=job.error_kind, message=job.error_message or job.error_kind)
-        if job.error_kind
-        else None
-    )
-    progress = 1.0 if job.state is JobState.COMPLETED else job.progress
+def _error(job: Job) -> JobError | None:
+    if not job.error_kind:
+        return None
+    return JobError(kind=job.error_kind, message=job.error_message or job.error_kind)
+
+
+def job_status(job: Job, children: list[Job] | None = None) -> JobStatus:
+    """The status body of a job: the status route, the job list, every webhook event's data.
+
+    A split job (``segments`` set) waits as ``pending`` in the table while its segments run
+    and until its merge is claimed; clients see it ``running``, with its progress summed
+    from ``children`` (its segments, when given).
+    """
+    error = _error(job)
+    state = job.state
+    progress, done, total = job.progress, job.frames_done, job.frames_total
+    segments: list[SegmentStatus] | None = None
+    if job.segments is not None:
+        if state is JobState.PENDING:
+            state = JobState.RUNNING
+        if children:
+            # The split's planned total (a segment's own total is unknown again while its
+            # claim is fresh); during the merge, the segments' (all done by then).
+            done = sum(c.frames_done for c in children)
+            total = job.frames_total or sum(c.frames_total or 0 for c in children) or None
+            if state is not JobState.COMPLETED:
+                progress = min(1.0, done / total) if total else 0.0
+            segments = [
+                SegmentStatus(
+                    job_id=c.job_id,
+                    index=c.segment_index or 0,
+                    start_ms=c.segment_start_ms or 0,
+                    end_ms=c.segment_end_ms or 0,
+                    status=c.state,
+                    frames_done=c.frames_done,
+                    frames_total=c.frames_total,
+                    attempts=c.attempts,
+                    error=_error(c),
+                )
+                for c in children
+            ]
+    progress = 1.0 if state is JobState.COMPLETED else progress
     return JobStatus(
         job_id=job.job_id,
-        status=job.state,
+        status=state,
         pipeline=job.pipeline,
         progress=progress,
-        frames_done=job.frames_done,
-        frames_total=job.frames_total,
+        frames_done=done,
+        frames_total=total,
         attempts=job.attempts,
         created_at=job.created_at,
         updated_at=job.updated_at,
@@ -244,4 +309,5 @@ def job_status(job: Job) -> JobStatus:
         finished_at=job.finished_at,
         error=error,
         input_sha256=job.input_sha256,
+        children=segments,
     )

@@ -544,7 +544,9 @@ children AS (
 -- Every transition with its event: the parent's hand-over, each child's creation.
 events AS (
     INSERT INTO vidjobs.job_events (job_id, at, actor, from_state, to_state, attempt)
-    SELECT job_id, updated_at, worker_id, 'running', 'pending', attempts FROM parent
+    SELECT job_id, updated_at, worker_id, 'running'::vidjobs.job_state,
+           'pending'::vidjobs.job_state, attempts
+    FROM parent
     UNION ALL
     SELECT job_id, created_at, 'parent ' || %(job_id)s::text, NULL, 'pending', 0 FROM children
 ),
