@@ -5,7 +5,10 @@ this one process, runs
 
 * the naive baseline: OpenCV decode, Ultralytics ``predict`` with the same weights and
   RapidOCR with its defaults, one sampled frame at a time, sequentially;
-* ``VideoAnalyzer`` with the given settings (the tuned pipeline the worker runs),
+* ``VideoAnalyzer`` with the given settings (the tuned pipeline the worker runs, ``--variant
+  v2``), and the same analyzer as it was before region reuse (``v1``: every analysed frame
+  read whole by the OCR), whose frames/s is ``fps_main``, so a speed-up is measured side by
+  side in one run;
 
 and scores both against the ground truth: OCR recall is the share of (sampled frame, visible
 caption) pairs whose caption was read (case and spaces ignored); detection recall the share of
@@ -13,10 +16,16 @@ caption) pairs whose caption was read (case and spaces ignored); detection recal
 Model loading is excluded from both timings; the two sides alternate (A B B A) so load from
 other processes on a shared CPU falls on both. The last line printed is one JSON object.
 
+A child process then analyses a longer 640x360 video (``--realtime-seconds``, 600 by default)
+with only the chosen variant loaded: ``x_realtime`` is the video's length over the time the
+analysis took, and ``worker_rss_mb`` that process's peak resident memory (models, decoder and
+the document: what one worker needs).
+
 Usage::
 
     .venv/bin/python bench/pipeline.py            # 60 s video, a few minutes on 2 cores
-    .venv/bin/python bench/pipeline.py --seconds 10
+    .venv/bin/python bench/pipeline.py --seconds 10 --realtime-seconds 60
+    .venv/bin/python bench/pipeline.py --device cuda:0   # detector and OCR on a GPU
 """
 
 from __future__ import annotations
@@ -24,6 +33,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -147,6 +158,74 @@ def unchanged_frames(video: Path, sample_fps: float) -> int:
     return count
 
 
+#: The analyzer's variants: ``v1`` is main before region reuse (every analysed frame read
+#: whole by the OCR), ``v2`` the current defaults.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "v1": {"ocr_reuse_regions": False, "detector_threads": 0},
+    "v2": {},
+}
+
+
+def variant_settings(args: argparse.Namespace, variant: str) -> PipelineSettings:
+    """The analyzer's settings for one variant, with the command line's weights and device."""
+    device = (
+        {} if args.device is None else {"detector_device": args.device, "ocr_device": args.device}
+    )
+    return PipelineSettings(
+        detector_weights=args.tuned_weights or args.weights,
+        detector_imgsz=args.imgsz,
+        skip_unchanged=not args.no_skip_unchanged,
+        **device,
+        **VARIANTS[variant],
+    )
+
+
+def realtime_child(args: argparse.Namespace) -> int:
+    """In a fresh process: analyse ``--realtime-video`` once; print seconds and peak RSS."""
+    analyzer = VideoAnalyzer(variant_settings(args, args.variant))
+    loaded_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    started = time.perf_counter()
+    data = analyzer.analyze(
+        Path(args.realtime_video), {"sample_fps": args.sample_fps}, lambda d, t: None, lambda: False
+    )
+    elapsed = time.perf_counter() - started
+    doc = decode_results(data)
+    line = {
+        "wall_s": round(elapsed, 2),
+        "duration_s": doc.video.duration_ms / 1000,
+        "frames": len(doc.frames),
+        "loaded_rss_mb": round(loaded_mb, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    print(json.dumps(line), flush=True)
+    return 0
+
+
+def realtime_bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """``x_realtime`` and ``worker_rss_mb`` of the chosen variant on a long video (module doc)."""
+    video = tmp / "realtime.mp4"
+    make_sample_video(video, args.realtime_seconds, codec=args.codec, seed=11)
+    cmd = [sys.executable, __file__, "--realtime-video", str(video), "--variant", args.variant]
+    cmd += ["--weights", args.weights, "--imgsz", str(args.imgsz)]
+    cmd += ["--sample-fps", str(args.sample_fps)]
+    if args.tuned_weights:
+        cmd += ["--tuned-weights", args.tuned_weights]
+    if args.device:
+        cmd += ["--device", args.device]
+    if args.no_skip_unchanged:
+        cmd.append("--no-skip-unchanged")
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    child = json.loads(done.stdout.strip().splitlines()[-1])
+    return {
+        "x_realtime": round(child["duration_s"] / child["wall_s"], 2),
+        "realtime_seconds": child["duration_s"],
+        "realtime_frames": child["frames"],
+        "realtime_wall_s": child["wall_s"],
+        "worker_rss_mb": child["peak_rss_mb"],
+        "worker_rss_loaded_mb": child["loaded_rss_mb"],
+    }
+
+
 def tracking_bench(settings: PipelineSettings, sample_fps: float, rounds: int) -> dict[str, Any]:
     """Tracking's cost and quality on the tracking scene: with and without tracks and events.
 
@@ -217,42 +296,82 @@ def main() -> int:
         action="store_true",
         help="analyse every sampled frame, even unchanged ones (measures that lever alone)",
     )
+    ap.add_argument(
+        "--variant",
+        choices=sorted(VARIANTS),
+        default="v2",
+        help="the analyzer whose frames/s is fps (v1: main before region reuse; v2: now)",
+    )
+    ap.add_argument(
+        "--skip-main",
+        action="store_true",
+        help="leave out v1 (fps_main) when --variant is v2",
+    )
+    ap.add_argument(
+        "--device",
+        default=None,
+        help="detector and OCR device for the analyzer (cpu, cuda:0); default: the settings'",
+    )
+    ap.add_argument(
+        "--realtime-seconds",
+        type=float,
+        default=600.0,
+        help="length of the x_realtime video (0 leaves x_realtime and worker_rss_mb out)",
+    )
+    ap.add_argument("--realtime-video", default=None, help=argparse.SUPPRESS)  # the child's
     args = ap.parse_args()
 
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="vidjobs-bench-yolo-"))
+    if args.realtime_video:
+        return realtime_child(args)
     with tempfile.TemporaryDirectory(prefix="vidjobs-bench-") as tmp:
         video = Path(tmp) / "bench.mp4"
         truth = make_sample_video(video, args.seconds, codec=args.codec, seed=7)
-        settings = PipelineSettings(
-            detector_weights=args.tuned_weights or args.weights,
-            detector_imgsz=args.imgsz,
-            skip_unchanged=not args.no_skip_unchanged,
-        )
+        settings = variant_settings(args, args.variant)
         analyzer = VideoAnalyzer(settings)
+        main_analyzer = (
+            None
+            if args.skip_main or args.variant == "v1"
+            else VideoAnalyzer(variant_settings(args, "v1"))
+        )
         baseline = None if args.skip_baseline else Baseline(args.weights)
-        # A B B A: the CPU is shared, so alternate to spread load drift over both sides.
-        secs = b_secs = 0.0
+        # A B C, C B A: the CPU is shared, so alternate to spread load drift over every side.
+        secs = b_secs = m_secs = 0.0
         frames: list[Frame] = []
         b_frames: list[Frame] = []
+        m_frames: list[Frame] = []
         for i in range(args.rounds):
-            order = ("a", "b") if i % 2 == 0 else ("b", "a")
+            order = ("a", "m", "b") if i % 2 == 0 else ("b", "m", "a")
             for side in order:
                 if side == "a":
                     frames, s = run_analyzer(analyzer, video, args.sample_fps)
                     secs += s
                     print(f"analyzer: {len(frames)} frames in {s:.1f}s", file=sys.stderr)
-                elif baseline is not None:
+                elif side == "m" and main_analyzer is not None:
+                    m_frames, s = run_analyzer(main_analyzer, video, args.sample_fps)
+                    m_secs += s
+                    print(f"main (v1): {len(m_frames)} frames in {s:.1f}s", file=sys.stderr)
+                elif side == "b" and baseline is not None:
                     b_frames, s = baseline.run(video, args.sample_fps)
                     b_secs += s
                     print(f"baseline: {len(b_frames)} frames in {s:.1f}s", file=sys.stderr)
         ocr_r, det_r = recall(truth, frames)
         line: dict[str, Any] = {
+            "variant": args.variant,
             "frames": len(frames),
             "fps": round(args.rounds * len(frames) / secs, 3),
             "ocr_recall": round(ocr_r, 4),
             "det_recall": round(det_r, 4),
         }
+        if main_analyzer is not None:
+            m_ocr, m_det = recall(truth, m_frames)
+            line |= {
+                "fps_main": round(args.rounds * len(m_frames) / m_secs, 3),
+                "main_ocr_recall": round(m_ocr, 4),
+                "main_det_recall": round(m_det, 4),
+                "speedup_vs_main": round((len(frames) / secs) / (len(m_frames) / m_secs), 2),
+            }
         if baseline is not None:
             b_ocr, b_det = recall(truth, b_frames)
             line |= {
@@ -264,8 +383,10 @@ def main() -> int:
         if settings.skip_unchanged:
             line["unchanged_frames_reused"] = unchanged_frames(video, args.sample_fps)
         if not args.skip_tracking:
-            del analyzer, baseline  # free their models before loading two more
+            del analyzer, baseline, main_analyzer  # free their models before loading two more
             line |= tracking_bench(settings, args.sample_fps, args.rounds)
+        if args.realtime_seconds > 0:
+            line |= realtime_bench(args, Path(tmp))
         line |= {
             "seconds": args.seconds,
             "sample_fps": args.sample_fps,
@@ -274,6 +395,7 @@ def main() -> int:
             "codec": args.codec,
             "skip_unchanged": settings.skip_unchanged,
             "rounds": args.rounds,
+            "device": args.device or "cpu",
             "load_avg_1m": round(os.getloadavg()[0], 2),
         }
         print(json.dumps(line), flush=True)

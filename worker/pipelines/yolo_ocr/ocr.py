@@ -44,6 +44,8 @@ __all__ = ["TextReader", "onnx_device_params", "rapidocr_params"]
 #: A frame longer than this many OCR limits is read at ``_LARGE_SCALE`` limits (module doc).
 _LARGE_ABOVE = 3
 _LARGE_SCALE = 2
+#: A read in a changed rectangle with this many letters or digits makes the frame read again.
+_TEXT_MIN_ALNUM = 2
 _CUDA = "CUDAExecutionProvider"
 _DEVICE = re.compile(r"^(cpu|cuda(?::(\d+))?)$")
 
@@ -191,41 +193,56 @@ class TextReader:
         return lines
 
     def _read_changed(self, image: npt.NDArray[np.uint8], memory: RegionMemory) -> list[OcrLine]:
+        """The frame's lines: the memory's when no text can have changed, else a whole read.
+
+        Text can only have changed where the picture did. When no remembered line lies in a
+        changed rectangle, the text detector looks at the rectangles alone; finding nothing
+        there, the remembered lines stand and nothing else runs. Anything found, or a line
+        touched, and the whole frame is read as without a memory: the detector's verdict on a
+        crop is not its verdict on the frame (on a crop around a moving star it saw text; on
+        the frame, not), so a crop's lines never reach the results.
+        """
         current = block_means(image)
         height, width = image.shape[:2]
         rects: list[Rect] | None = None
         if memory.reference is not None and memory.reference.shape == current.shape:
             rects = changed_rects(memory.reference, current, (width, height), memory.lines)
-        if rects is None:
-            lines = self._read_whole(self._engine, image)
-            memory.full_reads += 1
-        else:
-            lines = untouched(memory.lines, rects) + self._read_rects(image, rects)
+        if (
+            rects is not None
+            and len(untouched(memory.lines, rects)) == len(memory.lines)
+            and not self._text_in(image, rects)
+        ):
             memory.partial_reads += 1
-        memory.remember(current, lines, rects)
+            memory.remember(current, memory.lines, rects)
+            return memory.lines
+        lines = self._read_whole(self._engine, image)
+        memory.full_reads += 1
+        memory.remember(current, lines, None)
         return lines
 
-    def _read_rects(self, image: npt.NDArray[np.uint8], rects: list[Rect]) -> list[OcrLine]:
-        """Detect text in each rectangle, then recognise every line found in one batch."""
+    def _text_in(self, image: npt.NDArray[np.uint8], rects: list[Rect]) -> bool:
+        """Whether the rectangles hold a read of two letters or digits or more.
+
+        A shape alone in a crop is often read as one symbol (``★``, ``O``); that does not make
+        the frame worth reading again. Real text is.
+        """
         from rapidocr.ch_ppocr_rec import TextRecInput
         from rapidocr.utils.process_img import get_rotate_crop_image
 
         engine: Any = self._engine
-        boxes: list[npt.NDArray[np.float32]] = []
+        crops = []
         for x1, y1, x2, y2 in rects:
-            found: Any = engine.text_det(np.ascontiguousarray(image[y1:y2, x1:x2]))
-            if found.boxes is None:
-                continue
-            for box in found.boxes:
-                boxes.append(np.asarray(box, dtype=np.float32) + np.array([x1, y1], np.float32))
-        if not boxes:
-            return []
-        crops = [get_rotate_crop_image(image, box.copy()) for box in boxes]
+            piece = np.ascontiguousarray(image[y1:y2, x1:x2])
+            found: Any = engine.text_det(piece)
+            if found.boxes is not None:
+                crops += [
+                    get_rotate_crop_image(piece, np.asarray(b, np.float32)) for b in found.boxes
+                ]
+        if not crops:
+            return False
         rec: Any = engine.text_rec(TextRecInput(img=crops))
-        lines = []
-        for box, raw, score in zip(boxes, rec.txts, rec.scores, strict=True):
-            text = str(raw).strip()
-            # RapidOCR's own filter on a whole frame: empty reads and scores under text_score.
-            if text and float(score) >= engine.text_score:
-                lines.append(OcrLine(box, text, float(score)))
-        return lines
+        return any(
+            sum(ch.isalnum() for ch in str(text)) >= _TEXT_MIN_ALNUM
+            and float(score) >= engine.text_score
+            for text, score in zip(rec.txts, rec.scores, strict=True)
+        )

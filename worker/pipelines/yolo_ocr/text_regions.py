@@ -32,9 +32,13 @@ _BLOCK = 4
 #: A block changed when its mean moved by more than this many grey levels (0-255).
 _CHANGED_ABOVE = 10.0
 #: Pixels added around each changed area: the text detector needs context around a glyph.
-_MARGIN = 16
+_MARGIN = 32
 #: Smallest side of a rectangle sent to the text detector (it pads thinner ones anyway).
-_MIN_SIDE = 64
+_MIN_SIDE = 96
+#: The text detector's input is a multiple of this; a rectangle of such a size is seen at
+#: the frame's own scale (another size would be resized by up to 16 %, and a shape that the
+#: whole frame's read leaves alone can then look like a glyph).
+_STRIDE = 32
 #: Above this share of the frame changed, or this many rectangles, the whole frame is read.
 _FULL_ABOVE = 0.5
 _MAX_RECTS = 8
@@ -105,8 +109,10 @@ def _overlaps(a: Rect, b: Rect) -> bool:
 
 
 def _span(lo: int, hi: int, limit: int) -> tuple[int, int]:
-    """``lo..hi`` widened to ``_MIN_SIDE`` around its centre, then moved inside ``0..limit``."""
-    short = _MIN_SIDE - (hi - lo)
+    """``lo..hi`` widened around its centre to at least ``_MIN_SIDE`` and to a multiple of
+    ``_STRIDE``, then moved inside ``0..limit``."""
+    want = max(_MIN_SIDE, -(-(hi - lo) // _STRIDE) * _STRIDE)
+    short = want - (hi - lo)
     a, b = (lo - short // 2, hi + short - short // 2) if short > 0 else (lo, hi)
     if a < 0:
         a, b = 0, b - a
