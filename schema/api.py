@@ -40,10 +40,10 @@ __all__ = [
     "JobList",
     "JobResults",
     "JobStatus",
-    "SegmentStatus",
     "Problem",
     "Readiness",
     "ResultsPage",
+    "SegmentStatus",
     "SubmitAccepted",
     "job_status",
 ]

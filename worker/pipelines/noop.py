@@ -7,8 +7,8 @@ import json
 
 from vidjobs.blobs import BlobStore, results_key
 from vidjobs.schema import Job
-from vidjobs.worker.outcome import JobFailure
 from vidjobs.schema.segments import plan_segments, segment_samples
+from vidjobs.worker.outcome import JobFailure
 from vidjobs.worker.pipelines.contract import JobContext, SplitInto
 
 __all__ = ["NoopPipeline"]
