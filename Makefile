@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv tools lint typecheck contracts scope check results-schema test test-fast demo dev bench-queue bench-api bench-pipeline bench-load bench-tenants bench-webhooks bench-results ci clean
+.PHONY: help venv tools lint typecheck contracts scope check results-schema test test-fast demo dev bench-queue bench-api bench-pipeline bench-load bench-tenants bench-webhooks bench-results deploy-test ci clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -88,6 +88,9 @@ bench-webhooks: $(STAMP) ## Webhooks: deliveries/s, completion -> delivery p50/p
 
 bench-results: $(STAMP) ## Results: paged reads of a 2-hour document, p50/p99 and API RSS vs the whole document
 	$(BIN)/python bench/results.py $(ARGS)
+
+deploy-test: $(STAMP) ## Build the images locally and run deploy/docker-compose.yml for real (tests/deploy; root, own dockerd)
+	scripts/deploy_test.sh
 
 ci: check test ## What CI runs: every static check, then the tests
 
