@@ -160,9 +160,7 @@ def test_three_workers_all_claim_jobs(stack: Stack) -> None:
     _up(stack, workers=3)
     assert len(_worker_containers(stack)) == 3
     jobs = insert_jobs(stack.database_url, 12, params={"sleep_s": 1.5}, tenant="deploy")
-    wait_for(
-        lambda: all(_state(stack, j)[0] == "completed" for j in jobs), 120, "12 jobs complete"
-    )
+    wait_for(lambda: all(_state(stack, j)[0] == "completed" for j in jobs), 120, "12 jobs complete")
     by = {_state(stack, j)[2] for j in jobs}
     assert by == set(_worker_containers(stack)), by
 
