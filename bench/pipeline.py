@@ -158,10 +158,10 @@ def unchanged_frames(video: Path, sample_fps: float) -> int:
     return count
 
 
-#: The analyzer's variants: ``v1`` is main before region reuse (every analysed frame read
-#: whole by the OCR), ``v2`` the current defaults.
+#: The analyzer's variants: ``v1`` is main before issue 15 (every analysed frame read whole by
+#: the OCR, ONNX Runtime's threads spinning as it ships), ``v2`` the current defaults.
 VARIANTS: dict[str, dict[str, Any]] = {
-    "v1": {"ocr_reuse_regions": False, "detector_threads": 0},
+    "v1": {"ocr_reuse_regions": False, "ocr_spin_wait": True, "detector_threads": 0},
     "v2": {},
 }
 

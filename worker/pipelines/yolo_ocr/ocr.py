@@ -109,6 +109,33 @@ def _model_files(engine: Any) -> list[Path]:
     return files
 
 
+def _without_spinning(engine: Any, threads: int) -> None:
+    """Rebuild the engine's ONNX Runtime sessions with ``session.intra_op.allow_spinning=0``.
+
+    RapidOCR builds its sessions itself and offers no way to pass session config entries, so
+    each session is built again from the same file, providers and provider options.
+    """
+    import onnxruntime
+
+    for part in ("text_det", "text_cls", "text_rec"):
+        wrapper = getattr(getattr(engine, part, None), "session", None)
+        old = getattr(wrapper, "session", None)
+        if wrapper is None or old is None:
+            continue
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 4
+        options.enable_cpu_mem_arena = False  # as RapidOCR's own sessions
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        provider_options = old.get_provider_options()
+        providers = [(name, provider_options.get(name, {})) for name in old.get_providers()]
+        wrapper.session = onnxruntime.InferenceSession(
+            old._model_path, options, providers=providers
+        )
+
+
 class TextReader:
     """A loaded RapidOCR engine and its identity for the results document."""
 
@@ -127,8 +154,11 @@ class TextReader:
             # Warm up on a frame with text so the detector *and* recogniser load now.
             probe = np.full((96, 320, 3), 255, dtype=np.uint8)
             cv2.putText(probe, "VIDJOBS", (10, 64), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (0, 0, 0), 3)
-            self._engine(probe)
-            self._large_engine(probe)
+            for engine in (self._engine, self._large_engine):
+                engine(probe)
+                if not settings.ocr_spin_wait:  # its models are loaded now: rebuild, warm again
+                    _without_spinning(engine, settings.ocr_threads)
+                    engine(probe)
         except ValueError as exc:
             raise ModelUnavailable(f"VIDJOBS_OCR_DEVICE: {exc}") from exc
         except Exception as exc:

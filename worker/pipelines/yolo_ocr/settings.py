@@ -76,6 +76,13 @@ class PipelineSettings(Settings):
         "provider; needs the ``gpu`` extra, onnxruntime-gpu). A GPU asked for and missing fails "
         "the worker's start instead of running on the CPU.",
     )
+    ocr_spin_wait: bool = setting(
+        False,
+        env="VIDJOBS_OCR_SPIN_WAIT",
+        help="Let ONNX Runtime's OCR threads spin while they wait for work (its default): a "
+        "little faster on idle dedicated cores, several times slower where the cores are "
+        "shared (measured, docs/pipeline.md).",
+    )
     ocr_reuse_regions: bool = setting(
         True,
         env="VIDJOBS_OCR_REUSE_REGIONS",
