@@ -54,6 +54,18 @@ def _thumbnail(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
     return small.astype(np.float32)
 
 
+def _results_params(params: dict[str, Any]) -> ResultsParams:
+    try:
+        p = validate_params(params)
+    except ValueError as exc:
+        raise InvalidParams(str(exc)) from exc
+    return ResultsParams(
+        sample_fps=float(p["sample_fps"]),
+        min_confidence=float(p["min_confidence"]),
+        keep_brief_text=bool(p["keep_brief_text"]),
+    )
+
+
 class VideoAnalyzer:
     """Loads the detector and the OCR engine once; ``analyze`` turns a video into results JSON.
 
@@ -69,12 +81,22 @@ class VideoAnalyzer:
         self._reader = TextReader(settings)
         self._detect_lock = threading.Lock()
         self._ocr_lock = threading.Lock()
-        # The OCR's region memory (text_regions.RegionMemory), one per thread: a thread analyses
-        # one video at a time, frame after frame. Until analyze() passes one memory per video
-        # to _analyse_frame, a thread's memory lives on from one video to the next; that is
-        # safe for the text read (a region is only kept where the new frame matches it) but
-        # lets a video's first frame keep lines read in the previous one.
+        # The OCR's region memory (text_regions.RegionMemory) for callers of _analyse_frame that
+        # pass none (analyze() passes one per video): one per thread, as a thread analyses one
+        # video at a time, frame after frame.
         self._regions = threading.local()
+
+    def engines(self) -> Engines:
+        """Who makes this analyzer's results: the models, and the tracker when it is on."""
+        settings = self.settings
+        tracker = (
+            tracker_identity(
+                settings.tracker, settings.track_lost_seconds, settings.track_buffer_per_second
+            )
+            if settings.track_and_merge
+            else None
+        )
+        return Engines(detector=self._detector.identity, ocr=self._reader.identity, tracker=tracker)
 
     @property
     def detector_classes(self) -> dict[int, str]:
@@ -105,15 +127,7 @@ class VideoAnalyzer:
                 truncated.
             JobStopped: ``should_stop()`` returned true before a frame.
         """
-        try:
-            p = validate_params(params)
-        except ValueError as exc:
-            raise InvalidParams(str(exc)) from exc
-        used = ResultsParams(
-            sample_fps=float(p["sample_fps"]),
-            min_confidence=float(p["min_confidence"]),
-            keep_brief_text=bool(p["keep_brief_text"]),
-        )
+        used = _results_params(params)
         shots = ShotDetector(self.settings.shot_cut_threshold)
         frames: list[FrameResult] = []
         reused = 0
@@ -124,6 +138,13 @@ class VideoAnalyzer:
             first, stop = segment or (0, planned)
             total = max(0, min(stop, planned) - first)
             previous: tuple[npt.NDArray[np.float32], FrameResult] | None = None
+            # What one frame reuses from the one before (its results when unchanged, its OCR
+            # regions) starts afresh every `restart` samples of the grid: where a segment of
+            # a split video starts (schema.segments.plan_segments), so a segment's frames are
+            # the very frames the whole-video run makes (a full read there costs well under
+            # 1% of a video). One region memory per video.
+            restart = max(1, round(self.settings.segment_seconds * used.sample_fps))
+            memory = RegionMemory() if self.settings.ocr_reuse_regions else None
             timed = stage_time or _untimed
             decoding = time.perf_counter()
             for sampled in source.sample(used.sample_fps, first=first, stop=stop):
@@ -135,6 +156,10 @@ class VideoAnalyzer:
                         shots.observe(sampled.image)
                     decoding = time.perf_counter()
                     continue
+                if (first + len(frames)) % restart == 0:
+                    previous = None
+                    if memory is not None:
+                        memory.forget()
                 thumb = _thumbnail(sampled.image) if self.settings.skip_unchanged else None
                 if (
                     thumb is not None
@@ -145,7 +170,7 @@ class VideoAnalyzer:
                     reused += 1
                 else:
                     detections, text = self._analyse_frame(
-                        sampled.image, used.min_confidence, timed
+                        sampled.image, used.min_confidence, timed, memory
                     )
                 result = FrameResult(
                     frame_index=sampled.frame_index,
@@ -171,17 +196,7 @@ class VideoAnalyzer:
             reused,
             time.monotonic() - started,
         )
-        engines = Engines(
-            detector=self._detector.identity,
-            ocr=self._reader.identity,
-            tracker=tracker_identity(
-                self.settings.tracker,
-                self.settings.track_lost_seconds,
-                self.settings.track_buffer_per_second,
-            )
-            if self.settings.track_and_merge
-            else None,
-        )
+        engines = self.engines()
         if not self.settings.track_and_merge or segment is not None:
             # A segment's frames are merged with the others' before tracks and events exist.
             return encode_document(build_document(info, engines, used, frames))

@@ -230,19 +230,11 @@ class VideoPipeline:
 
     def _merged(self, blobs: list[bytes]) -> bytes:
         from vidjobs.worker.pipelines.yolo_ocr.results import encode_document, merge_segments
-        from vidjobs.worker.pipelines.yolo_ocr.track import tracker_identity
 
         settings = self.analyzer.settings
         parts = [decode_results(b) for b in blobs]
-        tracker = (
-            tracker_identity(
-                settings.tracker, settings.track_lost_seconds, settings.track_buffer_per_second
-            )
-            if settings.track_and_merge
-            else None
-        )
-        merged = merge_segments(parts, tracker, settings if settings.track_and_merge else None)
-        return encode_document(merged)
+        merging = settings if settings.track_and_merge else None
+        return encode_document(merge_segments(parts, self.analyzer.engines().tracker, merging))
 
     async def close(self) -> None:
         """Free the threads without waiting, then close the blob store.
