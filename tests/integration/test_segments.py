@@ -45,6 +45,11 @@ async def _until(conn: Conn, job_id: uuid.UUID, *states: JobState, within: float
 async def test_a_long_job_runs_as_segments_and_its_parent_completes_when_the_last_one_does(
     conn: Conn, database_url: str
 ) -> None:
+    # The tenant has a webhook endpoint: the parent's end is an event, its segments' are not.
+    sql(
+        database_url,
+        "INSERT INTO vidjobs.webhook_endpoints (tenant, url) VALUES ('acme', 'http://127.0.0.1:9/')",
+    )
     parent = await submit(conn, params={"seconds": 50, "segment_seconds": 10})
     async with running_worker(database_url, fast_settings(concurrency=3)) as w:
         await _until(conn, parent.job_id, JobState.COMPLETED)
@@ -79,6 +84,9 @@ async def test_a_long_job_runs_as_segments_and_its_parent_completes_when_the_las
     assert status.frames_done == 50
     assert status.children is not None
     assert [c.index for c in status.children] == list(range(5))
+    assert sql(database_url, "SELECT job_id, event_type FROM vidjobs.webhook_deliveries") == [
+        (parent.job_id, "job.completed")
+    ]
     # The DBA view.
     assert sql(
         database_url,
