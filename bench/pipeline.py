@@ -6,9 +6,9 @@ this one process, runs
 * the naive baseline: OpenCV decode, Ultralytics ``predict`` with the same weights and
   RapidOCR with its defaults, one sampled frame at a time, sequentially;
 * ``VideoAnalyzer`` with the given settings (the tuned pipeline the worker runs, ``--variant
-  v2``), and the same analyzer as it was before region reuse (``v1``: every analysed frame
-  read whole by the OCR), whose frames/s is ``fps_main``, so a speed-up is measured side by
-  side in one run;
+  v2``), and the analyzer as main ran it before issue 15 (``v1``: every analysed frame read
+  whole by the OCR, ONNX Runtime's threads spin-waiting), whose frames/s is ``fps_main``, so a
+  speed-up is measured side by side in one run;
 
 and scores both against the ground truth: OCR recall is the share of (sampled frame, visible
 caption) pairs whose caption was read (case and spaces ignored); detection recall the share of
