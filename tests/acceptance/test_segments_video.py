@@ -45,7 +45,8 @@ def _whole_video_document(video: Path, tmp_path: Path) -> bytes:
     os.environ.setdefault("YOLO_CONFIG_DIR", str(tmp_path / "ultralytics"))
     from vidjobs.worker.pipelines.yolo_ocr.analyzer import VideoAnalyzer
 
-    analyzer = VideoAnalyzer(PipelineSettings.fixture())
+    # The workers' segment length: what a frame reuses restarts at the same grid points.
+    analyzer = VideoAnalyzer(PipelineSettings.fixture(segment_seconds=SEGMENT_S))
     return analyzer.analyze(video, {"sample_fps": SAMPLE_FPS}, lambda d, t: None, lambda: False)
 
 

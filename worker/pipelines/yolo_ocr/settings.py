@@ -170,7 +170,8 @@ class PipelineSettings(Settings):
         env="VIDJOBS_SEGMENT_SECONDS",
         ge=10.0,
         help="Length of each segment job of a split video (the last one takes the remainder); "
-        "a crash repeats at most one segment.",
+        "a crash repeats at most one segment. Also where a frame's reuse of the frame before "
+        "restarts, split or not: give every worker the same value.",
     )
 
     @classmethod
