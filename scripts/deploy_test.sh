@@ -143,7 +143,10 @@ build vidjobs-test/minio:seaweedfs "$STAGE/minio" --build-arg "BASE_IMAGE=$BASE"
 build vidjobs:test . -f deploy/Dockerfile --build-arg "PYTHON_IMAGE=$BASE" \
   --build-arg "TORCH_INDEX_URL=http://127.0.0.1:8911/"
 kill "$HTTP_PID" && HTTP_PID=""
-docker image prune -f >/dev/null
+# No `docker image prune` here: the legacy builder's cache is its untagged intermediate images,
+# and with a prune after each build a rerun with unchanged dependencies still took 437 s for the
+# image (most likely the prune took the dependency stage's chain with it). Old layers pile up in
+# var/deploy/docker instead: remove that directory (dockerd stopped) to reclaim the space.
 log "images ready after $(($(date +%s) - T0)) s"
 
 # --- 6. the suite

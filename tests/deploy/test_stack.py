@@ -116,6 +116,19 @@ def _worker_containers(stack: Stack) -> dict[str, str]:
     return found
 
 
+def _workers_ready(stack: Stack) -> bool:
+    """Every running replica has loaded its models and claims (its log says so).
+
+    The healthcheck cannot tell: with the metrics port off (tests/deploy/compose.test.yml),
+    ``vidjobs worker --check`` does not see the "loading models" state.
+    """
+    return all(
+        "ready, models loaded"
+        in stack.docker("logs", cid).stderr + stack.docker("logs", cid).stdout
+        for cid in _worker_containers(stack).values()
+    )
+
+
 def _running_on(stack: Stack, job_id: uuid.UUID) -> tuple[str, str]:
     """Wait until ``job_id`` runs; (its worker id, that worker's container id)."""
     wait_for(lambda: _state(stack, job_id)[0] == "running", 60, "the job runs", every=0.2)
@@ -159,6 +172,7 @@ def test_a_real_video_goes_through_s3_and_a_worker(stack: Stack, tmp_path: Path)
 def test_three_workers_all_claim_jobs(stack: Stack) -> None:
     _up(stack, workers=3)
     assert len(_worker_containers(stack)) == 3
+    wait_for(lambda: _workers_ready(stack), 180, "every replica loaded its models", every=1)
     jobs = insert_jobs(stack.database_url, 12, params={"sleep_s": 1.5}, tenant="deploy")
     wait_for(lambda: all(_state(stack, j)[0] == "completed" for j in jobs), 120, "12 jobs complete")
     by = {_state(stack, j)[2] for j in jobs}
