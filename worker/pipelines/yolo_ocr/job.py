@@ -174,7 +174,15 @@ class VideoPipeline:
 
         samples = planned_samples(info, sample_fps)
         segments = plan_segments(samples, sample_fps, settings.segment_seconds)
-        return SplitInto(tuple(segments)) if len(segments) > 1 else None
+        if len(segments) < 2:
+            return None
+        # A header can claim hours that the file does not hold (a corrupt or edited index):
+        # split only a video whose last segment's first frame decodes, else the whole-video
+        # analysis reports the truncation, once, instead of hundreds of segment jobs failing.
+        last_first = segment_samples(segments[-1][0], segments[-1][1], sample_fps)[0]
+        if not await asyncio.to_thread(_decodes, location, sample_fps, last_first):
+            return None
+        return SplitInto(tuple(segments))
 
     async def _segment(self, ctx: JobContext) -> str:
         """Analyse one segment's range, read in place; store its partial document."""
@@ -253,3 +261,16 @@ def _probe(location: str) -> VideoInfo:
 
     with VideoSource(location) as source:
         return source.info
+
+
+def _decodes(location: str, sample_fps: float, sample: int) -> bool:
+    """True if the grid's ``sample`` decodes (the decoder seeks there, reading little)."""
+    from vidjobs.worker.pipelines.yolo_ocr.decode import VideoSource
+
+    try:
+        with VideoSource(location) as source:
+            return any(
+                not f.primer for f in source.sample(sample_fps, first=sample, stop=sample + 1)
+            )
+    except InvalidVideo:
+        return False
