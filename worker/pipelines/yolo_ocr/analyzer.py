@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +17,10 @@ import numpy.typing as npt
 
 from vidjobs.schema.results import Detection, FrameResult, ResultsParams, TextLine, validate_params
 from vidjobs.worker.outcome import InvalidParams, JobStopped
-from vidjobs.worker.pipelines.yolo_ocr.decode import VideoSource, planned_samples
+from vidjobs.worker.pipelines.yolo_ocr.decode import SampledFrame, VideoSource, planned_samples
 from vidjobs.worker.pipelines.yolo_ocr.detect import Detector
 from vidjobs.worker.pipelines.yolo_ocr.ocr import TextReader
+from vidjobs.worker.pipelines.yolo_ocr.prefetch import prefetched
 from vidjobs.worker.pipelines.yolo_ocr.results import Engines, build_document, encode_document
 from vidjobs.worker.pipelines.yolo_ocr.settings import PipelineSettings
 from vidjobs.worker.pipelines.yolo_ocr.shots import ShotDetector
@@ -133,7 +136,7 @@ class VideoAnalyzer:
         reused = 0
         started = time.monotonic()
         name = path.name if isinstance(path, Path) else "segment"
-        with VideoSource(path) as source:
+        with VideoSource(path) as source, ExitStack() as stack:  # the stages end first
             planned = planned_samples(source.info, used.sample_fps)
             first, stop = segment or (0, planned)
             total = max(0, min(stop, planned) - first)
@@ -146,8 +149,9 @@ class VideoAnalyzer:
             restart = max(1, round(self.settings.segment_seconds * used.sample_fps))
             memory = RegionMemory() if self.settings.ocr_reuse_regions else None
             timed = stage_time or _untimed
+            samples, beside = self._stages(stack, source, used.sample_fps, first, stop)
             decoding = time.perf_counter()
-            for sampled in source.sample(used.sample_fps, first=first, stop=stop):
+            for sampled in samples:
                 timed("decode", time.perf_counter() - decoding)  # reaching the next sample
                 if should_stop():
                     raise JobStopped("asked to stop while the video was being analysed")
@@ -170,7 +174,7 @@ class VideoAnalyzer:
                     reused += 1
                 else:
                     detections, text = self._analyse_frame(
-                        sampled.image, used.min_confidence, timed, memory
+                        sampled.image, used.min_confidence, timed, memory, beside
                     )
                 result = FrameResult(
                     frame_index=sampled.frame_index,
@@ -212,25 +216,55 @@ class VideoAnalyzer:
         )
         return encode_document(doc)
 
+    def _stages(
+        self, stack: ExitStack, source: VideoSource, sample_fps: float, first: int, stop: int
+    ) -> tuple[Iterator[SampledFrame], Executor | None]:
+        """The sampled frames, and the detector's thread (None: it runs before the OCR).
+
+        With ``overlap_stages`` the frames are decoded ahead in a thread of their own and the
+        detector gets a thread beside the OCR; both end with ``stack``.
+        """
+        frames = source.sample(sample_fps, first=first, stop=stop)
+        if not self.settings.overlap_stages:
+            return stack.enter_context(prefetched(frames, depth=0)), None
+        beside = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="vidjobs-detect"))
+        return stack.enter_context(prefetched(frames, depth=2)), beside
+
     def _analyse_frame(
         self,
         image: npt.NDArray[np.uint8],
         min_confidence: float,
         timed: StageTimeFn,
         memory: RegionMemory | None = None,
+        beside: Executor | None = None,
     ) -> tuple[tuple[Detection, ...], tuple[TextLine, ...]]:
-        """One frame's detections and text; ``memory``: this video's OCR region memory."""
+        """One frame's detections and text; ``memory``: this video's OCR region memory.
+
+        ``beside``: run the detector there while the OCR reads the frame in this thread (both
+        runtimes release the GIL; the OCR is the longer stage), else one after the other.
+        """
         if memory is None and self.settings.ocr_reuse_regions:
             memory = getattr(self._regions, "memory", None)
             if memory is None:
                 memory = self._regions.memory = RegionMemory()
-        # Timed inside the locks: the stage's own time, not the wait for another thread.
-        with self._detect_lock:
-            started = time.perf_counter()
-            detections = tuple(self._detector.detect(image, min_confidence))
-            timed("detect", time.perf_counter() - started)
-        with self._ocr_lock:
-            started = time.perf_counter()
-            text = tuple(self._reader.read(image, min_confidence, memory))
-            timed("ocr", time.perf_counter() - started)
+
+        def detect() -> tuple[Detection, ...]:
+            # Timed inside the locks: the stage's own time, not the wait for another thread.
+            with self._detect_lock:
+                started = time.perf_counter()
+                found = tuple(self._detector.detect(image, min_confidence))
+                timed("detect", time.perf_counter() - started)
+            return found
+
+        detecting = beside.submit(detect) if beside is not None else None
+        detections = detect() if detecting is None else ()
+        try:
+            with self._ocr_lock:
+                started = time.perf_counter()
+                text = tuple(self._reader.read(image, min_confidence, memory))
+                timed("ocr", time.perf_counter() - started)
+        finally:
+            if detecting is not None:
+                # Always wait for it: the frame must not change under a running detector.
+                detections = detecting.result()
         return detections, text

@@ -96,6 +96,13 @@ class PipelineSettings(Settings):
         help="Torch intra-op threads for ``.pt`` weights; 0 keeps Ultralytics' choice (one less "
         "than the cores, at most 8).",
     )
+    overlap_stages: bool = setting(
+        True,
+        env="VIDJOBS_OVERLAP_STAGES",
+        help="Decode the next sampled frame in a thread of its own while the models read this "
+        "one, and run the detector beside the OCR on each frame (measured, docs/pipeline.md); "
+        "off: one stage after the other, in the analysing thread.",
+    )
     skip_unchanged: bool = setting(
         True,
         env="VIDJOBS_SKIP_UNCHANGED",
