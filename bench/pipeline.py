@@ -159,13 +159,15 @@ def unchanged_frames(video: Path, sample_fps: float) -> int:
 
 
 #: The analyzer's variants: ``v1`` is main before issue 15 (every analysed frame read whole by
-#: the OCR, ONNX Runtime's threads spinning as it ships), ``v2`` the current defaults.
+#: the OCR, ONNX Runtime's threads spinning as it ships, its float text detector), ``v2`` the
+#: current defaults.
 VARIANTS: dict[str, dict[str, Any]] = {
     "v1": {
         "ocr_reuse_regions": False,
         "ocr_spin_wait": True,
         "detector_threads": 0,
         "overlap_stages": False,
+        "ocr_det_int8": False,
     },
     "v2": {},
 }

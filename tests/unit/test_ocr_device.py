@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import json
+from pathlib import Path
+
 import pytest
 
 from vidjobs.worker.pipelines.yolo_ocr.ocr import onnx_device_params, rapidocr_params
-from vidjobs.worker.pipelines.yolo_ocr.settings import PipelineSettings
+from vidjobs.worker.pipelines.yolo_ocr.settings import OCR_DET_INT8, PipelineSettings
 
 CPU_ONLY = ["CPUExecutionProvider"]
 WITH_CUDA = ["CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -49,4 +54,23 @@ def test_the_setting_reaches_both_engines_params() -> None:
             "EngineConfig.onnxruntime.use_cuda"
         ]
         is False
+    )
+
+
+def test_the_int8_text_detector_runs_on_the_cpu_only() -> None:
+    cpu = rapidocr_params(PipelineSettings.fixture(), available=WITH_CUDA)
+    assert cpu["Det.model_path"] == str(OCR_DET_INT8)
+    off = rapidocr_params(PipelineSettings.fixture(ocr_det_int8=False), available=WITH_CUDA)
+    assert "Det.model_path" not in off  # RapidOCR's own float model
+    gpu = rapidocr_params(PipelineSettings.fixture(ocr_device="cuda"), available=WITH_CUDA)
+    assert "Det.model_path" not in gpu  # int8 QDQ is a CPU speed-up; CUDA keeps float
+
+
+def test_the_int8_text_detector_is_the_one_its_record_names() -> None:
+    """The shipped model is the file scripts/quantize_ocr.py wrote, from this RapidOCR's model."""
+    meta = json.loads(OCR_DET_INT8.with_suffix(".json").read_text())
+    assert hashlib.sha256(OCR_DET_INT8.read_bytes()).hexdigest() == meta["sha256"]
+    source = Path(importlib.util.find_spec("rapidocr").origin).parent / "models" / meta["source"]
+    assert hashlib.sha256(source.read_bytes()).hexdigest() == meta["source_sha256"], (
+        "RapidOCR's text detector changed: run scripts/quantize_ocr.py again"
     )

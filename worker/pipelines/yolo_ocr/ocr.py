@@ -28,7 +28,7 @@ import numpy.typing as npt
 from vidjobs.schema.results import EngineInfo, TextLine
 from vidjobs.worker.outcome import ModelUnavailable
 from vidjobs.worker.pipelines.yolo_ocr.detect import file_sha256
-from vidjobs.worker.pipelines.yolo_ocr.settings import PipelineSettings
+from vidjobs.worker.pipelines.yolo_ocr.settings import OCR_DET_INT8, PipelineSettings
 from vidjobs.worker.pipelines.yolo_ocr.text_regions import (
     OcrLine,
     Rect,
@@ -91,6 +91,8 @@ def rapidocr_params(
     }
     if settings.ocr_threads:
         params["EngineConfig.onnxruntime.intra_op_num_threads"] = settings.ocr_threads
+    if settings.ocr_det_int8 and not params["EngineConfig.onnxruntime.use_cuda"]:
+        params["Det.model_path"] = str(OCR_DET_INT8)
     return params
 
 

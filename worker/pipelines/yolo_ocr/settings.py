@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from vidjobs.settings import Settings, setting
 
-__all__ = ["FIXTURE_WEIGHTS", "PipelineSettings", "TrackerName"]
+__all__ = ["FIXTURE_WEIGHTS", "OCR_DET_INT8", "PipelineSettings", "TrackerName"]
 
 #: The object trackers ``track.py`` can run.
 TrackerName = Literal["bytetrack", "botsort"]
@@ -16,6 +16,9 @@ TrackerName = Literal["bytetrack", "botsort"]
 #: triangles and stars. Used by the tests and the offline demo, where no weights can be downloaded.
 FIXTURE_WEIGHTS = Path(__file__).resolve().parent / "assets" / "shapes-yolo.pt"
 FIXTURE_IMGSZ = 320
+
+#: RapidOCR's text detector quantised to int8 by ``scripts/quantize_ocr.py`` (CPU only).
+OCR_DET_INT8 = Path(__file__).resolve().parent / "assets" / "ocr-det-int8.onnx"
 
 
 class PipelineSettings(Settings):
@@ -82,6 +85,13 @@ class PipelineSettings(Settings):
         help="Let ONNX Runtime's OCR threads spin while they wait for work (its default): a "
         "little faster on idle dedicated cores, several times slower where the cores are "
         "shared (measured, docs/pipeline.md).",
+    )
+    ocr_det_int8: bool = setting(
+        True,
+        env="VIDJOBS_OCR_DET_INT8",
+        help="On the CPU, run the OCR's text detector quantised to int8 (the project's "
+        "``assets/ocr-det-int8.onnx``, from ``scripts/quantize_ocr.py``): faster at the same "
+        "recall on the project's videos (docs/pipeline.md); off: RapidOCR's float model.",
     )
     ocr_reuse_regions: bool = setting(
         True,
