@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import importlib.metadata
 import json
 import sys
@@ -34,6 +33,7 @@ import numpy as np
 
 from vidjobs.devstack.synth.scenes import random_scene
 from vidjobs.devstack.synth.video import make_sample_video
+from vidjobs.worker.pipelines.yolo_ocr.detect import file_sha256
 from vidjobs.worker.pipelines.yolo_ocr.ocr import rapidocr_params
 from vidjobs.worker.pipelines.yolo_ocr.settings import OCR_DET_INT8, PipelineSettings
 
@@ -136,10 +136,6 @@ def quantize(source: Path, feeds: list[dict[str, np.ndarray]], out: Path, tmp: P
     )
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OCR_DET_INT8)
@@ -154,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         quantize(source, feeds, args.out, tmp)
     meta = {
         "source": source.name,
-        "source_sha256": _sha256(source),
-        "sha256": _sha256(args.out),
+        "source_sha256": file_sha256(source),
+        "sha256": file_sha256(args.out),
         "calibration": f"{len(feeds)} detector inputs: synthetic videos seeds 3, 5 (640x360), "
         "9 (1280x720), 13 (1920x1080), 8 random shape scenes",
         "quantization": "static QDQ, per-channel int8 weights, uint8 activations, MinMax",

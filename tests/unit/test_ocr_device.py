@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from vidjobs.worker.pipelines.yolo_ocr.detect import file_sha256
 from vidjobs.worker.pipelines.yolo_ocr.ocr import onnx_device_params, rapidocr_params
 from vidjobs.worker.pipelines.yolo_ocr.settings import OCR_DET_INT8, PipelineSettings
 
@@ -69,8 +69,8 @@ def test_the_int8_text_detector_runs_on_the_cpu_only() -> None:
 def test_the_int8_text_detector_is_the_one_its_record_names() -> None:
     """The shipped model is the file scripts/quantize_ocr.py wrote, from this RapidOCR's model."""
     meta = json.loads(OCR_DET_INT8.with_suffix(".json").read_text())
-    assert hashlib.sha256(OCR_DET_INT8.read_bytes()).hexdigest() == meta["sha256"]
+    assert file_sha256(OCR_DET_INT8) == meta["sha256"]
     source = Path(importlib.util.find_spec("rapidocr").origin).parent / "models" / meta["source"]
-    assert hashlib.sha256(source.read_bytes()).hexdigest() == meta["source_sha256"], (
+    assert file_sha256(source) == meta["source_sha256"], (
         "RapidOCR's text detector changed: run scripts/quantize_ocr.py again"
     )
