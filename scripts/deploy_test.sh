@@ -18,6 +18,8 @@
 #
 # Cached under var/deploy/ between runs: the base tarball, the wheels, dockerd's layers.
 # DEPLOY_TEST_KEEP_DOCKERD=1 leaves the engine running (its socket is printed).
+# DEPLOY_TEST_PRUNE=1 removes that cache (about 18 GB after a cold run) once dockerd has stopped:
+# .ci/run sets it under CI=true, where a clean clone never runs twice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -61,6 +63,12 @@ cleanup() {
     log "stopping dockerd (pid $DOCKERD_PID)"
     kill -TERM "$DOCKERD_PID"
     for _ in $(seq 60); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 1; done
+    if [ "${DEPLOY_TEST_PRUNE:-0}" = 1 ] && ! kill -0 "$DOCKERD_PID" 2>/dev/null; then
+      # overlay mounts dockerd left behind would make rm fail with EBUSY
+      findmnt -rn -o TARGET | grep -F "$VAR/docker/" | sort -r | xargs -r -n1 umount -l
+      rm -rf "$VAR/docker" "$VAR/wheels" "$VAR/stage" "$VAR/base-bookworm.tar" "$EXEC_ROOT"
+      log "pruned var/deploy ($(du -sh "$VAR" | cut -f1) left)"
+    fi
   fi
 }
 trap cleanup EXIT
