@@ -65,9 +65,8 @@ cleanup() {
     kill -TERM "$DOCKERD_PID"
     for _ in $(seq 60); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 1; done
     if [ "${DEPLOY_TEST_PRUNE:-0}" = 1 ] && ! kill -0 "$DOCKERD_PID" 2>/dev/null; then
-      # mounts dockerd left behind (overlays, its netns file) would make rm fail with EBUSY
-      findmnt -rn -o TARGET | grep -F -e "$VAR/docker/" -e "$EXEC_ROOT/" | sort -r \
-        | xargs -r -n1 umount -l
+      # overlay mounts dockerd left behind would make rm fail with EBUSY
+      findmnt -rn -o TARGET | grep -F "$VAR/docker/" | sort -r | xargs -r -n1 umount -l
       rm -rf "$VAR/docker" "$VAR/wheels" "$VAR/stage" "$VAR/base-bookworm.tar" "$EXEC_ROOT"
       log "pruned var/deploy ($(du -sh "$VAR" | cut -f1) left)"
     fi
