@@ -11,9 +11,8 @@
 #      image build's pip reads instead of an index (the base image's PIP_* variables).
 #   5. the stand-in service images (tests/deploy/images: Postgres 16 from the pgserver wheel,
 #      SeaweedFS behind `minio`/`mc` commands) and the product image from deploy/Dockerfile,
-#      unchanged (build args only), with the legacy builder; and its GPU variant (GPU=1).
-#   6. pytest -m deploy tests/deploy: deploy/docker-compose.yml + tests/deploy/compose.test.yml,
-#      and the GPU image run without a GPU (tests/deploy/test_gpu_image.py).
+#      unchanged (build args only), with the legacy builder.
+#   6. pytest -m deploy tests/deploy: deploy/docker-compose.yml + tests/deploy/compose.test.yml.
 #   7. part of tests/integration with its Postgres and S3 from testcontainers on that engine
 #      (the stand-in images), so the harness's container path stays true too.
 #
@@ -121,14 +120,12 @@ fi
 # --- 4. the wheelhouse, served on loopback while the images build
 WHEELS=$VAR/wheels
 mkdir -p "$WHEELS"
-WANT='.[ml,gpu]'  # gpu: onnxruntime-gpu for the GPU image (step 5)
-if [ ! -f "$WHEELS/.stamp" ] || [ pyproject.toml -nt "$WHEELS/.stamp" ] \
-  || [ "$(cat "$WHEELS/.stamp")" != "$WANT" ]; then
-  log "pip download $WANT -> $WHEELS"
+if [ ! -f "$WHEELS/.stamp" ] || [ pyproject.toml -nt "$WHEELS/.stamp" ]; then
+  log "pip download .[ml] -> $WHEELS"
   "$BIN/python" -m pip download --quiet --prefer-binary --dest "$WHEELS" \
-    "$WANT" 'setuptools>=69' wheel pip
+    '.[ml]' 'setuptools>=69' wheel pip
   rm -f "$WHEELS"/vidjobs-*
-  printf '%s' "$WANT" >"$WHEELS/.stamp"
+  touch "$WHEELS/.stamp"
 fi
 "$BIN/python" -m http.server 8911 --bind 127.0.0.1 --directory "$WHEELS" >"$VAR/wheels-http.log" 2>&1 &
 HTTP_PID=$!
@@ -153,12 +150,6 @@ build vidjobs-test/postgres:16 "$STAGE/postgres" --build-arg "BASE_IMAGE=$BASE"
 build vidjobs-test/minio:seaweedfs "$STAGE/minio" --build-arg "BASE_IMAGE=$BASE"
 build vidjobs:test . -f deploy/Dockerfile --build-arg "PYTHON_IMAGE=$BASE" \
   --build-arg "TORCH_INDEX_URL=http://127.0.0.1:8911/"
-# The GPU variant: the same layers up to the dependencies, then onnxruntime-gpu for the OCR. The
-# wheelhouse's torch is PyPI's CUDA 13 build (deploy/README.md, "Image size"), so this is the
-# image a GPU host runs; this engine has no GPU, and tests/deploy/test_gpu_image.py checks what
-# can be checked without one.
-build vidjobs:test-gpu . -f deploy/Dockerfile --build-arg "PYTHON_IMAGE=$BASE" \
-  --build-arg "TORCH_INDEX_URL=http://127.0.0.1:8911/" --build-arg GPU=1
 kill "$HTTP_PID" && HTTP_PID=""
 # No `docker image prune` here: the legacy builder's cache is its untagged intermediate images,
 # and with a prune after each build a rerun with unchanged dependencies still took 437 s for the
@@ -167,7 +158,7 @@ kill "$HTTP_PID" && HTTP_PID=""
 log "images ready after $(($(date +%s) - T0)) s"
 
 # --- 6. the suite
-export VIDJOBS_DEPLOY_IMAGE=vidjobs:test VIDJOBS_DEPLOY_GPU_IMAGE=vidjobs:test-gpu \
+export VIDJOBS_DEPLOY_IMAGE=vidjobs:test \
   VIDJOBS_DEPLOY_POSTGRES_IMAGE=vidjobs-test/postgres:16 \
   VIDJOBS_DEPLOY_S3_IMAGE=vidjobs-test/minio:seaweedfs \
   VIDJOBS_DEPLOY_COMPOSE="$BIN/docker-compose"
