@@ -1,5 +1,4 @@
-"""Which ONNX Runtime execution provider the OCR asks for, and whether its sessions got it (no
-GPU needed: the choice, and the check on real CPU sessions)."""
+"""Which ONNX Runtime execution provider the OCR asks for (no GPU needed: the choice only)."""
 
 from __future__ import annotations
 
@@ -10,12 +9,7 @@ from pathlib import Path
 import pytest
 
 from vidjobs.worker.pipelines.yolo_ocr.detect import file_sha256
-from vidjobs.worker.pipelines.yolo_ocr.ocr import (
-    TextReader,
-    onnx_device_params,
-    rapidocr_params,
-    sessions_without,
-)
+from vidjobs.worker.pipelines.yolo_ocr.ocr import onnx_device_params, rapidocr_params
 from vidjobs.worker.pipelines.yolo_ocr.settings import OCR_DET_INT8, PipelineSettings
 
 CPU_ONLY = ["CPUExecutionProvider"]
@@ -80,15 +74,3 @@ def test_the_int8_text_detector_is_the_one_its_record_names() -> None:
     assert file_sha256(source) == meta["source_sha256"], (
         "RapidOCR's text detector changed: run scripts/quantize_ocr.py again"
     )
-
-
-def test_sessions_that_fell_back_to_the_cpu_are_named() -> None:
-    """ONNX Runtime runs a session on the CPU when its CUDA provider cannot start; TextReader
-    refuses to start then (sessions_without), instead of a "GPU" worker that runs on the CPU."""
-    reader = TextReader(PipelineSettings.fixture())  # CPU sessions, loaded and warmed
-    engines = [reader._engine, reader._large_engine]
-    assert sessions_without("CUDAExecutionProvider", engines) == ["text_det", "text_rec"]
-    assert sessions_without("CPUExecutionProvider", engines) == []
-    from rapidocr import RapidOCR
-
-    assert sessions_without("CUDAExecutionProvider", [RapidOCR()]) == []  # nothing loaded yet

@@ -38,7 +38,7 @@ from vidjobs.worker.pipelines.yolo_ocr.text_regions import (
     untouched,
 )
 
-__all__ = ["TextReader", "onnx_device_params", "rapidocr_params", "sessions_without"]
+__all__ = ["TextReader", "onnx_device_params", "rapidocr_params"]
 
 
 #: A frame longer than this many OCR limits is read at ``_LARGE_SCALE`` limits (module doc).
@@ -76,29 +76,6 @@ def onnx_device_params(device: str, available: Sequence[str]) -> dict[str, Any]:
         "EngineConfig.onnxruntime.use_cuda": True,
         "EngineConfig.onnxruntime.cuda_ep_cfg.device_id": int(match.group(2) or 0),
     }
-
-
-def sessions_without(provider: str, engines: Sequence[Any]) -> list[str]:
-    """The parts (``text_det``, ``text_cls``, ``text_rec``) of loaded RapidOCR ``engines`` whose
-    ONNX Runtime session runs without ``provider``.
-
-    ONNX Runtime falls back to the CPU, with a log line, when the CUDA provider is installed but
-    cannot start (no GPU or driver, CUDA or cuDNN libraries missing or of another major version);
-    this finds out after the fact. Parts not loaded yet are not listed.
-    """
-    missing: list[str] = []
-    for engine in engines:
-        for part in ("text_det", "text_cls", "text_rec"):
-            ort_session = getattr(
-                getattr(getattr(engine, part, None), "session", None), "session", None
-            )
-            if (
-                ort_session is not None
-                and provider not in ort_session.get_providers()
-                and part not in missing
-            ):
-                missing.append(part)
-    return missing
 
 
 def rapidocr_params(
@@ -170,13 +147,7 @@ class TextReader:
             from rapidocr import RapidOCR
 
             available = onnxruntime.get_available_providers()
-            params = rapidocr_params(settings, available=available)
-            on_cuda = bool(params["EngineConfig.onnxruntime.use_cuda"])
-            if on_cuda and hasattr(onnxruntime, "preload_dlls"):
-                # onnxruntime-gpu >= 1.21: load CUDA and cuDNN from the nvidia-* wheels in this
-                # environment (CUDA torch brings them), so no system CUDA is needed.
-                onnxruntime.preload_dlls()
-            self._engine = RapidOCR(params=params)
+            self._engine = RapidOCR(params=rapidocr_params(settings, available=available))
             # Loaded now, not on the first 4K frame: the worker warms every model before claiming.
             self._large_engine = RapidOCR(
                 params=rapidocr_params(settings, _LARGE_SCALE, available=available)
@@ -185,20 +156,11 @@ class TextReader:
             # Warm up on a frame with text so the detector *and* recogniser load now.
             probe = np.full((96, 320, 3), 255, dtype=np.uint8)
             cv2.putText(probe, "VIDJOBS", (10, 64), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (0, 0, 0), 3)
-            engines = (self._engine, self._large_engine)
-            for engine in engines:
+            for engine in (self._engine, self._large_engine):
                 engine(probe)
                 if not settings.ocr_spin_wait:  # its models are loaded now: rebuild, warm again
                     _without_spinning(engine, settings.ocr_threads)
                     engine(probe)
-            if on_cuda and (cpu_parts := sessions_without(_CUDA, engines)):
-                raise ValueError(
-                    f"{settings.ocr_device!r} asked for, but ONNX Runtime could not start its "
-                    f"{_CUDA} and runs {', '.join(cpu_parts)} on the CPU (no GPU or driver, or "
-                    "CUDA/cuDNN libraries missing or of another major version than "
-                    "onnxruntime-gpu's: its log lines above say which); fix that or set "
-                    "VIDJOBS_OCR_DEVICE=cpu"
-                )
         except ValueError as exc:
             raise ModelUnavailable(f"VIDJOBS_OCR_DEVICE: {exc}") from exc
         except Exception as exc:

@@ -76,8 +76,8 @@ class PipelineSettings(Settings):
         "cpu",
         env="VIDJOBS_OCR_DEVICE",
         help="ONNX Runtime device for OCR: ``cpu``, or ``cuda``/``cuda:N`` (CUDA execution "
-        "provider; needs the ``gpu`` extra, onnxruntime-gpu). A GPU asked for and missing, or "
-        "whose provider cannot start, fails the worker's start instead of running on the CPU.",
+        "provider; needs the ``gpu`` extra, onnxruntime-gpu). A GPU asked for and missing fails "
+        "the worker's start instead of running on the CPU.",
     )
     ocr_spin_wait: bool = setting(
         False,
