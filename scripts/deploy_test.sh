@@ -19,7 +19,7 @@
 # Cached under var/deploy/ between runs: the base tarball, the wheels, dockerd's layers.
 # DEPLOY_TEST_KEEP_DOCKERD=1 leaves the engine running (its socket is printed).
 # DEPLOY_TEST_PRUNE=1 removes that cache (about 18 GB after a cold run) once dockerd has stopped:
-# .ci/run sets it under CI=true, where a clean clone never runs twice.
+# .ci/run always sets it: the clean clone it runs in never runs twice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
